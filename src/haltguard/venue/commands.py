@@ -1,0 +1,203 @@
+"""What the venue can be told to do. Every change of venue state is one of these commands.
+
+Commands are frozen ``msgspec`` structs tagged by ``type``: cheap to build, and they encode
+to JSON or MessagePack for the journal and the HTTP API without a hand-written serializer.
+The sequencer wraps each in a :class:`Sequenced` with its gap-free ``seq`` and its ``ts``
+(nanoseconds since the epoch), the only time the engine ever sees.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from haltguard.venue.markets import Asset, BreakerConfig, MarketSpec
+from haltguard.venue.types import MarketState, OrderType, SelfTradePrevention, Side, TimeInForce
+
+
+class _Command(msgspec.Struct, frozen=True, tag_field="type", gc=False):
+    pass
+
+
+class PlaceOrder(_Command, tag="place_order"):
+    """Place an order. ``price`` is in ticks and must be 0 for a market order."""
+
+    market: str
+    account: int
+    side: Side
+    qty: int
+    price: int = 0
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    stp: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
+    client_order_id: str = ""  # a retried submit with the same id places nothing new
+
+
+class CancelOrder(_Command, tag="cancel_order"):
+    """Cancel one resting order by venue ``order_id`` or by the owner's ``client_order_id``."""
+
+    market: str
+    account: int
+    order_id: int = 0
+    client_order_id: str = ""
+
+
+class CancelAll(_Command, tag="cancel_all"):
+    """Cancel every resting order of ``account`` (0: all accounts) in ``market`` ("": all)."""
+
+    account: int = 0
+    market: str = ""
+    actor: str = ""
+    reason: str = ""
+    incident_id: str = ""
+
+
+class Deposit(_Command, tag="deposit"):
+    account: int
+    asset: str
+    amount: int  # minor units
+    reference: str = ""
+
+
+class Withdraw(_Command, tag="withdraw"):
+    account: int
+    asset: str
+    amount: int  # minor units
+    destination: str = ""
+    reference: str = ""
+
+
+class AddAsset(_Command, tag="add_asset"):
+    asset: Asset
+
+
+class AddMarket(_Command, tag="add_market"):
+    """List a market. It starts ``closed`` unless ``state`` says otherwise."""
+
+    spec: MarketSpec
+    state: MarketState = MarketState.CLOSED
+
+
+class SetMarketState(_Command, tag="set_market_state"):
+    """Move a market to another state. Illegal transitions are refused, naming the legal ones.
+
+    ``cancels_allowed`` matters for ``halted``: False refuses even cancels (Kraken's
+    maintenance). ``auction_ns`` > 0 with ``auction`` uncrosses automatically after that long
+    and then opens the market.
+    """
+
+    market: str
+    state: MarketState
+    actor: str
+    reason: str
+    incident_id: str = ""
+    cancels_allowed: bool = True
+    auction_ns: int = 0
+
+
+class KillSwitch(_Command, tag="kill_switch"):
+    """Halt every market at once (``engaged``) or release the switch.
+
+    Releasing does not reopen anything: each market stays halted until a person resumes it.
+    """
+
+    engaged: bool
+    actor: str
+    reason: str
+    incident_id: str = ""
+
+
+class FreezeWithdrawals(_Command, tag="freeze_withdrawals"):
+    asset: str
+    frozen: bool
+    actor: str
+    reason: str
+    incident_id: str = ""
+
+
+class ResumePhase(msgspec.Struct, frozen=True):
+    """One step of a resume plan: a market state held for at least ``min_ns``."""
+
+    state: MarketState
+    min_ns: int
+
+
+class StartResumePlan(_Command, tag="start_resume_plan"):
+    """Reopen a market through phases, e.g. cancel_only -> auction -> open.
+
+    Starting the plan is the human decision; the venue then moves to the next phase once the
+    current one has lasted its minimum time (an auction phase ends with its uncross). The
+    last phase is normally ``open``.
+    """
+
+    market: str
+    phases: list[ResumePhase]
+    actor: str
+    reason: str
+    incident_id: str = ""
+
+
+class AbortResumePlan(_Command, tag="abort_resume_plan"):
+    """Stop a running resume plan; the market stays in the state it is in."""
+
+    market: str
+    actor: str
+    reason: str
+    incident_id: str = ""
+
+
+class Uncross(_Command, tag="uncross"):
+    """End a market's auction now: match at the single uncross price, then open."""
+
+    market: str
+    actor: str
+    reason: str
+    incident_id: str = ""
+
+
+class ConfigureBreaker(_Command, tag="configure_breaker"):
+    """Replace a market's circuit breaker (``None`` turns it off)."""
+
+    market: str
+    breaker: BreakerConfig | None
+    actor: str
+    reason: str
+
+
+class Heartbeat(_Command, tag="heartbeat"):
+    """Carries only time. The runtime sends one when a deadline the venue reported is due
+    (an auction's end, a breaker pause, a resume phase), so time-driven transitions are
+    journaled like everything else."""
+
+
+Command = Union[  # noqa: UP007 - a runtime union msgspec can decode
+    PlaceOrder,
+    CancelOrder,
+    CancelAll,
+    Deposit,
+    Withdraw,
+    AddAsset,
+    AddMarket,
+    SetMarketState,
+    KillSwitch,
+    FreezeWithdrawals,
+    StartResumePlan,
+    AbortResumePlan,
+    Uncross,
+    ConfigureBreaker,
+    Heartbeat,
+]
+
+
+class Sequenced(msgspec.Struct, frozen=True, gc=False):
+    """A command stamped by the sequencer: the unit the journal stores and replays.
+
+    ``seq`` is gap-free and strictly increasing; ``ts`` is wall-clock nanoseconds taken by
+    the sequencer (never by the engine) and never goes backwards.
+    """
+
+    seq: int
+    ts: int
+    command: Command
