@@ -1,0 +1,47 @@
+"""The ``haltguard`` command: one tool for everything an operator does.
+
+Each domain contributes a Typer sub-app from ``haltguard/cli/<domain>.py``; a domain whose
+module is not there yet is simply not listed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="haltguard",
+    help="Keep a crypto-asset exchange safe through trading interruptions.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# (module under haltguard.cli, sub-command name, one-line help)
+_SUBCOMMANDS = (
+    ("venue", "venue", "The matching engine, ledger and journal: serve, verify, inspect."),
+    ("incidents", "incident", "Open, run and close incidents; runbooks, actions, reports."),
+    ("security", "operator", "Operator accounts, logins, roles and API tokens."),
+    ("audit", "audit", "The append-only audit chain: list and verify."),
+    ("responders", "oncall", "On-call schedules, escalation policies, pages and acks."),
+)
+
+for module_name, command_name, help_text in _SUBCOMMANDS:
+    try:
+        module = importlib.import_module(f"haltguard.cli.{module_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"haltguard.cli.{module_name}":
+            raise
+        continue
+    app.add_typer(module.app, name=command_name, help=help_text)
+
+for module_name in ("serve",):
+    try:
+        importlib.import_module(f"haltguard.cli.{module_name}").register(app)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"haltguard.cli.{module_name}":
+            raise
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,90 @@
+"""Who may do what: the one permission table every endpoint and CLI command is checked against.
+
+The tests walk this table completely: each role against each action, allowed or refused.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    SUPPORT = "support"
+    RESPONDER = "responder"
+    INCIDENT_COMMANDER = "incident_commander"
+    ADMIN = "admin"
+
+
+class Action(StrEnum):
+    # incidents
+    INCIDENT_READ = "incident.read"
+    INCIDENT_CREATE = "incident.create"
+    INCIDENT_UPDATE = "incident.update"
+    INCIDENT_TRANSITION = "incident.transition"
+    INCIDENT_COMMENT = "incident.comment"
+    INCIDENT_ASSIGN_COMMANDER = "incident.assign_commander"
+    TASK_UPDATE = "task.update"
+    REPORT_GENERATE = "report.generate"
+    # protective actions on the venue
+    MARKET_HALT = "market.halt"
+    MARKET_SET_STATE = "market.set_state"
+    MARKET_RESUME = "market.resume"
+    KILL_SWITCH_ENGAGE = "kill_switch.engage"
+    KILL_SWITCH_RELEASE = "kill_switch.release"
+    WITHDRAWALS_FREEZE = "withdrawals.freeze"
+    WITHDRAWALS_UNFREEZE = "withdrawals.unfreeze"
+    APPROVAL_GRANT = "approval.grant"
+    # responders
+    ONCALL_READ = "oncall.read"
+    ONCALL_MANAGE = "oncall.manage"
+    PAGE_SEND = "page.send"
+    PAGE_ACK = "page.ack"
+    # security
+    OPERATOR_READ = "operator.read"
+    OPERATOR_MANAGE = "operator.manage"
+    TOKEN_MANAGE_OWN = "token.manage_own"
+    AUDIT_READ = "audit.read"
+    AUDIT_VERIFY = "audit.verify"
+
+
+_VIEWER = {
+    Action.INCIDENT_READ,
+    Action.ONCALL_READ,
+    Action.TOKEN_MANAGE_OWN,
+}
+_SUPPORT = _VIEWER | {Action.INCIDENT_COMMENT}
+_RESPONDER = _SUPPORT | {
+    Action.INCIDENT_CREATE,
+    Action.INCIDENT_UPDATE,
+    Action.INCIDENT_TRANSITION,
+    Action.TASK_UPDATE,
+    Action.PAGE_SEND,
+    Action.PAGE_ACK,
+    Action.REPORT_GENERATE,
+    Action.MARKET_HALT,
+    Action.WITHDRAWALS_FREEZE,
+    Action.KILL_SWITCH_ENGAGE,
+}
+_COMMANDER = _RESPONDER | {
+    Action.INCIDENT_ASSIGN_COMMANDER,
+    Action.MARKET_SET_STATE,
+    Action.MARKET_RESUME,
+    Action.KILL_SWITCH_RELEASE,
+    Action.WITHDRAWALS_UNFREEZE,
+    Action.APPROVAL_GRANT,
+    Action.AUDIT_READ,
+}
+_ADMIN = set(Action)
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Action]] = {
+    Role.VIEWER: frozenset(_VIEWER),
+    Role.SUPPORT: frozenset(_SUPPORT),
+    Role.RESPONDER: frozenset(_RESPONDER),
+    Role.INCIDENT_COMMANDER: frozenset(_COMMANDER),
+    Role.ADMIN: frozenset(_ADMIN),
+}
+
+
+def is_allowed(role: Role, action: Action) -> bool:
+    return action in ROLE_PERMISSIONS[role]
