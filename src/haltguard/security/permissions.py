@@ -41,6 +41,7 @@ class Action(StrEnum):
     PAGE_SEND = "page.send"
     PAGE_ACK = "page.ack"
     # security
+    SESSION_MANAGE_OWN = "session.manage_own"
     OPERATOR_READ = "operator.read"
     OPERATOR_MANAGE = "operator.manage"
     TOKEN_MANAGE_OWN = "token.manage_own"
@@ -49,11 +50,12 @@ class Action(StrEnum):
 
 
 _VIEWER = {
+    Action.SESSION_MANAGE_OWN,
     Action.INCIDENT_READ,
     Action.ONCALL_READ,
     Action.TOKEN_MANAGE_OWN,
 }
-_SUPPORT = _VIEWER | {Action.INCIDENT_COMMENT}
+_SUPPORT = _VIEWER | {Action.INCIDENT_COMMENT, Action.TASK_UPDATE}
 _RESPONDER = _SUPPORT | {
     Action.INCIDENT_CREATE,
     Action.INCIDENT_UPDATE,

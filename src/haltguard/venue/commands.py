@@ -20,7 +20,7 @@ class _Command(msgspec.Struct, frozen=True, tag_field="type", gc=False):
     pass
 
 
-class PlaceOrder(_Command, tag="place_order"):
+class PlaceOrder(_Command, frozen=True, tag="place_order"):
     """Place an order. ``price`` is in ticks and must be 0 for a market order."""
 
     market: str
@@ -35,7 +35,7 @@ class PlaceOrder(_Command, tag="place_order"):
     client_order_id: str = ""  # a retried submit with the same id places nothing new
 
 
-class CancelOrder(_Command, tag="cancel_order"):
+class CancelOrder(_Command, frozen=True, tag="cancel_order"):
     """Cancel one resting order by venue ``order_id`` or by the owner's ``client_order_id``."""
 
     market: str
@@ -44,7 +44,7 @@ class CancelOrder(_Command, tag="cancel_order"):
     client_order_id: str = ""
 
 
-class CancelAll(_Command, tag="cancel_all"):
+class CancelAll(_Command, frozen=True, tag="cancel_all"):
     """Cancel every resting order of ``account`` (0: all accounts) in ``market`` ("": all)."""
 
     account: int = 0
@@ -54,14 +54,14 @@ class CancelAll(_Command, tag="cancel_all"):
     incident_id: str = ""
 
 
-class Deposit(_Command, tag="deposit"):
+class Deposit(_Command, frozen=True, tag="deposit"):
     account: int
     asset: str
     amount: int  # minor units
     reference: str = ""
 
 
-class Withdraw(_Command, tag="withdraw"):
+class Withdraw(_Command, frozen=True, tag="withdraw"):
     account: int
     asset: str
     amount: int  # minor units
@@ -69,18 +69,18 @@ class Withdraw(_Command, tag="withdraw"):
     reference: str = ""
 
 
-class AddAsset(_Command, tag="add_asset"):
+class AddAsset(_Command, frozen=True, tag="add_asset"):
     asset: Asset
 
 
-class AddMarket(_Command, tag="add_market"):
+class AddMarket(_Command, frozen=True, tag="add_market"):
     """List a market. It starts ``closed`` unless ``state`` says otherwise."""
 
     spec: MarketSpec
     state: MarketState = MarketState.CLOSED
 
 
-class SetMarketState(_Command, tag="set_market_state"):
+class SetMarketState(_Command, frozen=True, tag="set_market_state"):
     """Move a market to another state. Illegal transitions are refused, naming the legal ones.
 
     ``cancels_allowed`` matters for ``halted``: False refuses even cancels (Kraken's
@@ -97,7 +97,7 @@ class SetMarketState(_Command, tag="set_market_state"):
     auction_ns: int = 0
 
 
-class KillSwitch(_Command, tag="kill_switch"):
+class KillSwitch(_Command, frozen=True, tag="kill_switch"):
     """Halt every market at once (``engaged``) or release the switch.
 
     Releasing does not reopen anything: each market stays halted until a person resumes it.
@@ -109,7 +109,7 @@ class KillSwitch(_Command, tag="kill_switch"):
     incident_id: str = ""
 
 
-class FreezeWithdrawals(_Command, tag="freeze_withdrawals"):
+class FreezeWithdrawals(_Command, frozen=True, tag="freeze_withdrawals"):
     asset: str
     frozen: bool
     actor: str
@@ -124,7 +124,7 @@ class ResumePhase(msgspec.Struct, frozen=True):
     min_ns: int
 
 
-class StartResumePlan(_Command, tag="start_resume_plan"):
+class StartResumePlan(_Command, frozen=True, tag="start_resume_plan"):
     """Reopen a market through phases, e.g. cancel_only -> auction -> open.
 
     Starting the plan is the human decision; the venue then moves to the next phase once the
@@ -139,7 +139,7 @@ class StartResumePlan(_Command, tag="start_resume_plan"):
     incident_id: str = ""
 
 
-class AbortResumePlan(_Command, tag="abort_resume_plan"):
+class AbortResumePlan(_Command, frozen=True, tag="abort_resume_plan"):
     """Stop a running resume plan; the market stays in the state it is in."""
 
     market: str
@@ -148,7 +148,7 @@ class AbortResumePlan(_Command, tag="abort_resume_plan"):
     incident_id: str = ""
 
 
-class Uncross(_Command, tag="uncross"):
+class Uncross(_Command, frozen=True, tag="uncross"):
     """End a market's auction now: match at the single uncross price, then open."""
 
     market: str
@@ -157,7 +157,7 @@ class Uncross(_Command, tag="uncross"):
     incident_id: str = ""
 
 
-class ConfigureBreaker(_Command, tag="configure_breaker"):
+class ConfigureBreaker(_Command, frozen=True, tag="configure_breaker"):
     """Replace a market's circuit breaker (``None`` turns it off)."""
 
     market: str
@@ -166,7 +166,7 @@ class ConfigureBreaker(_Command, tag="configure_breaker"):
     reason: str
 
 
-class Heartbeat(_Command, tag="heartbeat"):
+class Heartbeat(_Command, frozen=True, tag="heartbeat"):
     """Carries only time. The runtime sends one when a deadline the venue reported is due
     (an auction's end, a breaker pause, a resume phase), so time-driven transitions are
     journaled like everything else."""

@@ -25,7 +25,7 @@ class _Event(msgspec.Struct, frozen=True, tag_field="type", gc=False):
     pass
 
 
-class OrderAccepted(_Event, tag="order_accepted"):
+class OrderAccepted(_Event, frozen=True, tag="order_accepted"):
     market: str
     order_id: int
     account: int
@@ -37,7 +37,7 @@ class OrderAccepted(_Event, tag="order_accepted"):
     client_order_id: str
 
 
-class OrderRejected(_Event, tag="order_rejected"):
+class OrderRejected(_Event, frozen=True, tag="order_rejected"):
     market: str
     account: int
     reason: RejectReason
@@ -46,7 +46,7 @@ class OrderRejected(_Event, tag="order_rejected"):
     client_order_id: str = ""
 
 
-class OrderRepeated(_Event, tag="order_repeated"):
+class OrderRepeated(_Event, frozen=True, tag="order_repeated"):
     """A submit repeated a client order id already used: nothing new was placed."""
 
     market: str
@@ -55,7 +55,7 @@ class OrderRepeated(_Event, tag="order_repeated"):
     order_id: int
 
 
-class Trade(_Event, tag="trade"):
+class Trade(_Event, frozen=True, tag="trade"):
     """A fill, at the maker's price. Fees are in quote minor units."""
 
     market: str
@@ -71,7 +71,7 @@ class Trade(_Event, tag="trade"):
     maker_fee: int
 
 
-class OrderCancelled(_Event, tag="order_cancelled"):
+class OrderCancelled(_Event, frozen=True, tag="order_cancelled"):
     market: str
     order_id: int
     account: int
@@ -79,14 +79,14 @@ class OrderCancelled(_Event, tag="order_cancelled"):
     reason: CancelReason
 
 
-class Deposited(_Event, tag="deposited"):
+class Deposited(_Event, frozen=True, tag="deposited"):
     account: int
     asset: str
     amount: int
     reference: str
 
 
-class Withdrawn(_Event, tag="withdrawn"):
+class Withdrawn(_Event, frozen=True, tag="withdrawn"):
     account: int
     asset: str
     amount: int
@@ -94,7 +94,7 @@ class Withdrawn(_Event, tag="withdrawn"):
     reference: str
 
 
-class CommandRejected(_Event, tag="command_rejected"):
+class CommandRejected(_Event, frozen=True, tag="command_rejected"):
     """A non-order command that changed nothing, and why (e.g. an illegal transition)."""
 
     command: str
@@ -102,17 +102,17 @@ class CommandRejected(_Event, tag="command_rejected"):
     detail: str
 
 
-class AssetAdded(_Event, tag="asset_added"):
+class AssetAdded(_Event, frozen=True, tag="asset_added"):
     asset: str
     decimals: int
 
 
-class MarketAdded(_Event, tag="market_added"):
+class MarketAdded(_Event, frozen=True, tag="market_added"):
     market: str
     state: MarketState
 
 
-class MarketStateChanged(_Event, tag="market_state_changed"):
+class MarketStateChanged(_Event, frozen=True, tag="market_state_changed"):
     market: str
     old: MarketState
     new: MarketState
@@ -123,14 +123,14 @@ class MarketStateChanged(_Event, tag="market_state_changed"):
     until_ts: int  # when a timed state (auction, pause) ends by itself; 0 if it does not
 
 
-class KillSwitchChanged(_Event, tag="kill_switch_changed"):
+class KillSwitchChanged(_Event, frozen=True, tag="kill_switch_changed"):
     engaged: bool
     actor: str
     reason: str
     incident_id: str
 
 
-class WithdrawalsFrozen(_Event, tag="withdrawals_frozen"):
+class WithdrawalsFrozen(_Event, frozen=True, tag="withdrawals_frozen"):
     asset: str
     frozen: bool
     actor: str
@@ -138,7 +138,7 @@ class WithdrawalsFrozen(_Event, tag="withdrawals_frozen"):
     incident_id: str
 
 
-class IndicativeUncross(_Event, tag="indicative_uncross"):
+class IndicativeUncross(_Event, frozen=True, tag="indicative_uncross"):
     """During an auction: where it would uncross now (price 0 when nothing crosses)."""
 
     market: str
@@ -147,13 +147,13 @@ class IndicativeUncross(_Event, tag="indicative_uncross"):
     imbalance: int  # buy volume minus sell volume at that price
 
 
-class AuctionUncrossed(_Event, tag="auction_uncrossed"):
+class AuctionUncrossed(_Event, frozen=True, tag="auction_uncrossed"):
     market: str
     price: int
     volume: int
 
 
-class CircuitBreakerTripped(_Event, tag="circuit_breaker_tripped"):
+class CircuitBreakerTripped(_Event, frozen=True, tag="circuit_breaker_tripped"):
     """An order would have traded outside the band: it did not, and the market paused."""
 
     market: str
@@ -167,14 +167,14 @@ class CircuitBreakerTripped(_Event, tag="circuit_breaker_tripped"):
     pause_until_ts: int
 
 
-class BreakerConfigured(_Event, tag="breaker_configured"):
+class BreakerConfigured(_Event, frozen=True, tag="breaker_configured"):
     market: str
     enabled: bool
     actor: str
     reason: str
 
 
-class ResumePlanStarted(_Event, tag="resume_plan_started"):
+class ResumePlanStarted(_Event, frozen=True, tag="resume_plan_started"):
     market: str
     phases: list[str]
     actor: str
@@ -182,14 +182,14 @@ class ResumePlanStarted(_Event, tag="resume_plan_started"):
     incident_id: str
 
 
-class ResumePhaseEntered(_Event, tag="resume_phase_entered"):
+class ResumePhaseEntered(_Event, frozen=True, tag="resume_phase_entered"):
     market: str
     index: int
     state: MarketState
     earliest_next_ts: int
 
 
-class ResumePlanEnded(_Event, tag="resume_plan_ended"):
+class ResumePlanEnded(_Event, frozen=True, tag="resume_plan_ended"):
     market: str
     completed: bool  # False: aborted, or overridden by a halt
     actor: str

@@ -1,0 +1,87 @@
+"""``haltguard audit ...``: read and verify the append-only audit chain."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session
+
+from haltguard.cli.security import console, error_console, folded_table, run
+from haltguard.security import audit
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+@app.command("verify")
+def verify() -> None:
+    """Walk the whole chain; exit 0 with the count if intact, 1 naming the first bad entry."""
+
+    def work(session: Session) -> audit.AuditVerification:
+        with console().status("verifying the audit chain ..."):
+            return audit.verify(session)
+
+    outcome = run(work)
+    if outcome.ok:
+        console().print(outcome.summary())
+        return
+    error_console().print(f"[red]{outcome.summary()}[/red]")
+    raise typer.Exit(1)
+
+
+@app.command("list")
+def list_entries(
+    *,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    actor: Annotated[str | None, typer.Option(help="only this actor")] = None,
+    action: Annotated[str | None, typer.Option(help="only this action")] = None,
+    oldest_first: Annotated[bool, typer.Option("--oldest-first")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object per line, with hashes")
+    ] = False,
+) -> None:
+    """Audit entries, newest first."""
+
+    def work(session: Session) -> None:
+        entries, total = audit.list_entries(
+            session,
+            offset=offset,
+            limit=limit,
+            actor=actor,
+            action=action,
+            newest_first=not oldest_first,
+        )
+        if as_json:
+            for entry in entries:
+                print(
+                    json.dumps(
+                        {
+                            "index": entry.index,
+                            "created_at": entry.created_at.isoformat(),
+                            "actor": entry.actor,
+                            "action": entry.action,
+                            "target": entry.target,
+                            "details": audit.entry_details(entry),
+                            "prev_hash": entry.prev_hash,
+                            "entry_hash": entry.entry_hash,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+            return
+        table = folded_table("#", "time (UTC)", "actor", "action", "target", "details")
+        for entry in entries:
+            table.add_row(
+                str(entry.index),
+                f"{entry.created_at:%Y-%m-%d %H:%M:%S}",
+                entry.actor,
+                entry.action,
+                entry.target,
+                entry.details_json,
+            )
+        console().print(table)
+        console().print(f"{len(entries)} of {total} entries (offset {offset})")
+
+    run(work)

@@ -1,0 +1,836 @@
+"""``haltguard incident ...``: every incident action of the operations API, from a terminal.
+
+The CLI is a client of the operations service's HTTP API, never of its database: the
+service checks the operator's permissions, keeps the timeline and the audit chain, and holds
+the connection to the venue, so a command does exactly what the same API call does.
+
+Where to connect: ``--url`` or ``HALTGUARD_URL`` (default ``http://127.0.0.1:8000``).
+Who you are: ``HALTGUARD_TOKEN`` (an API token), or the session saved by
+``haltguard incident login`` (password and TOTP code) in ``$HALTGUARD_CONFIG_DIR``
+(default ``~/.config/haltguard``), readable only by you.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from haltguard.security.config import SESSION_COOKIE_NAME
+
+URL_ENV = "HALTGUARD_URL"
+TOKEN_ENV = "HALTGUARD_TOKEN"
+CONFIG_DIR_ENV = "HALTGUARD_CONFIG_DIR"
+URL_DEFAULT = "http://127.0.0.1:8000"
+
+TIMEOUT_S = 30.0
+LIST_LIMIT_DEFAULT = 50
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Incidents over the operations API: open, run, act on the venue, report.",
+)
+# Server text may contain [brackets]; never read it as rich markup.
+console = Console(markup=False, highlight=False)
+error_console = Console(stderr=True)
+
+
+# --- connection -------------------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get(CONFIG_DIR_ENV) or Path.home() / ".config" / "haltguard")
+
+
+def _credentials_file() -> Path:
+    return config_dir() / "session.json"
+
+
+def _saved() -> dict[str, str]:
+    path = _credentials_file()
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {key: str(value) for key, value in data.items()} if isinstance(data, dict) else {}
+
+
+def fail(message: str) -> NoReturn:
+    error_console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(1)
+
+
+class Api:
+    """A small client: authentication, one error report per failure, JSON in and out."""
+
+    def __init__(self, url: str | None, token: str | None, *, as_json: bool) -> None:
+        saved = _saved()
+        self.url = (url or saved.get("url") or URL_DEFAULT).rstrip("/")
+        self.as_json = as_json
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif saved.get("session") and saved.get("url", "").rstrip("/") == self.url:
+            headers["Cookie"] = f"{SESSION_COOKIE_NAME}={saved['session']}"
+        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT_S)
+
+    def call(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        query = {key: value for key, value in (params or {}).items() if value is not None}
+        try:
+            response = self._client.request(method, path, json=body, params=query)
+        except httpx.HTTPError as exc:
+            fail(
+                f"cannot reach the operations service at {self.url} ({exc}); start it, or "
+                f"pass --url / set {URL_ENV}"
+            )
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                text = f"{error['message']} [{error['code']}, HTTP {response.status_code}]"
+            except (ValueError, KeyError, TypeError):
+                text = f"HTTP {response.status_code}: {response.text[:500]}"
+            fail(text)
+        return response
+
+    def json(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        return self.call(method, path, body=body, params=params).json()
+
+
+def _api(ctx: typer.Context) -> Api:
+    api: Api = ctx.obj
+    return api
+
+
+@app.callback()
+def connect(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The operations API.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=TOKEN_ENV, help="An API token (else the saved login).", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+) -> None:
+    ctx.obj = Api(url, token, as_json=as_json)
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, ensure_ascii=False))
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]], page: Any = None) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console.print(table)
+    if page is not None and page.get("next_offset") is not None:
+        console.print(f"{len(rows)} of {page['total']}; next page: --offset {page['next_offset']}")
+
+
+def _show_incident(data: dict[str, Any]) -> None:
+    progress = data.get("progress", {})
+    lines = [
+        f"{data['ref']} {data['title']}",
+        f"status {data['status']}  severity {data['severity']} (peak {data['peak_severity']})  "
+        f"category {data['category']}",
+        f"commander {data['incident_commander'] or '-'}  detected {data['detected_at']}",
+        f"markets {', '.join(data['affected_markets']) or '-'}  "
+        f"components {', '.join(data['affected_components']) or '-'}",
+    ]
+    if progress:
+        lines.append(
+            f"tasks {progress['done']}/{progress['total']} done, {progress['overdue']} overdue"
+        )
+    if data.get("cause"):
+        lines.append(f"cause {data['cause']}")
+    console.print("\n".join(lines))
+
+
+def _emit(api: Api, data: Any, show: Any) -> None:
+    if api.as_json:
+        _print_json(data)
+    else:
+        show(data)
+
+
+def _show_outcome(data: dict[str, Any]) -> None:
+    for result in data.get("results", []):
+        mark = "ok" if result["ok"] else "refused"
+        console.print(f"{mark} {result['target']}: {result['detail']}",
+                      style="green" if result["ok"] else "red")
+    approval = data.get("approval")
+    if approval:
+        console.print(
+            f"approval #{approval['id']} {approval['status']} ({approval['action']})"
+            + (
+                f" - a second operator must run: haltguard incident approve {approval['id']}"
+                if approval["status"] == "pending"
+                else ""
+            )
+        )
+
+
+# --- login ----------------------------------------------------------------------------------
+
+
+@app.command()
+def login(
+    ctx: typer.Context,
+    *,
+    username: Annotated[str, typer.Option("--username", "-u", prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    totp_code: Annotated[str, typer.Option("--totp", prompt="TOTP code")],
+) -> None:
+    """Log in with password and TOTP code; the session is saved for the next commands."""
+    api = _api(ctx)
+    response = api.call(
+        "POST",
+        "/api/auth/login",
+        body={
+            "username": username,
+            "password": password,
+            "totp_code": totp_code,
+        },
+    )
+    session = response.cookies.get(SESSION_COOKIE_NAME)
+    if not session:
+        fail("the service answered without a session cookie; is --url the operations API?")
+    directory = config_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = _credentials_file()
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(json.dumps({"url": api.url, "session": session}), encoding="utf-8")
+    data = response.json()
+    console.print(
+        f"logged in as {data['operator']['username']} "
+        f"({data['operator']['role']}) until {data['session_expires_at']}"
+    )
+
+
+@app.command()
+def logout(ctx: typer.Context) -> None:
+    """End the saved session."""
+    api = _api(ctx)
+    if _saved().get("session"):
+        api.call("POST", "/api/auth/logout")
+    _credentials_file().unlink(missing_ok=True)
+    console.print("logged out")
+
+
+# --- incidents ------------------------------------------------------------------------------
+
+
+@app.command("open")
+def open_incident(
+    ctx: typer.Context,
+    title: str,
+    *,
+    category: Annotated[str, typer.Option(help="server_down, network, database, ...")],
+    severity: Annotated[str, typer.Option(help="SEV1 (worst) .. SEV4")],
+    summary: str = "",
+    market: Annotated[list[str] | None, typer.Option(help="Affected market (repeat).")] = None,
+    component: Annotated[list[str] | None, typer.Option(help="Affected component.")] = None,
+    customers: Annotated[int | None, typer.Option(help="Estimated customers affected.")] = None,
+    commander: Annotated[str | None, typer.Option(help="Incident commander.")] = None,
+    started_at: Annotated[str | None, typer.Option(help="When impact began (ISO 8601).")] = None,
+) -> None:
+    """Open an incident; its runbook becomes tasks and SEV1/SEV2 page the on-call."""
+    api = _api(ctx)
+    data = api.json(
+        "POST",
+        "/api/incidents",
+        body={
+            "title": title,
+            "summary": summary,
+            "category": category,
+            "severity": severity.upper(),
+            "affected_markets": market or [],
+            "affected_components": component or [],
+            "estimated_affected_customers": customers,
+            "incident_commander": commander,
+            "started_at": started_at,
+        },
+    )
+    _emit(api, data, _show_incident)
+
+
+@app.command("list")
+def list_incidents(
+    ctx: typer.Context,
+    *,
+    status: str | None = None,
+    severity: str | None = None,
+    category: str | None = None,
+    open_only: Annotated[bool, typer.Option("--open")] = False,
+    limit: int = LIST_LIMIT_DEFAULT,
+    offset: int = 0,
+) -> None:
+    """Incidents, newest first."""
+    api = _api(ctx)
+    page = api.json(
+        "GET",
+        "/api/incidents",
+        params={
+            "status": status,
+            "severity": severity,
+            "category": category,
+            "open_only": open_only or None,
+            "limit": limit,
+            "offset": offset,
+        },
+    )
+    _emit(
+        api,
+        page,
+        lambda data: _table(
+            "Incidents",
+            ["ref", "severity", "status", "category", "title", "detected"],
+            [
+                [i["ref"], i["severity"], i["status"], i["category"], i["title"], i["detected_at"]]
+                for i in data["items"]
+            ],
+            data,
+        ),
+    )
+
+
+@app.command()
+def show(ctx: typer.Context, incident_id: int) -> None:
+    """One incident with its task progress."""
+    api = _api(ctx)
+    _emit(api, api.json("GET", f"/api/incidents/{incident_id}"), _show_incident)
+
+
+@app.command()
+def update(
+    ctx: typer.Context,
+    incident_id: int,
+    *,
+    title: str | None = None,
+    summary: str | None = None,
+    severity: str | None = None,
+    cause: str | None = None,
+    customers: int | None = None,
+    orders_rejected: int | None = None,
+    market: Annotated[list[str] | None, typer.Option(help="Replace affected markets.")] = None,
+    component: Annotated[list[str] | None, typer.Option(help="Replace components.")] = None,
+) -> None:
+    """Correct fields; raising the severity to SEV1/SEV2 pages the on-call."""
+    api = _api(ctx)
+    body: dict[str, Any] = {
+        "title": title,
+        "summary": summary,
+        "severity": severity.upper() if severity else None,
+        "cause": cause,
+        "estimated_affected_customers": customers,
+        "orders_rejected": orders_rejected,
+        "affected_markets": market,
+        "affected_components": component,
+    }
+    body = {key: value for key, value in body.items() if value is not None}
+    if not body:
+        fail("nothing to change; give at least one option (see --help)")
+    _emit(api, api.json("PATCH", f"/api/incidents/{incident_id}", body=body), _show_incident)
+
+
+@app.command()
+def transition(ctx: typer.Context, incident_id: int, status: str, *, note: str = "") -> None:
+    """Move along detected > investigating > identified > mitigating > monitoring >
+    resolved > closed."""
+    api = _api(ctx)
+    data = api.json(
+        "POST", f"/api/incidents/{incident_id}/transition", body={"status": status, "note": note}
+    )
+    _emit(api, data, _show_incident)
+
+
+@app.command()
+def commander(ctx: typer.Context, incident_id: int, username: str) -> None:
+    """Name the incident commander."""
+    api = _api(ctx)
+    data = api.json("POST", f"/api/incidents/{incident_id}/commander", body={"username": username})
+    _emit(api, data, _show_incident)
+
+
+@app.command()
+def comment(ctx: typer.Context, incident_id: int, text: str) -> None:
+    """Add a comment to the timeline."""
+    api = _api(ctx)
+    data = api.json("POST", f"/api/incidents/{incident_id}/comments", body={"text": text})
+    _emit(api, data, lambda entry: console.print(f"#{entry['id']} {entry['message']}"))
+
+
+@app.command("public-update")
+def public_update(
+    ctx: typer.Context,
+    incident_id: int,
+    *,
+    ja: Annotated[str, typer.Option(help="What customers are told, in Japanese.")],
+    en: Annotated[str, typer.Option(help="The same in English.")],
+    channel: Annotated[list[str] | None, typer.Option(help="website, sns, email ...")] = None,
+) -> None:
+    """Record what customers were told."""
+    api = _api(ctx)
+    data = api.json(
+        "POST",
+        f"/api/incidents/{incident_id}/public-updates",
+        body={"message_ja": ja, "message_en": en, "channels": channel or ["website"]},
+    )
+    _emit(api, data, lambda entry: console.print(f"#{entry['id']} recorded"))
+
+
+@app.command()
+def timeline(ctx: typer.Context, incident_id: int, *, limit: int = 200, offset: int = 0) -> None:
+    """The timeline, oldest first."""
+    api = _api(ctx)
+    page = api.json(
+        "GET", f"/api/incidents/{incident_id}/timeline", params={"limit": limit, "offset": offset}
+    )
+    _emit(
+        api,
+        page,
+        lambda data: _table(
+            f"Timeline of INC-{incident_id}",
+            ["at", "who", "what", "detail"],
+            [[e["at"], e["actor"], e["kind"], e["message"]] for e in data["items"]],
+            data,
+        ),
+    )
+
+
+@app.command()
+def tasks(
+    ctx: typer.Context,
+    incident_id: int,
+    *,
+    overdue: bool = False,
+    limit: int = 200,
+    offset: int = 0,
+) -> None:
+    """The runbook tasks, in order, with owners and due times."""
+    api = _api(ctx)
+    page = api.json(
+        "GET",
+        f"/api/incidents/{incident_id}/tasks",
+        params={"overdue_only": overdue or None, "limit": limit, "offset": offset},
+    )
+    _emit(
+        api,
+        page,
+        lambda data: _table(
+            f"Tasks of INC-{incident_id}",
+            ["step", "phase", "owner", "due", "done", "task"],
+            [
+                [
+                    t["step_key"],
+                    t["phase"],
+                    t["owner_role"],
+                    t["due_at"],
+                    (
+                        f"{t['done_by']} {t['done_at']}"
+                        if t["done_at"]
+                        else ("OVERDUE" if t["overdue"] else "")
+                    ),
+                    t["title_en"],
+                ]
+                for t in data["items"]
+            ],
+            data,
+        ),
+    )
+
+
+@app.command("task-done")
+def task_done(ctx: typer.Context, incident_id: int, task: str, *, note: str = "") -> None:
+    """Mark a task done (by id or step key, e.g. assess_situation)."""
+    api = _api(ctx)
+    data = api.json("POST", f"/api/incidents/{incident_id}/tasks/{task}/done", body={"note": note})
+    _emit(api, data, lambda t: console.print(f"done: {t['step_key']} by {t['done_by']}"))
+
+
+@app.command("page-overdue")
+def page_overdue(ctx: typer.Context, incident_id: int) -> None:
+    """Page the on-call about overdue tasks (each task once)."""
+    api = _api(ctx)
+    data = api.json("POST", f"/api/incidents/{incident_id}/tasks/page-overdue")
+    _emit(api, data, lambda d: console.print(f"{d['tasks_paged']} overdue task(s) paged"))
+
+
+@app.command("link-event")
+def link_event(
+    ctx: typer.Context,
+    incident_id: int,
+    *,
+    event_type: Annotated[str, typer.Option("--type")],
+    summary: Annotated[str, typer.Option()],
+    seq: int | None = None,
+) -> None:
+    """Link a venue event (journal seq, type, summary) to the incident."""
+    api = _api(ctx)
+    data = api.json(
+        "POST",
+        f"/api/incidents/{incident_id}/venue-events",
+        body={"seq": seq, "event_type": event_type, "summary": summary},
+    )
+    _emit(api, data, lambda link: console.print(f"linked #{link['id']}"))
+
+
+@app.command()
+def holds(ctx: typer.Context, incident_id: int) -> None:
+    """What the incident holds on the venue (halted markets, kill switch, frozen assets)."""
+    api = _api(ctx)
+    page = api.json("GET", f"/api/incidents/{incident_id}/holds", params={"limit": 200})
+    _emit(
+        api,
+        page,
+        lambda data: _table(
+            f"Holds of INC-{incident_id}",
+            ["kind", "target", "placed", "released", "handed to"],
+            [
+                [
+                    h["kind"],
+                    h["target"],
+                    f"{h['placed_by']} {h['placed_at']}",
+                    h["released_at"] or "",
+                    h["handed_to_incident_id"] or "",
+                ]
+                for h in data["items"]
+            ],
+            data,
+        ),
+    )
+
+
+@app.command()
+def handoff(
+    ctx: typer.Context,
+    incident_id: int,
+    target: str,
+    *,
+    to: Annotated[int, typer.Option(help="The incident taking it over.")],
+    note: str = "",
+) -> None:
+    """Hand a hold (a market, kill_switch, or withdrawals:ASSET) to another incident."""
+    api = _api(ctx)
+    data = api.json(
+        "POST",
+        f"/api/incidents/{incident_id}/handoffs",
+        body={"market": target, "to_incident_id": to, "note": note},
+    )
+    _emit(api, data, _show_incident)
+
+
+# --- protective actions ---------------------------------------------------------------------
+
+
+def _action(ctx: typer.Context, incident_id: int, path: str, body: dict[str, Any]) -> None:
+    api = _api(ctx)
+    data = api.json("POST", f"/api/incidents/{incident_id}/actions/{path}", body=body)
+    _emit(api, data, _show_outcome)
+
+
+@app.command()
+def halt(
+    ctx: typer.Context,
+    incident_id: int,
+    markets: list[str],
+    *,
+    reason: Annotated[str, typer.Option(help="Why; kept in the timeline and the venue journal.")],
+    refuse_cancels: bool = False,
+) -> None:
+    """Halt markets (new orders refused; cancels allowed unless --refuse-cancels)."""
+    _action(
+        ctx,
+        incident_id,
+        "halt",
+        {"markets": markets, "reason": reason, "cancels_allowed": not refuse_cancels},
+    )
+
+
+@app.command("set-state")
+def set_state(
+    ctx: typer.Context,
+    incident_id: int,
+    markets: list[str],
+    *,
+    state: Annotated[
+        str, typer.Option(help="cancel_only, post_only, limit_only, auction or halted")
+    ],
+    reason: Annotated[str, typer.Option(help="Why; kept in the timeline and the venue journal.")],
+    auction_seconds: int = 0,
+) -> None:
+    """Tighten markets to cancel-only, post-only, limit-only or an auction."""
+    _action(
+        ctx,
+        incident_id,
+        "market-state",
+        {"markets": markets, "state": state, "reason": reason, "auction_seconds": auction_seconds},
+    )
+
+
+def _phase(text: str) -> dict[str, Any]:
+    state, _, seconds = text.partition(":")
+    if not seconds.isdigit():
+        fail(f"phase {text!r} must be STATE:SECONDS, e.g. cancel_only:300")
+    return {"state": state, "min_seconds": int(seconds)}
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    incident_id: int,
+    markets: list[str],
+    *,
+    reason: Annotated[str, typer.Option(help="Why; kept in the timeline and the venue journal.")],
+    auction_seconds: int = 180,
+    phase: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A resume plan phase STATE:SECONDS (repeat), e.g. cancel_only:300 "
+            "auction:180 open:0"
+        ),
+    ] = None,
+) -> None:
+    """Reopen markets through an opening auction (or the plan given); after a SEV1 a second
+    operator must approve."""
+    _action(
+        ctx,
+        incident_id,
+        "resume",
+        {
+            "markets": markets,
+            "reason": reason,
+            "auction_seconds": auction_seconds,
+            "phases": [_phase(text) for text in phase or []],
+        },
+    )
+
+
+@app.command("kill-switch")
+def kill_switch(
+    ctx: typer.Context,
+    incident_id: int,
+    *,
+    reason: Annotated[str, typer.Option(help="Why; kept in the timeline and the venue journal.")],
+) -> None:
+    """Halt every market at once."""
+    _action(ctx, incident_id, "kill-switch", {"reason": reason})
+
+
+@app.command("release-kill-switch")
+def release_kill_switch(
+    ctx: typer.Context,
+    incident_id: int,
+    *,
+    reason: Annotated[str, typer.Option(help="Why; kept in the timeline and the venue journal.")],
+) -> None:
+    """Ask to release the kill switch; a second operator must approve. Markets stay halted."""
+    _action(ctx, incident_id, "kill-switch/release", {"reason": reason})
+
+
+@app.command()
+def freeze(
+    ctx: typer.Context,
+    incident_id: int,
+    asset: str,
+    *,
+    reason: Annotated[str, typer.Option(help="Why; kept in the timeline and the venue journal.")],
+) -> None:
+    """Freeze withdrawals of an asset."""
+    _action(ctx, incident_id, "withdrawals/freeze", {"asset": asset, "reason": reason})
+
+
+@app.command()
+def unfreeze(
+    ctx: typer.Context,
+    incident_id: int,
+    asset: str,
+    *,
+    reason: Annotated[str, typer.Option(help="Why; kept in the timeline and the venue journal.")],
+) -> None:
+    """Unfreeze withdrawals of an asset."""
+    _action(ctx, incident_id, "withdrawals/unfreeze", {"asset": asset, "reason": reason})
+
+
+# --- approvals ------------------------------------------------------------------------------
+
+
+@app.command()
+def approvals(
+    ctx: typer.Context,
+    *,
+    status: str | None = "pending",
+    incident: int | None = None,
+    limit: int = LIST_LIMIT_DEFAULT,
+    offset: int = 0,
+) -> None:
+    """Four-eyes requests (pending ones by default)."""
+    api = _api(ctx)
+    page = api.json(
+        "GET",
+        "/api/approvals",
+        params={"status": status, "incident_id": incident, "limit": limit, "offset": offset},
+    )
+    _emit(
+        api,
+        page,
+        lambda data: _table(
+            "Approvals",
+            ["id", "incident", "action", "status", "requested by", "reason"],
+            [
+                [
+                    a["id"],
+                    f"INC-{a['incident_id']}",
+                    a["action"],
+                    a["status"],
+                    a["requested_by"],
+                    a["reason"],
+                ]
+                for a in data["items"]
+            ],
+            data,
+        ),
+    )
+
+
+@app.command()
+def approve(ctx: typer.Context, approval_id: int, *, note: str = "") -> None:
+    """Approve as the second operator; the action runs at once."""
+    api = _api(ctx)
+    data = api.json("POST", f"/api/approvals/{approval_id}/approve", body={"note": note})
+    _emit(api, data, _show_outcome)
+
+
+@app.command()
+def reject(ctx: typer.Context, approval_id: int, *, note: str = "") -> None:
+    """Reject a four-eyes request."""
+    api = _api(ctx)
+    data = api.json("POST", f"/api/approvals/{approval_id}/reject", body={"note": note})
+    _emit(api, data, lambda a: console.print(f"approval #{a['id']} {a['status']}"))
+
+
+# --- postmortem, reports, metrics -------------------------------------------------------------
+
+
+@app.command()
+def postmortem(ctx: typer.Context, incident_id: int, file: Path) -> None:
+    """Write the postmortem from a YAML or JSON file (summary, cause, went_well, went_badly,
+    recurrence_prevention, action_items: [{description, owner, due}])."""
+    api = _api(ctx)
+    try:
+        body = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"cannot read {file}: {exc}")
+    if not isinstance(body, dict):
+        fail(f"{file} must hold a mapping with at least 'cause'")
+    data = api.json("PUT", f"/api/incidents/{incident_id}/postmortem", body=body)
+    _emit(
+        api,
+        data,
+        lambda d: console.print(
+            f"postmortem written by {d['written_by']} ({len(d['action_items'])} action items)"
+        ),
+    )
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    incident_id: int,
+    *,
+    kind: Annotated[str, typer.Option(help="postmortem or regulatory")] = "postmortem",
+    output_format: Annotated[str, typer.Option("--format", help="markdown or html")] = "markdown",
+    output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
+) -> None:
+    """A postmortem (Markdown/HTML) or the Japanese regulator report, to review."""
+    api = _api(ctx)
+    if kind not in {"postmortem", "regulatory"}:
+        fail("--kind is postmortem or regulatory")
+    params = {"format": output_format} if kind == "postmortem" else None
+    text = api.call("GET", f"/api/incidents/{incident_id}/reports/{kind}", params=params).text
+    if output is None:
+        console.print(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    console.print(f"wrote {output}")
+
+
+@app.command()
+def metrics(
+    ctx: typer.Context,
+    incident_id: Annotated[int | None, typer.Argument()] = None,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+) -> None:
+    """MTTD, MTTA, MTTM and MTTR of one incident, or their means over --since/--until."""
+    api = _api(ctx)
+    if incident_id is not None:
+        data = api.json("GET", f"/api/incidents/{incident_id}/metrics")
+    else:
+        if not since or not until:
+            fail("give an incident id, or both --since and --until (ISO 8601 with a zone)")
+        data = api.json("GET", "/api/metrics/incidents", params={"since": since, "until": until})
+    _emit(
+        api,
+        data,
+        lambda d: _table(
+            "Response times (seconds)",
+            ["metric", "value"],
+            [[key, value] for key, value in d.items()],
+        ),
+    )
+
+
+@app.command()
+def runbooks(ctx: typer.Context, name: Annotated[str | None, typer.Argument()] = None) -> None:
+    """The runbooks, or one runbook's steps."""
+    api = _api(ctx)
+    if name is None:
+        page = api.json("GET", "/api/runbooks", params={"limit": 200})
+        _emit(
+            api,
+            page,
+            lambda data: _table(
+                "Runbooks",
+                ["name", "version", "steps", "title"],
+                [[r["name"], r["version"], len(r["steps"]), r["title_en"]] for r in data["items"]],
+            ),
+        )
+        return
+    data = api.json("GET", f"/api/runbooks/{name}")
+    _emit(
+        api,
+        data,
+        lambda d: _table(
+            f"{d['title_en']} (v{d['version']})",
+            ["phase", "step", "owner", "due (min)", "ja", "en"],
+            [
+                [s["phase"], s["key"], s["owner_role"], s["due_minutes"], s["ja"], s["en"]]
+                for s in d["steps"]
+            ],
+        ),
+    )

@@ -1,0 +1,424 @@
+"""``haltguard venue ...``: check a data directory, work a running venue's brakes, trade by hand.
+
+``verify`` and ``inspect`` read a data directory and change nothing. The other commands
+talk to a running venue over HTTP (``--url``, ``--token`` or ``HALTGUARD_VENUE_URL`` and
+``HALTGUARD_VENUE_TOKEN``); every brake records who pulled it and why.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from haltguard.gateway.control import HttpVenueControl
+from haltguard.journal import JournalCorruptionError, recover, verify
+from haltguard.venue.commands import ResumePhase
+from haltguard.venue.control import VenueControlError
+from haltguard.venue.events import Event
+from haltguard.venue.types import NS_PER_SECOND, MarketState
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+console = Console()
+errors = Console(stderr=True)
+
+URL_DEFAULT = "http://127.0.0.1:8000"
+DEFAULT_RESUME_PLAN = "cancel_only:60,auction:180,open:0"
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="HALTGUARD_VENUE_URL", help="The running venue's URL.")
+]
+TokenOption = Annotated[
+    str,
+    typer.Option(
+        "--token", envvar="HALTGUARD_VENUE_TOKEN", show_default=False,
+        help="The venue's admin token (printed by `haltguard serve`).",
+    ),
+]
+ActorOption = Annotated[
+    str, typer.Option("--actor", help="Who is deciding (recorded with the command).")
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why (recorded with the command; required).")
+]
+IncidentOption = Annotated[
+    str, typer.Option("--incident", help="The incident this belongs to, if any.")
+]
+DataDirArgument = Annotated[
+    Path, typer.Argument(help="A venue data directory (the one given to `haltguard serve`).")
+]
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _fail(message: str, next_step: str) -> typer.Exit:
+    errors.print(f"[red]Error:[/red] {message}", soft_wrap=True)
+    errors.print(f"Next: {next_step}", soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _need_data_dir(data_dir: Path) -> None:
+    if not (data_dir / "segments").is_dir() and not (data_dir / "snapshots").is_dir():
+        raise _fail(
+            f"{data_dir} is not a venue data directory (no segments/ or snapshots/ in it)",
+            "pass the directory given to `haltguard serve --data-dir`",
+        )
+
+
+# --- data directory -------------------------------------------------------------------
+
+
+@app.command("verify")
+def verify_command(data_dir: DataDirArgument) -> None:
+    """Check a data directory without changing it; exit 1 if anything needs a person.
+
+    Replays the journal read-only from the newest valid snapshot, then checks the venue's
+    invariants (funds conserved, no negative balance, books not crossed). Corruption is
+    reported with the segment file and byte offset.
+    """
+    _need_data_dir(data_dir)
+    with console.status(f"Replaying the journal in {data_dir} ..."):
+        report = verify(data_dir)
+    table = Table(title=f"Venue data in {data_dir}", show_header=False)
+    table.add_row("verdict", "[green]OK[/green]" if report.ok else "[red]PROBLEMS FOUND[/red]")
+    table.add_row("snapshot used", f"seq {report.snapshot_seq}" if report.snapshot_seq else "none")
+    table.add_row("records replayed", str(report.records_replayed))
+    table.add_row("last seq", str(report.last_seq))
+    table.add_row("segments / snapshots", f"{report.segments} / {report.snapshots}")
+    table.add_row(
+        "torn tail",
+        "none" if report.torn_tail is None
+        else f"{report.torn_tail.describe()} (cut off at the next start)",
+    )
+    invariants = [p for p in report.problems if p.startswith("venue invariant")]
+    table.add_row("invariants", "hold" if report.ok else f"{len(invariants)} broken")
+    table.add_row("took", f"{report.elapsed_ms:.0f} ms")
+    console.print(table)
+    console.print(f"state hash {report.state_hash or '-'}", soft_wrap=True)
+    for rejected in report.rejected_snapshots:
+        console.print(f"[yellow]snapshot refused:[/yellow] {rejected.file}: {rejected.reason}")
+    if not report.ok:
+        for problem in report.problems:
+            errors.print(f"[red]problem:[/red] {problem}", soft_wrap=True)
+        errors.print(
+            "Next: keep this directory as it is; restore from a replica or backup, or have an "
+            "engineer inspect the named segment and offset."
+        )
+        raise typer.Exit(1)
+
+
+@app.command("inspect")
+def inspect_command(data_dir: DataDirArgument) -> None:
+    """Show markets, states and balance totals of a data directory (read-only)."""
+    _need_data_dir(data_dir)
+    try:
+        with console.status(f"Replaying the journal in {data_dir} ..."):
+            venue, report = recover(data_dir, repair=False)
+    except JournalCorruptionError as exc:
+        raise _fail(
+            str(exc), f"run `haltguard venue verify {data_dir}` for the full report"
+        ) from exc
+    state = venue.export_state()
+    console.print(
+        f"seq {venue.last_seq}, kill switch {'ENGAGED' if state.kill_switch else 'off'}, "
+        f"frozen withdrawals: {', '.join(state.frozen_assets) or 'none'}"
+    )
+    markets = Table(title="Markets")
+    for column in ("market", "state", "best bid", "best ask", "open orders", "last price"):
+        markets.add_column(column)
+    for entry in state.markets:
+        spec = entry.spec
+        top = venue.depth(spec.symbol, 1)
+        markets.add_row(
+            spec.symbol, entry.state.value,
+            spec.price_text(top.bids[0].price) if top.bids else "-",
+            spec.price_text(top.asks[0].price) if top.asks else "-",
+            str(len(entry.orders)),
+            spec.price_text(entry.last_price) if entry.last_price else "-",
+        )
+    console.print(markets)
+    assets = {asset.code: asset for asset in state.assets}
+    totals = Table(title="Balances by asset")
+    for column in ("asset", "accounts", "available", "held", "deposited", "withdrawn"):
+        totals.add_column(column, justify="right")
+    for asset_totals in state.totals:
+        asset = assets[asset_totals.asset]
+        rows = [b for b in state.balances if b.asset == asset.code]
+        totals.add_row(
+            asset.code, str(sum(1 for b in rows if b.available or b.held)),
+            asset.from_minor(sum(b.available for b in rows)),
+            asset.from_minor(sum(b.held for b in rows)),
+            asset.from_minor(asset_totals.deposited), asset.from_minor(asset_totals.withdrawn),
+        )
+    console.print(totals)
+    if report.torn_tail is not None:
+        console.print(f"[yellow]torn tail (cut at the next start):[/yellow] "
+                      f"{report.torn_tail.describe()}")
+
+
+# --- a running venue: brakes ---------------------------------------------------------
+
+
+def _control(url: str, token: str) -> HttpVenueControl:
+    if not token:
+        raise _fail(
+            "no admin token",
+            "pass --token or set HALTGUARD_VENUE_TOKEN (printed by `haltguard serve`)",
+        )
+    return HttpVenueControl(url, token)
+
+
+def _show_events(control: HttpVenueControl, events: list[Event]) -> None:
+    units = control.units()
+    for event in events:
+        fields = units.render_event(event)
+        kind = fields.pop("type")
+        details = ", ".join(f"{key}={value}" for key, value in fields.items() if value != "")
+        console.print(f"[bold]{kind}[/bold] {details}")
+
+
+def _brake(url: str, token: str, action: Any) -> None:
+    control = _control(url, token)
+    try:
+        events = action(control)
+        _show_events(control, events)
+    except VenueControlError as exc:
+        raise _fail(str(exc), "fix what the message names and run the command again") from exc
+    finally:
+        control.close()
+
+
+@app.command("halt")
+def halt_command(
+    market: Annotated[str, typer.Argument(help="The market, e.g. BTC-JPY.")],
+    *,
+    reason: ReasonOption,
+    url: UrlOption = URL_DEFAULT,
+    token: TokenOption = "",
+    actor: ActorOption = "",
+    incident: IncidentOption = "",
+    refuse_cancels: Annotated[
+        bool, typer.Option("--refuse-cancels", help="Refuse cancels too (maintenance).")
+    ] = False,
+) -> None:
+    """Halt a market: no new orders; cancels stay allowed unless --refuse-cancels."""
+    _brake(url, token, lambda c: c.set_market_state(
+        market, MarketState.HALTED, actor=actor or _default_actor(), reason=reason,
+        incident_id=incident, cancels_allowed=not refuse_cancels,
+    ))
+
+
+@app.command("state")
+def state_command(
+    market: Annotated[str, typer.Argument(help="The market, e.g. BTC-JPY.")],
+    state: Annotated[MarketState, typer.Argument(help="The state to move to.")],
+    *,
+    reason: ReasonOption,
+    url: UrlOption = URL_DEFAULT,
+    token: TokenOption = "",
+    actor: ActorOption = "",
+    incident: IncidentOption = "",
+    auction_seconds: Annotated[
+        float, typer.Option(min=0, help="For auction: uncross and open after this long.")
+    ] = 0,
+) -> None:
+    """Move a market to another state; an illegal move is refused, naming the legal ones."""
+    _brake(url, token, lambda c: c.set_market_state(
+        market, state, actor=actor or _default_actor(), reason=reason, incident_id=incident,
+        auction_ns=round(auction_seconds * NS_PER_SECOND),
+    ))
+
+
+@app.command("kill-switch")
+def kill_switch_command(
+    action: Annotated[str, typer.Argument(help="engage or release")],
+    *,
+    reason: ReasonOption,
+    url: UrlOption = URL_DEFAULT,
+    token: TokenOption = "",
+    actor: ActorOption = "",
+    incident: IncidentOption = "",
+) -> None:
+    """Halt every market at once (engage), or release the switch (markets stay halted)."""
+    if action not in ("engage", "release"):
+        raise _fail(f"unknown action {action!r}", "use `engage` or `release`")
+    _brake(url, token, lambda c: c.kill_switch(
+        action == "engage", actor=actor or _default_actor(), reason=reason, incident_id=incident,
+    ))
+
+
+@app.command("freeze")
+def freeze_command(
+    asset: Annotated[str, typer.Argument(help="The asset, e.g. BTC.")],
+    *,
+    reason: ReasonOption,
+    url: UrlOption = URL_DEFAULT,
+    token: TokenOption = "",
+    actor: ActorOption = "",
+    incident: IncidentOption = "",
+    unfreeze: Annotated[bool, typer.Option("--unfreeze", help="Lift the freeze.")] = False,
+) -> None:
+    """Freeze (or with --unfreeze, lift the freeze on) withdrawals of one asset."""
+    _brake(url, token, lambda c: c.freeze_withdrawals(
+        asset, not unfreeze, actor=actor or _default_actor(), reason=reason,
+        incident_id=incident,
+    ))
+
+
+def parse_resume_plan(text: str) -> list[ResumePhase]:
+    """``state:seconds,...`` into phases, e.g. ``cancel_only:60,auction:180,open:0``."""
+    phases: list[ResumePhase] = []
+    for part in text.split(","):
+        name, _, seconds = part.strip().partition(":")
+        try:
+            phases.append(ResumePhase(MarketState(name), round(float(seconds or 0) * 1e9)))
+        except ValueError as exc:
+            raise _fail(
+                f"cannot read phase {part!r}",
+                f"write phases as state:seconds, e.g. {DEFAULT_RESUME_PLAN}",
+            ) from exc
+    return phases
+
+
+@app.command("resume")
+def resume_command(
+    market: Annotated[str, typer.Argument(help="The market, e.g. BTC-JPY.")],
+    *,
+    reason: ReasonOption,
+    url: UrlOption = URL_DEFAULT,
+    token: TokenOption = "",
+    actor: ActorOption = "",
+    incident: IncidentOption = "",
+    plan: Annotated[
+        str, typer.Option(help="Phases as state:min_seconds, in order.")
+    ] = DEFAULT_RESUME_PLAN,
+) -> None:
+    """Start reopening a market through phases (your decision; the venue times the phases)."""
+    phases = parse_resume_plan(plan)
+    _brake(url, token, lambda c: c.start_resume_plan(
+        market, phases, actor=actor or _default_actor(), reason=reason, incident_id=incident,
+    ))
+
+
+@app.command("status")
+def status_command(url: UrlOption = URL_DEFAULT) -> None:
+    """List the running venue's markets and their states."""
+    control = HttpVenueControl(url, "")
+    try:
+        data = control.request("GET", "/v1/markets")
+    except VenueControlError as exc:
+        raise _fail(str(exc), "start the venue with `haltguard serve` or fix --url") from exc
+    finally:
+        control.close()
+    table = Table(title=f"{url} at seq {data['seq']}"
+                  + ("  [red]KILL SWITCH ENGAGED[/red]" if data["kill_switch"] else ""))
+    for column in ("market", "state", "tick", "lot", "taker bps"):
+        table.add_column(column)
+    for market in data["markets"]:
+        table.add_row(market["symbol"], market["state"], market["tick_size"],
+                      market["lot_size"], str(market["taker_fee_bps"]))
+    console.print(table)
+
+
+# --- a running venue: trading by hand ------------------------------------------------
+
+
+def _public(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    control = HttpVenueControl(url, "")
+    try:
+        return control.request(method, path, body)
+    except VenueControlError as exc:
+        raise _fail(str(exc), "fix what the message names and run the command again") from exc
+    finally:
+        control.close()
+
+
+@app.command("order")
+def order_command(
+    market: Annotated[str, typer.Argument(help="The market, e.g. BTC-JPY.")],
+    side: Annotated[str, typer.Argument(help="buy or sell")],
+    qty: Annotated[str, typer.Argument(help="Quantity in base units, e.g. 0.01.")],
+    price: Annotated[
+        str | None, typer.Argument(help="Limit price; leave out for a market order.")
+    ] = None,
+    *,
+    account: Annotated[int, typer.Option(min=1, help="The account placing the order.")] = 1,
+    tif: Annotated[str, typer.Option(help="gtc, ioc or fok.")] = "",
+    post_only: Annotated[bool, typer.Option("--post-only", help="Only ever rest.")] = False,
+    client_order_id: Annotated[str, typer.Option(help="Makes a retry idempotent.")] = "",
+    url: UrlOption = URL_DEFAULT,
+) -> None:
+    """Place an order on a running venue (for the demo; customers use the HTTP API)."""
+    body: dict[str, Any] = {
+        "account": account, "side": side, "qty": qty, "post_only": post_only,
+        "client_order_id": client_order_id,
+        "type": "limit" if price is not None else "market",
+        "tif": tif or ("gtc" if price is not None else "ioc"),
+    }
+    if price is not None:
+        body["price"] = price
+    data = _public(url, "POST", f"/v1/markets/{market}/orders", body)
+    order = data["order"]
+    console.print(
+        f"order {order['order_id']} {order['status']}: filled {order.get('filled_qty', '?')}, "
+        f"open {order.get('open_qty', '?')} (seq {data['seq']}"
+        + (", a repeat of an earlier submit" if data.get("repeated") else "") + ")"
+    )
+    for trade in data.get("trades", []):
+        console.print(f"  trade {trade['trade_id']}: {trade['qty']} at {trade['price']}")
+
+
+@app.command("cancel")
+def cancel_command(
+    market: Annotated[str, typer.Argument(help="The market, e.g. BTC-JPY.")],
+    order_id: Annotated[int, typer.Argument(help="The venue's order id.")],
+    account: Annotated[int, typer.Option(min=1, help="The order's owner.")] = 1,
+    url: UrlOption = URL_DEFAULT,
+) -> None:
+    """Cancel one open order on a running venue."""
+    data = _public(url, "DELETE", f"/v1/markets/{market}/orders/{order_id}?account={account}")
+    console.print(f"order {order_id} cancelled (seq {data['seq']})")
+
+
+@app.command("book")
+def book_command(
+    market: Annotated[str, typer.Argument(help="The market, e.g. BTC-JPY.")],
+    levels: Annotated[int, typer.Option(min=1, max=500, help="Levels per side.")] = 10,
+    url: UrlOption = URL_DEFAULT,
+) -> None:
+    """Show a market's order book and state on a running venue."""
+    info = _public(url, "GET", f"/v1/markets/{market}")
+    depth = _public(url, "GET", f"/v1/markets/{market}/depth?levels={levels}")
+    table = Table(title=f"{market} ({info['state']}) at seq {depth['seq']}")
+    for column in ("bid qty", "bid", "ask", "ask qty"):
+        table.add_column(column, justify="right")
+    bids, asks = depth["bids"], depth["asks"]
+    for index in range(max(len(bids), len(asks))):
+        bid = bids[index] if index < len(bids) else ["", "", ""]
+        ask = asks[index] if index < len(asks) else ["", "", ""]
+        table.add_row(bid[1], f"[green]{bid[0]}[/green]", f"[red]{ask[0]}[/red]", ask[1])
+    console.print(table)
+
+
+@app.command("balances")
+def balances_command(
+    account: Annotated[int, typer.Argument(help="The account number.")],
+    url: UrlOption = URL_DEFAULT,
+) -> None:
+    """Show an account's balances on a running venue."""
+    data = _public(url, "GET", f"/v1/accounts/{account}/balances")
+    table = Table(title=f"account {account} at seq {data['seq']}")
+    for column in ("asset", "available", "held"):
+        table.add_column(column, justify="right")
+    for asset, row in data["balances"].items():
+        table.add_row(asset, row["available"], row["held"])
+    console.print(table)

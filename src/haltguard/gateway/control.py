@@ -1,0 +1,271 @@
+"""Two ways to work the venue's brakes, both :class:`haltguard.venue.control.VenueControl`.
+
+:class:`InProcessVenueControl` submits commands to a :class:`VenueRuntime` in this process;
+:class:`HttpVenueControl` calls a venue elsewhere through its admin HTTP API. Both return the
+venue's own events and raise :class:`VenueControlError` with the venue's reason when it
+refuses, so the operations service cannot tell (and need not care) which one it holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from haltguard.gateway.models import UnitError, Units
+from haltguard.gateway.runtime import (
+    ACK_TIMEOUT_S_DEFAULT,
+    CommandRefusedError,
+    OverloadedError,
+    VenueRuntime,
+    VenueUnavailableError,
+)
+from haltguard.venue.commands import (
+    CancelAll,
+    Command,
+    FreezeWithdrawals,
+    KillSwitch,
+    ResumePhase,
+    SetMarketState,
+    StartResumePlan,
+)
+from haltguard.venue.control import VenueControlError
+from haltguard.venue.events import CommandRejected, Event, OrderRejected
+from haltguard.venue.markets import Asset, GridError, MarketSpec, make_market
+from haltguard.venue.types import NS_PER_SECOND, MarketState
+
+HTTP_TIMEOUT_S_DEFAULT = ACK_TIMEOUT_S_DEFAULT + 5.0
+
+
+class InProcessVenueControl:
+    """The brakes of a venue running in this process."""
+
+    def __init__(self, runtime: VenueRuntime, *, timeout_s: float = ACK_TIMEOUT_S_DEFAULT):
+        self.runtime = runtime
+        self.timeout_s = timeout_s
+
+    def _run(self, command: Command) -> list[Event]:
+        try:
+            result = self.runtime.submit_and_wait(command, self.timeout_s)
+        except (OverloadedError, VenueUnavailableError, CommandRefusedError) as exc:
+            raise VenueControlError(str(exc)) from exc
+        except TimeoutError as exc:
+            raise VenueControlError(
+                f"the venue did not acknowledge {type(command).__name__} within "
+                f"{self.timeout_s:g} s; it may still be applied, check the market states "
+                "before retrying"
+            ) from exc
+        for event in result.events:
+            if type(event) is CommandRejected or type(event) is OrderRejected:
+                raise VenueControlError(f"{event.reason.value}: {event.detail}")
+        return result.events
+
+    def market_states(self) -> dict[str, MarketState]:
+        try:
+            return self.runtime.read(lambda venue: venue.market_states())
+        except VenueUnavailableError as exc:
+            raise VenueControlError(str(exc)) from exc
+
+    def set_market_state(
+        self,
+        market: str,
+        state: MarketState,
+        *,
+        actor: str,
+        reason: str,
+        incident_id: str = "",
+        cancels_allowed: bool = True,
+        auction_ns: int = 0,
+    ) -> list[Event]:
+        return self._run(
+            SetMarketState(market, state, actor, reason, incident_id, cancels_allowed, auction_ns)
+        )
+
+    def kill_switch(
+        self, engaged: bool, *, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        return self._run(KillSwitch(engaged, actor, reason, incident_id))
+
+    def freeze_withdrawals(
+        self, asset: str, frozen: bool, *, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        return self._run(FreezeWithdrawals(asset, frozen, actor, reason, incident_id))
+
+    def start_resume_plan(
+        self,
+        market: str,
+        phases: list[ResumePhase],
+        *,
+        actor: str,
+        reason: str,
+        incident_id: str = "",
+    ) -> list[Event]:
+        return self._run(StartResumePlan(market, list(phases), actor, reason, incident_id))
+
+    def cancel_all(
+        self, *, market: str = "", account: int = 0, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        return self._run(CancelAll(account, market, actor, reason, incident_id))
+
+
+class HttpVenueControl:
+    """The brakes of a venue reached over HTTP at ``base_url`` with its admin ``token``.
+
+    With an empty token only the public routes work (market states, orders, depth).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float = HTTP_TIMEOUT_S_DEFAULT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self._units: Units | None = None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpVenueControl:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One call; any failure becomes a :class:`VenueControlError` saying what to do."""
+        try:
+            response = self._client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise VenueControlError(
+                f"cannot reach the venue at {self.base_url} ({exc}); check that it is running "
+                "and that the URL is right"
+            ) from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.is_success and data is not None:
+            return data
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict):
+            raise VenueControlError(f"{error.get('code')}: {error.get('message')}")
+        raise VenueControlError(
+            f"the venue at {self.base_url} answered {response.status_code} to {method} {path} "
+            "with no error details; is that URL a haltguard venue?"
+        )
+
+    def _post(self, path: str, body: dict[str, Any]) -> list[Event]:
+        data = self.request("POST", path, body)
+        return self._events(data.get("events", []))
+
+    def _events(self, rendered: list[dict[str, Any]]) -> list[Event]:
+        try:
+            return [self.units().parse_event(item) for item in rendered]
+        except UnitError:
+            self._units = None  # a market or asset listed since the last look
+            try:
+                return [self.units().parse_event(item) for item in rendered]
+            except UnitError as exc:
+                raise VenueControlError(
+                    f"the venue sent an event this client cannot read: {exc}"
+                ) from exc
+
+    def units(self) -> Units:
+        """Grids of every market and asset, fetched once and refreshed when one is missing."""
+        if self._units is None:
+            assets = {
+                item["code"]: Asset(item["code"], int(item["decimals"]))
+                for item in self.request("GET", "/v1/assets")["assets"]
+            }
+            markets = {
+                item["symbol"]: self._spec(item, assets)
+                for item in self.request("GET", "/v1/markets")["markets"]
+            }
+            self._units = Units(markets, {code: a.decimals for code, a in assets.items()})
+        return self._units
+
+    @staticmethod
+    def _spec(item: dict[str, Any], assets: dict[str, Asset]) -> MarketSpec:
+        try:
+            return make_market(
+                item["symbol"], assets[item["base"]], assets[item["quote"]],
+                tick_size=item["tick_size"], lot_size=item["lot_size"],
+                min_qty=item["min_qty"], max_qty=item["max_qty"],
+                maker_fee_bps=int(item["maker_fee_bps"]), taker_fee_bps=int(item["taker_fee_bps"]),
+            )
+        except (KeyError, GridError) as exc:
+            raise VenueControlError(
+                f"the venue listed a market this client cannot read: {exc}"
+            ) from exc
+
+    # -- VenueControl ----------------------------------------------------------------------
+
+    def market_states(self) -> dict[str, MarketState]:
+        markets = self.request("GET", "/v1/markets")["markets"]
+        return {item["symbol"]: MarketState(item["state"]) for item in markets}
+
+    def set_market_state(
+        self,
+        market: str,
+        state: MarketState,
+        *,
+        actor: str,
+        reason: str,
+        incident_id: str = "",
+        cancels_allowed: bool = True,
+        auction_ns: int = 0,
+    ) -> list[Event]:
+        return self._post(f"/v1/admin/markets/{market}/state", {
+            "state": state.value, "actor": actor, "reason": reason, "incident_id": incident_id,
+            "cancels_allowed": cancels_allowed, "auction_seconds": auction_ns / NS_PER_SECOND,
+        })
+
+    def kill_switch(
+        self, engaged: bool, *, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        return self._post("/v1/admin/kill-switch", {
+            "engaged": engaged, "actor": actor, "reason": reason, "incident_id": incident_id,
+        })
+
+    def freeze_withdrawals(
+        self, asset: str, frozen: bool, *, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        return self._post(f"/v1/admin/assets/{asset}/withdrawals-frozen", {
+            "frozen": frozen, "actor": actor, "reason": reason, "incident_id": incident_id,
+        })
+
+    def start_resume_plan(
+        self,
+        market: str,
+        phases: list[ResumePhase],
+        *,
+        actor: str,
+        reason: str,
+        incident_id: str = "",
+    ) -> list[Event]:
+        return self._post(f"/v1/admin/markets/{market}/resume-plan", {
+            "phases": [
+                {"state": phase.state.value, "min_seconds": phase.min_ns / NS_PER_SECOND}
+                for phase in phases
+            ],
+            "actor": actor, "reason": reason, "incident_id": incident_id,
+        })
+
+    def cancel_all(
+        self, *, market: str = "", account: int = 0, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        return self._post("/v1/admin/cancel-all", {
+            "market": market, "account": account, "actor": actor, "reason": reason,
+            "incident_id": incident_id,
+        })

@@ -1,0 +1,2 @@
+"""Incident command (manual chapter 2): incidents, their timeline, runbooks and the protective
+actions taken from them."""

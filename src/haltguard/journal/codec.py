@@ -1,0 +1,559 @@
+"""Records: how one sequenced command becomes bytes in a segment, and back.
+
+Record layout (little-endian, no padding)::
+
+    record  = length:u32 | crc:u32 | payload[length]
+    crc     = CRC32C(length bytes || payload)
+    payload = kind:u8 | seq:u64 | ts:i64 | body
+
+Orders and cancels, nearly all of the traffic, have fixed ``struct`` layouts so encoding is
+one ``pack`` and decoding one ``unpack_from``; every other command is MessagePack after the
+kind byte. Enums are byte codes: their position in the tables below, which may only ever be
+appended to, since reordering would reinterpret old journals.
+
+Market symbols are not repeated in every record. Each segment has its own symbol table,
+empty at the segment's start: the first record naming a market carries the symbol inline
+(market code ``NEW_SYMBOL``) and thereby gives it the next code; later records carry only
+the code. A segment therefore decodes on its own, from its first record.
+
+The CRC covers the length too, so a flipped bit in a length field cannot silently re-frame
+the rest of the segment. See docs/adr/0001-journal-format-and-fsync-policy.md.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from enum import Enum
+from typing import Final
+
+import msgspec
+from crc32c import crc32c
+
+from haltguard.journal.errors import JournalSequenceError, UnjournalableCommandError
+from haltguard.venue.commands import CancelOrder, Command, PlaceOrder
+from haltguard.venue.types import OrderType, SelfTradePrevention, Side, TimeInForce
+
+KIND_PLACE_ORDER: Final = 1
+KIND_CANCEL_ORDER: Final = 2
+KIND_MSGPACK: Final = 3
+
+FRAME: Final = struct.Struct("<II")  # length, crc
+FRAME_BYTES: Final = FRAME.size
+HEAD: Final = struct.Struct("<BQq")  # kind, seq, ts: the start of every payload
+HEAD_BYTES: Final = HEAD.size
+# kind seq ts market_code account enum_codes qty price client_order_id_len
+_PLACE: Final = struct.Struct("<BQqHqHqqH")
+# kind seq ts market_code account order_id client_order_id_len
+_CANCEL: Final = struct.Struct("<BQqHqqH")
+_LENGTH: Final = struct.Struct("<I")
+# The same two layouts with the frame in front: one unpack reads a whole plain record.
+_PLACE_RECORD: Final = struct.Struct("<II" + _PLACE.format[1:])
+_CANCEL_RECORD: Final = struct.Struct("<II" + _CANCEL.format[1:])
+
+# A payload larger than this is refused when written and treated as damage when read.
+RECORD_PAYLOAD_BYTES_MAX: Final = 1 << 20
+NEW_SYMBOL: Final = 0xFFFF  # market code meaning "symbol follows inline, takes the next code"
+SYMBOLS_PER_SEGMENT_MAX: Final = NEW_SYMBOL  # codes 0 .. 0xFFFE
+SYMBOL_BYTES_MAX: Final = 255
+CLIENT_ORDER_ID_BYTES_MAX: Final = 0xFFFF
+
+# Append-only code tables: a member's code is its position.
+SIDES: Final = (Side.BUY, Side.SELL)
+ORDER_TYPES: Final = (OrderType.LIMIT, OrderType.MARKET)
+TIMES_IN_FORCE: Final = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK)
+SELF_TRADE_PREVENTIONS: Final = (
+    SelfTradePrevention.CANCEL_TAKER,
+    SelfTradePrevention.CANCEL_MAKER,
+    SelfTradePrevention.CANCEL_BOTH,
+)
+
+# Bit fields of an order's enum_codes word: side 2 bits, order type 3, tif 3, stp 3, post 1.
+_TYPE_SHIFT, _TIF_SHIFT, _STP_SHIFT, _POST_ONLY_BIT = 2, 5, 8, 1 << 11
+_ENUM_CODES_MAX: Final = 1 << 12
+
+
+def _codes(members: tuple[Enum, ...], shift: int) -> dict[object, int]:
+    return {member: index << shift for index, member in enumerate(members)}
+
+
+_SIDE_CODE = _codes(SIDES, 0)
+_TYPE_CODE = _codes(ORDER_TYPES, _TYPE_SHIFT)
+_TIF_CODE = _codes(TIMES_IN_FORCE, _TIF_SHIFT)
+_STP_CODE = _codes(SELF_TRADE_PREVENTIONS, _STP_SHIFT)
+_POST_ONLY_CODE: dict[object, int] = {False: 0, True: _POST_ONLY_BIT}
+_LIMIT, _GTC, _CANCEL_TAKER = OrderType.LIMIT, TimeInForce.GTC, SelfTradePrevention.CANCEL_TAKER
+assert _TYPE_CODE[_LIMIT] == _TIF_CODE[_GTC] == _STP_CODE[_CANCEL_TAKER] == 0
+
+OrderEnums = tuple[Side, OrderType, TimeInForce, SelfTradePrevention, bool]
+
+
+def _order_enum_table() -> list[OrderEnums | None]:
+    """Every valid enum_codes word mapped to its members; ``None`` marks an invalid word."""
+    table: list[OrderEnums | None] = [None] * _ENUM_CODES_MAX
+    for side in SIDES:
+        for order_type in ORDER_TYPES:
+            for tif in TIMES_IN_FORCE:
+                for stp in SELF_TRADE_PREVENTIONS:
+                    for post_only in (False, True):
+                        code = (
+                            _SIDE_CODE[side]
+                            | _TYPE_CODE[order_type]
+                            | _TIF_CODE[tif]
+                            | _STP_CODE[stp]
+                            | _POST_ONLY_CODE[post_only]
+                        )
+                        table[code] = (side, order_type, tif, stp, post_only)
+    return table
+
+
+ORDER_ENUMS: Final = _order_enum_table()
+
+_ENCODER = msgspec.msgpack.Encoder()
+COMMAND_DECODER: Final = msgspec.msgpack.Decoder(Command)
+
+_length_seeds: dict[int, int] = {}
+
+
+def length_seed(length: int) -> int:
+    """CRC32C of the 4 length bytes, the starting value for the payload's CRC (cached)."""
+    seed = _length_seeds.get(length)
+    if seed is None:
+        seed = crc32c(_LENGTH.pack(length))
+        if len(_length_seeds) < 4096:
+            _length_seeds[length] = seed
+    return seed
+
+
+def record_crc(payload: bytes | memoryview) -> int:
+    return crc32c(payload, length_seed(len(payload)))
+
+
+_PLACE_SEED: Final = length_seed(_PLACE.size)
+_CANCEL_SEED: Final = length_seed(_CANCEL.size)
+_PLACE_FRAMED: Final = struct.Struct(f"<II{_PLACE.size}s")  # frame + a packed payload
+_CANCEL_FRAMED: Final = struct.Struct(f"<II{_CANCEL.size}s")
+
+
+def encode_record(seq: int, ts: int, command: Command, symbols: dict[str, int]) -> bytes:
+    """One complete record (frame included) for ``command`` at ``seq`` and ``ts``.
+
+    ``symbols`` is the current segment's market table; a market seen for the first time in
+    this segment is added to it. Raises :class:`UnjournalableCommandError` (with nothing added)
+    for a command that cannot be stored faithfully. :meth:`BatchEncoder.append` produces the
+    same bytes faster for plain orders and cancels.
+    """
+    encoded: bytes | None = None
+    try:
+        if type(command) is PlaceOrder:
+            encoded = _encode_place_order(seq, ts, command, symbols)
+        elif type(command) is CancelOrder:
+            encoded = _encode_cancel_order(seq, ts, command, symbols)
+        if encoded is None:
+            encoded = _encode_msgpack(seq, ts, command)
+    except UnicodeEncodeError as exc:
+        raise UnjournalableCommandError(
+            f"{type(command).__name__} at seq {seq} has text that is not valid Unicode ({exc})"
+        ) from None
+    length = len(encoded)
+    return FRAME.pack(length, crc32c(encoded, length_seed(length))) + encoded
+
+
+class BatchEncoder:
+    """Encodes appended commands into the records of the next group commit.
+
+    Owns what encoding needs between appends: the current segment's symbol table, the
+    last seq and ts (appends must be gap-free and never go back in time), and the encoded
+    records not yet written. :meth:`append` runs once per command on the venue's hot path,
+    so plain orders and cancels (a known market, no client order id) are encoded inline
+    here; everything else goes through :func:`encode_record`, which gives the same bytes.
+    """
+
+    __slots__ = ("last_seq", "last_ts", "records", "symbols")
+
+    def __init__(self, last_seq: int, last_ts: int) -> None:
+        self.last_seq = last_seq
+        self.last_ts = last_ts
+        self.records: list[bytes] = []
+        self.symbols: dict[str, int] = {}
+
+    def append(self, seq: int, ts: int, command: Command) -> None:
+        """Encode and keep one record. Raises before keeping anything if it cannot."""
+        if seq != self.last_seq + 1 or ts < self.last_ts:
+            raise self._out_of_order(seq, ts)
+        if type(command) is PlaceOrder and not command.client_order_id:
+            code = self.symbols.get(command.market)
+            if code is not None:
+                try:
+                    if (
+                        command.order_type is _LIMIT
+                        and command.tif is _GTC
+                        and command.stp is _CANCEL_TAKER
+                        and command.post_only is False
+                    ):
+                        enum_codes = _SIDE_CODE[command.side]  # a plain limit order
+                    else:
+                        enum_codes = (
+                            _SIDE_CODE[command.side]
+                            | _TYPE_CODE[command.order_type]
+                            | _TIF_CODE[command.tif]
+                            | _STP_CODE[command.stp]
+                            | _POST_ONLY_CODE[command.post_only]
+                        )
+                    payload = _PLACE.pack(
+                        KIND_PLACE_ORDER, seq, ts, code, command.account, enum_codes,
+                        command.qty, command.price, 0,
+                    )
+                except (KeyError, TypeError, struct.error):
+                    pass
+                else:
+                    self.records.append(
+                        _PLACE_FRAMED.pack(_PLACE.size, crc32c(payload, _PLACE_SEED), payload)
+                    )
+                    self.last_seq = seq
+                    self.last_ts = ts
+                    return
+        elif type(command) is CancelOrder and not command.client_order_id:
+            code = self.symbols.get(command.market)
+            if code is not None:
+                try:
+                    payload = _CANCEL.pack(
+                        KIND_CANCEL_ORDER, seq, ts, code, command.account, command.order_id, 0
+                    )
+                except struct.error:
+                    pass
+                else:
+                    self.records.append(
+                        _CANCEL_FRAMED.pack(_CANCEL.size, crc32c(payload, _CANCEL_SEED), payload)
+                    )
+                    self.last_seq = seq
+                    self.last_ts = ts
+                    return
+        self.records.append(encode_record(seq, ts, command, self.symbols))
+        self.last_seq = seq
+        self.last_ts = ts
+
+    def take(self) -> bytes:
+        """The kept records as one block for a single write; the batch starts empty again."""
+        block = b"".join(self.records)
+        self.records = []
+        return block
+
+    def new_segment(self) -> None:
+        """Records from now on go to a new segment, whose symbol table starts empty."""
+        self.symbols = {}
+
+    def _out_of_order(self, seq: int, ts: int) -> JournalSequenceError:
+        if seq != self.last_seq + 1:
+            return JournalSequenceError(
+                f"append of seq {seq} but the journal's last seq is {self.last_seq}; "
+                "sequence numbers must be gap-free"
+            )
+        return JournalSequenceError(
+            f"append of seq {seq} with ts {ts} before the last ts {self.last_ts}"
+        )
+
+
+def _symbol_prefix(market: str, symbols: dict[str, int]) -> tuple[int, bytes] | None:
+    """The market code and inline bytes for ``market``; None if it cannot use the table."""
+    code = symbols.get(market)
+    if code is not None:
+        return code, b""
+    raw = market.encode()
+    if len(raw) > SYMBOL_BYTES_MAX or len(symbols) >= SYMBOLS_PER_SEGMENT_MAX:
+        return None
+    return NEW_SYMBOL, bytes((len(raw),)) + raw
+
+
+def _encode_place_order(
+    seq: int, ts: int, order: PlaceOrder, symbols: dict[str, int]
+) -> bytes | None:
+    try:
+        enum_codes = (
+            _SIDE_CODE[order.side]
+            | _TYPE_CODE[order.order_type]
+            | _TIF_CODE[order.tif]
+            | _STP_CODE[order.stp]
+            | _POST_ONLY_CODE[order.post_only]
+        )
+    except (KeyError, TypeError):
+        return None
+    symbol = _symbol_prefix(order.market, symbols)
+    if symbol is None:
+        return None
+    client_order_id = order.client_order_id.encode() if order.client_order_id else b""
+    if len(client_order_id) > CLIENT_ORDER_ID_BYTES_MAX:
+        return None
+    code, inline = symbol
+    try:
+        head = _PLACE.pack(
+            KIND_PLACE_ORDER, seq, ts, code, order.account, enum_codes,
+            order.qty, order.price, len(client_order_id),
+        )
+    except struct.error:
+        return None
+    if code == NEW_SYMBOL:
+        symbols[order.market] = len(symbols)
+        return head + inline + client_order_id
+    return head + client_order_id if client_order_id else head
+
+
+def _encode_cancel_order(
+    seq: int, ts: int, cancel: CancelOrder, symbols: dict[str, int]
+) -> bytes | None:
+    symbol = _symbol_prefix(cancel.market, symbols)
+    if symbol is None:
+        return None
+    client_order_id = cancel.client_order_id.encode() if cancel.client_order_id else b""
+    if len(client_order_id) > CLIENT_ORDER_ID_BYTES_MAX:
+        return None
+    code, inline = symbol
+    try:
+        head = _CANCEL.pack(
+            KIND_CANCEL_ORDER, seq, ts, code, cancel.account, cancel.order_id,
+            len(client_order_id),
+        )
+    except struct.error:
+        return None
+    if code == NEW_SYMBOL:
+        symbols[cancel.market] = len(symbols)
+    return head + inline + client_order_id
+
+
+def _encode_msgpack(seq: int, ts: int, command: Command) -> bytes:
+    try:
+        body = _ENCODER.encode(command)
+        head = HEAD.pack(KIND_MSGPACK, seq, ts)
+    except (OverflowError, struct.error, TypeError) as exc:
+        raise UnjournalableCommandError(
+            f"{type(command).__name__} at seq {seq} cannot be stored: {exc}; refuse it "
+            "before it is acknowledged"
+        ) from None
+    # The fast paths store typed fields; here a wrongly typed field would encode fine and
+    # then fail on replay, so prove it decodes to the same command before accepting it.
+    try:
+        decoded = COMMAND_DECODER.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UnjournalableCommandError(
+            f"{type(command).__name__} at seq {seq} has a field of the wrong type ({exc}); "
+            "build commands with the venue's types"
+        ) from None
+    if decoded != command:
+        raise UnjournalableCommandError(
+            f"{type(command).__name__} at seq {seq} does not survive a round trip; build "
+            "commands with the venue's types"
+        )
+    if HEAD_BYTES + len(body) > RECORD_PAYLOAD_BYTES_MAX:
+        raise UnjournalableCommandError(
+            f"{type(command).__name__} at seq {seq} needs {len(body)} bytes, more than the "
+            f"{RECORD_PAYLOAD_BYTES_MAX} a record may hold; split it"
+        )
+    return head + body
+
+
+# Why a span of bytes stopped decoding before its end. The segment layer decides whether
+# that is a torn tail (cut off) or corruption (refused).
+STOP_INCOMPLETE_FRAME: Final = "incomplete record header"
+STOP_PAST_END: Final = "record runs past the end of the segment"
+STOP_BAD_LENGTH: Final = "bad record length"
+STOP_BAD_CRC: Final = "checksum mismatch"
+STOP_BAD_CONTENT: Final = "record passes its checksum but does not decode"
+STOP_SEQ_GAP: Final = "sequence number out of order"
+
+
+class DecodeStop(msgspec.Struct, frozen=True):
+    """Where and why decoding stopped early; ``found_seq`` is set for a sequence gap."""
+
+    offset: int
+    reason: str
+    detail: str = ""
+    found_seq: int = 0
+
+
+Sink = Callable[[int, int, Command], object]
+
+
+class RecordDecoder:
+    """Decodes consecutive records of one segment, keeping that segment's symbol table.
+
+    Start one per segment (at its first record); feed it spans in order.
+    """
+
+    __slots__ = ("symbols",)
+
+    def __init__(self) -> None:
+        self.symbols: list[str] = []
+
+    def decode_span(
+        self,
+        data: bytes,
+        pos: int,
+        end: int,
+        expected_seq: int,
+        *,
+        sink: Sink,
+        skip_through_seq: int = 0,
+    ) -> tuple[int, int, DecodeStop | None]:
+        """Decode records in ``data[pos:end]``, calling ``sink(seq, ts, command)`` for each.
+
+        Records at or below ``skip_through_seq`` are checked and decoded but not passed on
+        (they are already inside a snapshot). Returns the offset after the last good
+        record, the next expected seq, and why decoding stopped early (None at ``end``).
+
+        This is the replay hot loop. A plain order or cancel (market already in the
+        segment's table, no client order id) is read with one ``unpack_from`` covering
+        frame and payload, one CRC call, and the command is built straight from the
+        unpacked fields; every other record takes :meth:`_decode_one`.
+        """
+        symbols = self.symbols
+        while pos < end and expected_seq <= skip_through_seq:  # inside the snapshot: skip
+            decoded = self._decode_one(data, pos, end, expected_seq)
+            if type(decoded) is DecodeStop:
+                return pos, expected_seq, decoded
+            expected_seq, pos = decoded[0] + 1, decoded[3]  # type: ignore[index]
+        unpack_place, place_bytes = _PLACE_RECORD.unpack_from, _PLACE_RECORD.size
+        unpack_cancel, cancel_bytes = _CANCEL_RECORD.unpack_from, _CANCEL_RECORD.size
+        place_length, cancel_length = _PLACE.size, _CANCEL.size
+        place_seed, cancel_seed = length_seed(place_length), length_seed(cancel_length)
+        order_enums = ORDER_ENUMS
+        known_symbols = len(symbols)
+        place_order, cancel_order = PlaceOrder, CancelOrder
+        frame_bytes = FRAME_BYTES
+        while pos < end:
+            body = pos + frame_bytes
+            kind = data[body] if body < end else 0
+            if kind == KIND_PLACE_ORDER:
+                stop = pos + place_bytes
+                if stop <= end:
+                    (length, crc, _, seq, ts, code, account, enum_codes, qty, price, id_bytes) = (
+                        unpack_place(data, pos)
+                    )
+                    if (
+                        length == place_length
+                        and seq == expected_seq
+                        and code < known_symbols
+                        and not id_bytes
+                        and crc32c(data[body:stop], place_seed) == crc
+                    ):
+                        enums = order_enums[enum_codes]
+                        if enums is not None:
+                            side, order_type, tif, stp, post_only = enums
+                            sink(seq, ts, place_order(
+                                symbols[code], account, side, qty, price, order_type, tif,
+                                post_only, stp, "",
+                            ))
+                            expected_seq = seq + 1
+                            pos = stop
+                            continue
+            elif kind == KIND_CANCEL_ORDER:
+                stop = pos + cancel_bytes
+                if stop <= end:
+                    (length, crc, _, seq, ts, code, account, order_id, id_bytes) = (
+                        unpack_cancel(data, pos)
+                    )
+                    if (
+                        length == cancel_length
+                        and seq == expected_seq
+                        and code < known_symbols
+                        and not id_bytes
+                        and crc32c(data[body:stop], cancel_seed) == crc
+                    ):
+                        sink(seq, ts, cancel_order(symbols[code], account, order_id, ""))
+                        expected_seq = seq + 1
+                        pos = stop
+                        continue
+            decoded = self._decode_one(data, pos, end, expected_seq)
+            if type(decoded) is DecodeStop:
+                return pos, expected_seq, decoded
+            seq, ts, command, pos = decoded  # type: ignore[misc]
+            sink(seq, ts, command)
+            expected_seq = seq + 1
+            known_symbols = len(symbols)
+        return pos, expected_seq, None
+
+    def _decode_one(
+        self, data: bytes, pos: int, end: int, expected_seq: int
+    ) -> tuple[int, int, Command, int] | DecodeStop:
+        """Decode the record at ``pos`` with every check: ``(seq, ts, command, next_pos)``."""
+        body = pos + FRAME_BYTES
+        if body > end:
+            return DecodeStop(pos, STOP_INCOMPLETE_FRAME)
+        length, crc = FRAME.unpack_from(data, pos)
+        stop = body + length
+        if not HEAD_BYTES <= length <= RECORD_PAYLOAD_BYTES_MAX:
+            return DecodeStop(pos, STOP_BAD_LENGTH, f"length {length}")
+        if stop > end:
+            return DecodeStop(pos, STOP_PAST_END, f"length {length}")
+        if crc32c(data[body:stop], length_seed(length)) != crc:
+            return DecodeStop(pos, STOP_BAD_CRC)
+        kind = data[body]
+        symbols = self.symbols
+        try:
+            if kind == KIND_PLACE_ORDER:
+                (_, seq, ts, code, account, enum_codes, qty, price, id_bytes) = (
+                    _PLACE.unpack_from(data, body)
+                )
+                tail = body + _PLACE.size
+                if code == NEW_SYMBOL:
+                    tail = _read_symbol(data, tail, symbols)
+                    code = len(symbols) - 1
+                enums = ORDER_ENUMS[enum_codes]
+                if enums is None or tail + id_bytes != stop:
+                    raise ValueError("fields do not match the record length")
+                side, order_type, tif, stp, post_only = enums
+                command: Command = PlaceOrder(
+                    symbols[code], account, side, qty, price, order_type, tif, post_only, stp,
+                    data[tail:stop].decode(),
+                )
+            elif kind == KIND_CANCEL_ORDER:
+                (_, seq, ts, code, account, order_id, id_bytes) = _CANCEL.unpack_from(data, body)
+                tail = body + _CANCEL.size
+                if code == NEW_SYMBOL:
+                    tail = _read_symbol(data, tail, symbols)
+                    code = len(symbols) - 1
+                if tail + id_bytes != stop:
+                    raise ValueError("fields do not match the record length")
+                command = CancelOrder(symbols[code], account, order_id, data[tail:stop].decode())
+            elif kind == KIND_MSGPACK:
+                _, seq, ts = HEAD.unpack_from(data, body)
+                command = COMMAND_DECODER.decode(data[body + HEAD_BYTES : stop])
+            else:
+                raise ValueError(f"unknown record kind {kind}")
+        except (ValueError, IndexError, struct.error, msgspec.DecodeError) as exc:
+            return DecodeStop(pos, STOP_BAD_CONTENT, str(exc))
+        if seq != expected_seq:
+            return DecodeStop(pos, STOP_SEQ_GAP, f"expected seq {expected_seq}, found {seq}", seq)
+        return seq, ts, command, stop
+
+
+def _read_symbol(data: bytes, pos: int, symbols: list[str]) -> int:
+    """Read an inline symbol at ``pos``, add it to the table, return the offset after it."""
+    size = data[pos]
+    raw = data[pos + 1 : pos + 1 + size]
+    if len(raw) != size:
+        raise ValueError("inline market symbol is cut short")
+    symbols.append(raw.decode())
+    return pos + 1 + size
+
+
+def peek_seq(data: bytes, record_offset: int) -> int | None:
+    """The seq a (possibly damaged) record claims, if its bytes are there; unverified."""
+    start = record_offset + FRAME_BYTES + 1
+    if start + 8 > len(data):
+        return None
+    seq: int = struct.unpack_from("<Q", data, start)[0]
+    return seq
+
+
+def decode_record(data: bytes) -> tuple[int, int, Command]:
+    """Decode exactly one complete record (with a fresh symbol table); for tests and tools."""
+    decoded: list[tuple[int, int, Command]] = []
+    if len(data) < FRAME_BYTES + HEAD_BYTES:
+        raise ValueError("too short to be a record")
+    seq = HEAD.unpack_from(data, FRAME_BYTES)[1]
+    _, _, stop = RecordDecoder().decode_span(
+        data, 0, len(data), seq, sink=lambda s, t, c: decoded.append((s, t, c))
+    )
+    if stop is not None or len(decoded) != 1:
+        raise ValueError(f"not one valid record: {stop}")
+    return decoded[0]

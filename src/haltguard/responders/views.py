@@ -1,0 +1,393 @@
+"""HTTP routes for on-call set-up, pages and acknowledgements. Thin: each calls the service.
+
+Every route needs an operator with the named permission, except the signed ack link
+(``GET /v1/pages/{id}/ack?token=...``), which a responder opens from a phone without
+logging in; its token is the credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
+
+from haltguard.responders import contacts as contact_rules
+from haltguard.responders import directory, paging
+from haltguard.responders.errors import AckRefusedError, NotFoundError, RespondersError
+from haltguard.responders.models import (
+    AckIn,
+    CancelIn,
+    ContactIn,
+    OncallConfig,
+    OverrideIn,
+    OverrideOut,
+    PageEventOut,
+    PageIn,
+    PageOut,
+    PageStatus,
+    PersonIn,
+    PersonOut,
+    PolicyIn,
+    PolicyOut,
+    RouteIn,
+    RouteOut,
+    ScheduleIn,
+    ScheduleOut,
+    ShiftOut,
+)
+from haltguard.responders.settings import ResponderSettings, settings_from_env
+from haltguard.responders.texts import AckOutcome, ack_page_html
+from haltguard.security.dependencies import AuthenticatedOperator, require
+from haltguard.security.permissions import Action
+from haltguard.web.dependencies import ClockDep, SessionDep
+from haltguard.web.errors import ERROR_RESPONSES, ApiError
+from haltguard.web.pagination import Page, PageParamsDep, make_page
+
+router = APIRouter(tags=["responders"], responses=ERROR_RESPONSES)
+
+Reader = Annotated[AuthenticatedOperator, Depends(require(Action.ONCALL_READ))]
+Manager = Annotated[AuthenticatedOperator, Depends(require(Action.ONCALL_MANAGE))]
+Sender = Annotated[AuthenticatedOperator, Depends(require(Action.PAGE_SEND))]
+Acker = Annotated[AuthenticatedOperator, Depends(require(Action.PAGE_ACK))]
+
+ItemT = TypeVar("ItemT")
+SHIFT_WINDOW_DAYS_MAX = 366
+
+
+def responder_settings(request: Request) -> ResponderSettings:
+    """``app.state.responder_settings`` if the app set it, else read once from the env."""
+    settings = getattr(request.app.state, "responder_settings", None)
+    if settings is None:
+        settings = settings_from_env()
+        request.app.state.responder_settings = settings
+    assert isinstance(settings, ResponderSettings)
+    return settings
+
+
+SettingsDep = Annotated[ResponderSettings, Depends(responder_settings)]
+
+
+@contextmanager
+def answering() -> Iterator[None]:
+    """Turn the domain's errors into the API's one error shape."""
+    try:
+        yield
+    except RespondersError as exc:
+        raise ApiError(exc.http_status, exc.code, exc.message) from exc
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ApiError(422, "invalid_input",
+                       f"{name} must carry a time zone, e.g. 2026-03-02T09:00:00+09:00")
+    return moment
+
+
+def _slice(items: list[ItemT], params: Any) -> Page[ItemT]:
+    return make_page(items[params.offset : params.offset + params.limit], len(items), params)
+
+
+# --- people ----------------------------------------------------------------------------------
+
+
+@router.get("/v1/oncall/people")
+def list_people(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[PersonOut]:
+    with answering():
+        people, total = directory.list_people(session, offset=params.offset, limit=params.limit)
+        return make_page([directory.person_out(p) for p in people], total, params)
+
+
+@router.get("/v1/oncall/people/{handle}")
+def get_person(handle: str, _: Reader, session: SessionDep) -> PersonOut:
+    with answering():
+        return directory.person_out(directory.get_person(session, handle))
+
+
+@router.put("/v1/oncall/people/{handle}")
+def put_person(
+    handle: str, body: PersonIn, operator: Manager, session: SessionDep, clock: ClockDep
+) -> PersonOut:
+    if body.handle != handle:
+        raise ApiError(422, "invalid_input",
+                       f"the body's handle {body.handle!r} differs from the URL's {handle!r}")
+    with answering():
+        person = directory.put_person(session, body, actor=operator.actor, clock=clock)
+        return directory.person_out(person)
+
+
+@router.delete("/v1/oncall/people/{handle}", status_code=204)
+def delete_person(handle: str, operator: Manager, session: SessionDep, clock: ClockDep) -> Response:
+    with answering():
+        directory.delete_person(session, handle, actor=operator.actor, clock=clock)
+    return Response(status_code=204)
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+
+@router.get("/v1/oncall/schedules")
+def list_schedules(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[ScheduleOut]:
+    with answering():
+        found, total = directory.list_schedules(session, offset=params.offset,
+                                                limit=params.limit)
+        return make_page([directory.schedule_out(s) for s in found], total, params)
+
+
+@router.get("/v1/oncall/schedules/{name}")
+def get_schedule(name: str, _: Reader, session: SessionDep) -> ScheduleOut:
+    with answering():
+        return directory.schedule_out(directory.get_schedule(session, name))
+
+
+@router.put("/v1/oncall/schedules/{name}")
+def put_schedule(
+    name: str, body: ScheduleIn, operator: Manager, session: SessionDep, clock: ClockDep
+) -> ScheduleOut:
+    if body.name != name:
+        raise ApiError(422, "invalid_input",
+                       f"the body's name {body.name!r} differs from the URL's {name!r}")
+    with answering():
+        schedule = directory.put_schedule(session, body, actor=operator.actor, clock=clock)
+        return directory.schedule_out(schedule)
+
+
+@router.delete("/v1/oncall/schedules/{name}", status_code=204)
+def delete_schedule(name: str, operator: Manager, session: SessionDep, clock: ClockDep) -> Response:
+    with answering():
+        directory.delete_schedule(session, name, actor=operator.actor, clock=clock)
+    return Response(status_code=204)
+
+
+@router.get("/v1/oncall/schedules/{name}/on-call")
+def who_is_on_call(
+    name: str, _: Reader, session: SessionDep, clock: ClockDep,
+    at: Annotated[datetime | None, Query(description="When (ISO 8601 with zone); now if absent")]
+    = None,
+) -> ShiftOut:
+    with answering():
+        return directory.on_call(session, name, _aware(at, "at") if at else clock.now())
+
+
+@router.get("/v1/oncall/schedules/{name}/shifts")
+def list_shifts(
+    name: str, *, _: Reader, session: SessionDep, clock: ClockDep, params: PageParamsDep,
+    start: Annotated[datetime | None, Query(description="Window start; now if absent")] = None,
+    days: Annotated[int, Query(ge=1, le=SHIFT_WINDOW_DAYS_MAX)] = 14,
+) -> Page[ShiftOut]:
+    begin = _aware(start, "start") if start else clock.now()
+    with answering():
+        shifts = directory.upcoming_shifts(session, name, begin, begin + timedelta(days=days))
+    return _slice(shifts, params)
+
+
+@router.post("/v1/oncall/schedules/{name}/overrides", status_code=201)
+def add_override(
+    name: str, body: OverrideIn, operator: Manager, session: SessionDep, clock: ClockDep
+) -> OverrideOut:
+    _aware(body.start, "start")
+    _aware(body.end, "end")
+    with answering():
+        override = directory.add_override(session, name, body, actor=operator.actor, clock=clock)
+        return OverrideOut(id=override.id, person=body.person, start=override.starts_at,
+                           end=override.ends_at, reason=override.reason,
+                           created_by=override.created_by)
+
+
+@router.delete("/v1/oncall/schedules/{name}/overrides/{override_id}", status_code=204)
+def remove_override(
+    name: str, override_id: int, operator: Manager, session: SessionDep, clock: ClockDep
+) -> Response:
+    with answering():
+        directory.remove_override(session, name, override_id, actor=operator.actor, clock=clock)
+    return Response(status_code=204)
+
+
+# --- policies, routes, contact tree, whole config --------------------------------------------
+
+
+@router.get("/v1/oncall/policies")
+def list_policies(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[PolicyOut]:
+    with answering():
+        found, total = directory.list_policies(session, offset=params.offset,
+                                               limit=params.limit)
+        return make_page([directory.policy_out(p) for p in found], total, params)
+
+
+@router.get("/v1/oncall/policies/{name}")
+def get_policy(name: str, _: Reader, session: SessionDep) -> PolicyOut:
+    with answering():
+        return directory.policy_out(directory.get_policy(session, name))
+
+
+@router.put("/v1/oncall/policies/{name}")
+def put_policy(
+    name: str, body: PolicyIn, operator: Manager, session: SessionDep, clock: ClockDep
+) -> PolicyOut:
+    if body.name != name:
+        raise ApiError(422, "invalid_input",
+                       f"the body's name {body.name!r} differs from the URL's {name!r}")
+    with answering():
+        policy = directory.put_policy(session, body, actor=operator.actor, clock=clock)
+        return directory.policy_out(policy)
+
+
+@router.delete("/v1/oncall/policies/{name}", status_code=204)
+def delete_policy(name: str, operator: Manager, session: SessionDep, clock: ClockDep) -> Response:
+    with answering():
+        directory.delete_policy(session, name, actor=operator.actor, clock=clock)
+    return Response(status_code=204)
+
+
+@router.get("/v1/oncall/routes")
+def list_routes(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[RouteOut]:
+    with answering():
+        return _slice(directory.list_routes(session), params)
+
+
+@router.put("/v1/oncall/routes")
+def set_routes(
+    body: list[RouteIn], operator: Manager, session: SessionDep, clock: ClockDep
+) -> list[RouteOut]:
+    with answering():
+        directory.set_routes(session, body, actor=operator.actor, clock=clock)
+        return directory.list_routes(session)
+
+
+def _tree_answer(tree: contact_rules.ContactTree) -> dict[str, object]:
+    return {"contact_tree": contact_rules.contact_tree_to_data(tree),
+            "categories_without_contacts": tree.gaps()}
+
+
+@router.get("/v1/oncall/contact-tree")
+def get_contact_tree(_: Reader, session: SessionDep) -> dict[str, object]:
+    with answering():
+        return _tree_answer(directory.contact_tree(session))
+
+
+@router.put("/v1/oncall/contact-tree")
+def replace_contact_tree(
+    body: dict[str, list[ContactIn]], operator: Manager, session: SessionDep, clock: ClockDep
+) -> dict[str, object]:
+    with answering():
+        try:
+            tree = contact_rules.contact_tree_from_data(
+                {category: [c.model_dump() for c in items] for category, items in body.items()}
+            )
+        except contact_rules.ContactTreeError as exc:
+            raise ApiError(422, "invalid_input", str(exc)) from exc
+        directory.replace_contact_tree(session, tree, actor=operator.actor, clock=clock)
+        return _tree_answer(directory.contact_tree(session))
+
+
+@router.put("/v1/oncall/contact-tree/{category}")
+def set_category_contacts(
+    category: str, body: list[ContactIn], operator: Manager, session: SessionDep,
+    clock: ClockDep,
+) -> dict[str, object]:
+    with answering():
+        directory.set_category_contacts(session, category, body, actor=operator.actor,
+                                        clock=clock)
+        return _tree_answer(directory.contact_tree(session))
+
+
+@router.post("/v1/oncall/config")
+def apply_config(
+    body: OncallConfig, operator: Manager, session: SessionDep, clock: ClockDep
+) -> dict[str, object]:
+    """Apply a whole on-call set-up (the YAML file's content as JSON), all or nothing."""
+    with answering():
+        return directory.apply_config(session, body, actor=operator.actor, clock=clock)
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+@router.post("/v1/pages", status_code=201)
+def send_page(
+    body: PageIn, operator: Sender, session: SessionDep, clock: ClockDep, settings: SettingsDep
+) -> PageOut:
+    with answering():
+        sent = paging.page(session, incident_id=body.incident_id, summary=body.summary,
+                           category=body.category, severity=body.severity, clock=clock,
+                           actor=operator.actor, settings=settings)
+        return paging.page_out(sent)
+
+
+@router.get("/v1/pages")
+def list_pages(
+    _: Reader, session: SessionDep, params: PageParamsDep,
+    incident_id: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query(description="triggered, acknowledged, exhausted, "
+                                                    "cancelled")] = None,
+) -> Page[PageOut]:
+    with answering():
+        found, total = paging.list_pages(session, incident_id=incident_id, status=status,
+                                         offset=params.offset, limit=params.limit)
+        return make_page([paging.page_out(p) for p in found], total, params)
+
+
+@router.get("/v1/pages/{page_id}")
+def get_page(page_id: int, _: Reader, session: SessionDep) -> PageOut:
+    with answering():
+        return paging.page_out(paging.get_page(session, page_id))
+
+
+@router.get("/v1/pages/{page_id}/events")
+def list_page_events(
+    page_id: int, _: Reader, session: SessionDep, params: PageParamsDep
+) -> Page[PageEventOut]:
+    with answering():
+        paging.get_page(session, page_id)
+        events, total = paging.list_page_events(session, page_id=page_id, offset=params.offset,
+                                                limit=params.limit)
+        return make_page(events, total, params)
+
+
+@router.post("/v1/pages/{page_id}/ack")
+def acknowledge(
+    page_id: int, operator: Acker, session: SessionDep, clock: ClockDep,
+    body: AckIn | None = None,
+) -> PageOut:
+    with answering():
+        acked = paging.acknowledge(session, page_id=page_id, actor=operator.actor, via="api",
+                                   clock=clock, note=body.note if body else "")
+        return paging.page_out(acked)
+
+
+@router.post("/v1/pages/{page_id}/cancel")
+def cancel(
+    page_id: int, body: CancelIn, operator: Sender, session: SessionDep, clock: ClockDep
+) -> PageOut:
+    with answering():
+        cancelled = paging.cancel_page(session, page_id=page_id, actor=operator.actor,
+                                       reason=body.reason, clock=clock)
+        return paging.page_out(cancelled)
+
+
+@router.get("/v1/pages/{page_id}/ack", response_class=HTMLResponse)
+def acknowledge_by_link(
+    page_id: int, session: SessionDep, clock: ClockDep, settings: SettingsDep,
+    token: Annotated[str, Query(max_length=1024, description="from the page's ack link")],
+) -> HTMLResponse:
+    """No login: the signed token proves the link came from a page sent to this responder."""
+    try:
+        before = paging.get_page(session, page_id)
+        already = before.status not in (PageStatus.TRIGGERED, PageStatus.EXHAUSTED)
+        acked = paging.acknowledge_with_token(session, page_id=page_id, token=token,
+                                              clock=clock, settings=settings)
+    except NotFoundError:
+        return HTMLResponse(ack_page_html("refused", page_id=page_id, reason="no such page"),
+                            status_code=404)
+    except AckRefusedError as exc:
+        return HTMLResponse(ack_page_html("refused", page_id=page_id, reason=exc.message),
+                            status_code=403)
+    except RespondersError as exc:
+        return HTMLResponse(ack_page_html("already", page_id=page_id, actor="-",
+                                          status=exc.message), status_code=409)
+    outcome: AckOutcome = "already" if already else "acknowledged"
+    return HTMLResponse(ack_page_html(outcome, page_id=page_id, incident_id=acked.incident_id,
+                                      actor=acked.acknowledged_by or "-", status=acked.status))

@@ -1,0 +1,1925 @@
+"""The venue: every market and the one shared ledger, driven by sequenced commands.
+
+:meth:`Venue.apply` is the only way anything changes. It takes the sequencer's ``seq`` and
+``ts`` with each command and returns the complete list of events the command caused. The
+engine reads no clock, draws no random number and does no I/O, so replaying the same
+commands into a fresh venue reproduces every event and :meth:`Venue.state_hash` exactly.
+
+Rules worth knowing before reading the code:
+
+- A command applies completely or is rejected with one event saying why (``OrderRejected``
+  or ``CommandRejected``, with a reason and a sentence for people). Checks come first,
+  changes after, so nothing is ever half-applied.
+- ``order_id`` is the ``seq`` of the command that placed the order; ``trade_id`` counts up.
+- Fills print at the resting (maker) order's price. Fees are in the quote asset's minor
+  units, ``notional * bps // 10000``: rounded down, in the customer's favour. The taker pays
+  ``taker_fee_bps``, the maker ``maker_fee_bps``; both go to account 0 (the fee account).
+- Holds: a limit buy holds ``hold_per_lot * qty`` quote, where ``hold_per_lot`` is one
+  lot's notional at the limit price plus that notional's worst-case fee rounded *up* (the
+  larger of the two fee rates). Rounding up per lot makes the hold linear in the quantity:
+  a resting order always holds exactly ``remaining * hold_per_lot`` and a fill releases
+  ``fill * hold_per_lot``, which always covers what the fill costs (a fill at a better price
+  releases the difference). A sell holds ``qty * base_per_lot`` base. A market buy has no
+  price: it may spend the buyer's whole available quote, fills while that covers the next
+  fill and its fee, and is cancelled with ``insufficient_funds`` when it runs out.
+- Client order ids: ``(account, client_order_id)`` maps to the order it placed; a repeat
+  returns ``OrderRepeated`` and places nothing. Ids of resting orders are always kept; the
+  ids of finished orders are kept for the last ``CLIENT_ORDER_ID_WINDOW`` of them. A
+  rejected order does not use up its id, so the retry of a refused submit is judged afresh.
+- Self-trade prevention applies to continuous matching. An auction uncross matches at one
+  price for everyone and lets an account's own buy and sell cross (both orders were placed
+  on purpose into the auction), charging the later order the taker fee like any trade.
+- Time moves only with the commands' ``ts``: timed auctions, breaker pauses, limit states
+  and resume-plan phases end when a command (a ``Heartbeat`` at :meth:`next_deadline_ts`
+  at the latest) arrives at or after their deadline. Their events come first in that
+  command's list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from heapq import heappop
+from typing import TypeVar
+
+import msgspec
+
+from haltguard.venue.auction import UncrossResult, allocate, indicative, uncross
+from haltguard.venue.book import NO_LIMIT_KEY, BookSide, OrderBook, PriceLevel, RestingOrder
+from haltguard.venue.breaker import (
+    BreakerConfigError,
+    BreakerSnapshot,
+    BreakerState,
+    BreakerTrip,
+    Verdict,
+)
+from haltguard.venue.commands import (
+    AbortResumePlan,
+    AddAsset,
+    AddMarket,
+    CancelAll,
+    CancelOrder,
+    Command,
+    ConfigureBreaker,
+    Deposit,
+    FreezeWithdrawals,
+    Heartbeat,
+    KillSwitch,
+    PlaceOrder,
+    SetMarketState,
+    StartResumePlan,
+    Uncross,
+    Withdraw,
+)
+from haltguard.venue.events import (
+    AssetAdded,
+    AuctionUncrossed,
+    BreakerConfigured,
+    CircuitBreakerTripped,
+    CommandRejected,
+    Deposited,
+    Event,
+    IndicativeUncross,
+    KillSwitchChanged,
+    MarketAdded,
+    MarketStateChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderRejected,
+    OrderRepeated,
+    ResumePhaseEntered,
+    ResumePlanEnded,
+    ResumePlanStarted,
+    Trade,
+    WithdrawalsFrozen,
+    Withdrawn,
+)
+from haltguard.venue.ledger import FEE_ACCOUNT, Ledger
+from haltguard.venue.markets import Asset, MarketSpec
+from haltguard.venue.states import (
+    PhaseChange,
+    ResumePlan,
+    ResumePlanError,
+    ResumePlanSnapshot,
+    admits,
+    check_transition,
+    order_kind,
+    refusal_detail,
+    uncrosses_on_exit,
+)
+from haltguard.venue.types import (
+    INT64_MAX,
+    CancelReason,
+    MarketState,
+    OrderType,
+    RejectReason,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+
+CLIENT_ORDER_ID_WINDOW = 1_000_000
+"""How many client order ids of finished orders are remembered (oldest forgotten first).
+
+Ids of resting orders are always remembered. A retry arriving after a million later orders
+with client ids is treated as a new order; at realistic rates that is hours, far longer
+than any client retries.
+"""
+CLIENT_ORDER_ID_LENGTH_MAX = 64
+BUY_HOLD_CACHE_MAX = 4_096  # distinct prices whose buy hold per lot a market remembers
+ASSET_DECIMALS_MAX = 18
+BPS_PER_UNIT = 10_000
+STATE_VERSION = 1
+NO_DEADLINE = INT64_MAX
+"""``next_deadline`` sentinel: later than any timestamp a sequencer can stamp."""
+
+VENUE_ACTOR = "venue"  # who time-driven transitions are attributed to
+BREAKER_ACTOR = "circuit_breaker"
+
+# Enum members as module constants: identity checks on the hot path.
+_BUY, _SELL = Side.BUY, Side.SELL
+_LIMIT, _MARKET = OrderType.LIMIT, OrderType.MARKET
+_GTC, _IOC, _FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
+_CANCEL_TAKER = SelfTradePrevention.CANCEL_TAKER
+_CANCEL_MAKER = SelfTradePrevention.CANCEL_MAKER
+_CANCEL_BOTH = SelfTradePrevention.CANCEL_BOTH
+_OPEN, _HALTED, _AUCTION, _CLOSED = (
+    MarketState.OPEN,
+    MarketState.HALTED,
+    MarketState.AUCTION,
+    MarketState.CLOSED,
+)
+_USER, _UNFILLED, _SELF_TRADE = CancelReason.USER, CancelReason.UNFILLED, CancelReason.SELF_TRADE
+_PRICE_BAND, _OUT_OF_FUNDS = CancelReason.PRICE_BAND, CancelReason.INSUFFICIENT_FUNDS
+_R = RejectReason
+_NOT_RESTING = "the order is not resting in this market: filled, cancelled or never placed"
+_TRADING_STATES = frozenset({MarketState.OPEN, MarketState.LIMIT_ONLY, MarketState.POST_ONLY})
+
+
+_T = TypeVar("_T")
+
+
+class SequenceError(ValueError):
+    """A command arrived out of sequence (``seq`` not last + 1) or with time going back."""
+
+
+# --- read views (what the HTTP API serves) ---------------------------------------------
+
+
+class DepthLevel(msgspec.Struct, frozen=True, array_like=True):
+    """One aggregated L2 level: ``[price, qty, orders]`` on the wire."""
+
+    price: int
+    qty: int
+    orders: int
+
+
+class Depth(msgspec.Struct, frozen=True):
+    market: str
+    bids: list[DepthLevel]
+    asks: list[DepthLevel]
+
+
+class OrderView(msgspec.Struct, frozen=True):
+    market: str
+    order_id: int
+    account: int
+    side: Side
+    price: int
+    qty: int
+    remaining: int
+    client_order_id: str
+
+
+class MarketStatus(msgspec.Struct, frozen=True):
+    """A market's state as the status page and operators see it."""
+
+    market: str
+    state: MarketState
+    cancels_allowed: bool
+    until_ts: int  # when a timed auction or pause ends by itself; 0 if it does not
+    resume_phase: int  # index of the running resume plan's phase; -1 without a plan
+    kill_switch: bool
+
+
+# --- exported state ------------------------------------------------------------------
+
+
+class OrderEntry(msgspec.Struct, frozen=True, array_like=True):
+    """A resting order as exported, in queue position."""
+
+    order_id: int
+    account: int
+    is_buy: bool
+    price: int
+    qty: int
+    remaining: int
+    client_order_id: str
+
+
+class MarketEntry(msgspec.Struct, frozen=True):
+    spec: MarketSpec
+    state: MarketState
+    cancels_allowed: bool
+    until_ts: int
+    after_auction: MarketState
+    last_price: int
+    orders: list[OrderEntry]  # bids best first, then asks best first; oldest first per level
+    breaker: BreakerSnapshot | None
+    resume_plan: ResumePlanSnapshot | None
+    plan_actor: str
+    plan_reason: str
+    plan_incident_id: str
+
+
+class BalanceEntry(msgspec.Struct, frozen=True, array_like=True):
+    asset: str
+    account: int
+    available: int
+    held: int
+
+
+class AssetTotals(msgspec.Struct, frozen=True, array_like=True):
+    asset: str
+    deposited: int
+    withdrawn: int
+
+
+class ClientOrderIdEntry(msgspec.Struct, frozen=True, array_like=True):
+    account: int
+    client_order_id: str
+    order_id: int
+
+
+class VenueState(msgspec.Struct, frozen=True):
+    """Everything a venue is. ``Venue.restore(state)`` rebuilds one that behaves identically.
+
+    Lists are in a canonical order (assets and markets as listed, balances by asset then
+    account, finished client order ids oldest first), so equal venues export equal states.
+    """
+
+    version: int
+    last_seq: int
+    last_ts: int
+    next_trade_id: int
+    kill_switch: bool
+    assets: list[Asset]
+    frozen_assets: list[str]
+    totals: list[AssetTotals]
+    balances: list[BalanceEntry]
+    markets: list[MarketEntry]
+    finished_client_order_ids: list[ClientOrderIdEntry]
+
+
+_STATE_ENCODER = msgspec.msgpack.Encoder(order="deterministic")
+
+
+# --- per-market runtime --------------------------------------------------------------
+
+
+class _Market:
+    """One market's book, state and cached numbers, laid out for the hot path."""
+
+    __slots__ = (
+        "after_auction",
+        "asks",
+        "base_per_lot",
+        "base_rows",
+        "bids",
+        "book",
+        "breaker",
+        "cancels_allowed",
+        "fee_row",
+        "buy_holds",
+        "hold_bps",
+        "last_price",
+        "maker_bps",
+        "max_qty",
+        "min_qty",
+        "orders",
+        "plan",
+        "plan_actor",
+        "plan_incident_id",
+        "plan_reason",
+        "quote_per_tick_lot",
+        "quote_rows",
+        "spec",
+        "state",
+        "symbol",
+        "taker_bps",
+        "until_ts",
+    )
+
+    def __init__(self, spec: MarketSpec, state: MarketState, ledger: Ledger) -> None:
+        self.spec = spec
+        self.symbol = spec.symbol
+        self.book = OrderBook()
+        self.bids = self.book.bids
+        self.asks = self.book.asks
+        self.orders = self.book.orders
+        self.state = state
+        self.cancels_allowed = True
+        self.until_ts = 0
+        self.after_auction = _OPEN
+        self.last_price = 0
+        self.quote_rows = ledger.rows[spec.quote]
+        self.base_rows = ledger.rows[spec.base]
+        self.fee_row = ledger.row(spec.quote, FEE_ACCOUNT)
+        self.quote_per_tick_lot = spec.quote_per_tick_lot
+        self.base_per_lot = spec.base_per_lot
+        self.maker_bps = spec.maker_fee_bps
+        self.taker_bps = spec.taker_fee_bps
+        self.hold_bps = max(spec.maker_fee_bps, spec.taker_fee_bps)
+        # price -> buy_hold_per_lot(price): a cache, as prices repeat; cleared when it fills.
+        self.buy_holds: dict[int, int] = {}
+        self.min_qty = spec.min_qty
+        self.max_qty = spec.max_qty
+        self.breaker: BreakerState | None = (
+            None if spec.breaker is None else BreakerState(spec.breaker)
+        )
+        self.plan: ResumePlan | None = None
+        self.plan_actor = ""
+        self.plan_reason = ""
+        self.plan_incident_id = ""
+
+    def buy_hold_per_lot(self, price: int) -> int:
+        unit = price * self.quote_per_tick_lot
+        return unit + (unit * self.hold_bps + BPS_PER_UNIT - 1) // BPS_PER_UNIT
+
+    def cache_buy_hold(self, price: int) -> int:
+        if len(self.buy_holds) >= BUY_HOLD_CACHE_MAX:
+            self.buy_holds.clear()
+        hold = self.buy_holds[price] = self.buy_hold_per_lot(price)
+        return hold
+
+    def hold_per_lot(self, is_buy: bool, price: int) -> int:
+        return self.buy_hold_per_lot(price) if is_buy else self.base_per_lot
+
+    def crossed(self) -> bool:
+        return self.book.is_crossed()
+
+    def next_deadline(self) -> int:
+        deadline = self.until_ts or NO_DEADLINE
+        if self.plan is not None:
+            due = self.plan.due_ts()
+            if due is not None and due < deadline:
+                deadline = due
+        if self.breaker is not None and self.state in _TRADING_STATES:
+            due = self.breaker.next_deadline_ts()
+            if due is not None and due < deadline:
+                deadline = due
+        return deadline
+
+
+def _price_levels(side: BookSide) -> Iterator[tuple[int, int]]:
+    for level in side.sorted_levels():
+        yield level.price, level.qty
+
+
+def _priority_orders(side: BookSide) -> Iterator[RestingOrder]:
+    for level in side.sorted_levels():
+        yield from level
+
+
+class Venue:
+    """All markets and the shared ledger. See the module docstring for the rules."""
+
+    def __init__(self) -> None:
+        self.last_seq = 0
+        self.last_ts = 0
+        self.ledger = Ledger()
+        self._assets: dict[str, Asset] = {}
+        self._markets: dict[str, _Market] = {}
+        self._frozen_assets: set[str] = set()
+        self._kill_switch = False
+        self._next_trade_id = 1
+        self._next_deadline = NO_DEADLINE
+        self._live_client_ids: dict[tuple[int, str], int] = {}
+        self._finished_client_ids: dict[tuple[int, str], int] = {}
+        self._finished_client_order: deque[tuple[int, str]] = deque()
+        self._admin: dict[type, Callable[[int, int, Command], list[Event]]] = {
+            Deposit: self._deposit,
+            Withdraw: self._withdraw,
+            AddAsset: self._add_asset,
+            AddMarket: self._add_market,
+            SetMarketState: self._set_market_state,
+            KillSwitch: self._kill_switch_command,
+            FreezeWithdrawals: self._freeze_withdrawals,
+            StartResumePlan: self._start_resume_plan,
+            AbortResumePlan: self._abort_resume_plan,
+            Uncross: self._uncross_command,
+            ConfigureBreaker: self._configure_breaker,
+            CancelAll: self._cancel_all,
+            Heartbeat: self._heartbeat,
+        }
+
+    # --- the one entry point -------------------------------------------------------------
+
+    def apply(self, seq: int, ts: int, command: Command) -> list[Event]:
+        """Apply one sequenced command; return everything it caused, in order.
+
+        Raises :class:`SequenceError` (changing nothing) if ``seq`` is not ``last_seq + 1``
+        or ``ts`` is before ``last_ts``: the caller has lost its place in the journal.
+        """
+        if seq != self.last_seq + 1 or ts < self.last_ts:
+            raise SequenceError(
+                f"command seq {seq} at ts {ts} cannot follow seq {self.last_seq} at ts "
+                f"{self.last_ts}: seq must be exactly {self.last_seq + 1} and ts must not go "
+                "back; replay the journal from the last applied command"
+            )
+        self.last_seq = seq
+        self.last_ts = ts
+        if ts >= self._next_deadline:
+            early = self._advance_time(ts)
+            return early + self._dispatch(seq, ts, command)
+        kind = type(command)
+        if kind is PlaceOrder:
+            # The common orders (a GTC limit or an IOC market order, no client id, default
+            # self-trade prevention, open market) pass every check of _place in these tests
+            # and skip it; anything else takes the full path with its detailed rejections.
+            market = self._markets.get(command.market)  # type: ignore[union-attr]
+            side = command.side  # type: ignore[union-attr]
+            qty = command.qty  # type: ignore[union-attr]
+            if (
+                market is not None
+                and market.state is _OPEN
+                and command.stp is _CANCEL_TAKER  # type: ignore[union-attr]
+                and not command.post_only  # type: ignore[union-attr]
+                and not command.client_order_id  # type: ignore[union-attr]
+                and command.account > 0  # type: ignore[union-attr]
+                and (side is _BUY or side is _SELL)
+                and market.min_qty <= qty <= market.max_qty
+            ):
+                order_type = command.order_type  # type: ignore[union-attr]
+                tif = command.tif  # type: ignore[union-attr]
+                price = command.price  # type: ignore[union-attr]
+                if order_type is _LIMIT and tif is _GTC and 0 < price <= INT64_MAX:
+                    return self._place_limit(
+                        seq, ts, command, market, side is _BUY, price, qty, True  # type: ignore[arg-type]
+                    )
+                if order_type is _MARKET and tif is _IOC and price == 0:
+                    return self._place_market(
+                        seq, ts, command, market, side is _BUY, qty  # type: ignore[arg-type]
+                    )
+            return self._place(seq, ts, command)  # type: ignore[arg-type]
+        if kind is CancelOrder:
+            return self._cancel(command)  # type: ignore[arg-type]
+        return self._dispatch(seq, ts, command)
+
+    def _dispatch(self, seq: int, ts: int, command: Command) -> list[Event]:
+        kind = type(command)
+        if kind is PlaceOrder:
+            return self._place(seq, ts, command)  # type: ignore[arg-type]
+        if kind is CancelOrder:
+            return self._cancel(command)  # type: ignore[arg-type]
+        handler = self._admin.get(kind)
+        if handler is None:
+            return [
+                CommandRejected(
+                    kind.__name__, _R.INVALID_COMMAND, f"the venue has no command {kind.__name__}"
+                )
+            ]
+        events = handler(seq, ts, command)
+        self._refresh_deadline()
+        return events
+
+    # --- placing orders ------------------------------------------------------------------
+
+    def _place(self, seq: int, ts: int, cmd: PlaceOrder) -> list[Event]:
+        market = self._markets.get(cmd.market)
+        if market is None:
+            return [_order_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
+        account = cmd.account
+        if account <= FEE_ACCOUNT:
+            return [
+                _order_rejected(
+                    cmd,
+                    _R.INVALID_ACCOUNT,
+                    f"account {account} cannot trade: accounts are positive numbers and "
+                    "account 0 is the exchange's fee account",
+                )
+            ]
+        client_id = cmd.client_order_id
+        if client_id:
+            repeated = self._repeated(cmd)
+            if repeated is not None:
+                return [repeated]
+        side, order_type, tif, stp = cmd.side, cmd.order_type, cmd.tif, cmd.stp
+        if side is _BUY:
+            is_buy = True
+        elif side is _SELL:
+            is_buy = False
+        else:
+            return self._place_normalized(seq, ts, cmd)
+        if (
+            (order_type is not _LIMIT and order_type is not _MARKET)
+            or (tif is not _GTC and tif is not _IOC and tif is not _FOK)
+            or (stp is not _CANCEL_TAKER and stp is not _CANCEL_MAKER and stp is not _CANCEL_BOTH)
+        ):
+            return self._place_normalized(seq, ts, cmd)
+        if market.state is not _OPEN:
+            kind = order_kind(order_type, tif, cmd.post_only)
+            reason = admits(market.state, market.cancels_allowed, kind)
+            if reason is not None:
+                if reason is _R.MARKET_HALTED and self._kill_switch:
+                    return [
+                        _order_rejected(
+                            cmd,
+                            _R.KILL_SWITCH_ENGAGED,
+                            "the kill switch is engaged: every market is halted",
+                        )
+                    ]
+                detail = refusal_detail(market.state, market.cancels_allowed, kind)
+                return [_order_rejected(cmd, reason, detail)]
+        qty = cmd.qty
+        if qty < market.min_qty or qty > market.max_qty:
+            return [self._size_rejected(cmd, market)]
+        if len(client_id) > CLIENT_ORDER_ID_LENGTH_MAX:
+            return [
+                _order_rejected(
+                    cmd,
+                    _R.INVALID_COMMAND,
+                    f"client_order_id is {len(client_id)} characters; the most is "
+                    f"{CLIENT_ORDER_ID_LENGTH_MAX}",
+                )
+            ]
+        if order_type is _LIMIT:
+            price = cmd.price
+            if price <= 0 or price > INT64_MAX:
+                return [
+                    _order_rejected(
+                        cmd,
+                        _R.INVALID_PRICE,
+                        f"a limit price is a positive number of ticks, got {price}",
+                    )
+                ]
+            if cmd.post_only and tif is not _GTC:
+                return [
+                    _order_rejected(
+                        cmd,
+                        _R.INVALID_TIME_IN_FORCE,
+                        "a post-only order must rest, so its time in force must be gtc",
+                    )
+                ]
+            return self._place_limit(seq, ts, cmd, market, is_buy, price, qty, False)
+        if cmd.price != 0 or tif is _GTC or cmd.post_only:
+            return [
+                _order_rejected(
+                    cmd,
+                    _R.INVALID_PRICE if cmd.price != 0 else _R.INVALID_TIME_IN_FORCE,
+                    "a market order has price 0 and time in force ioc or fok, and cannot be "
+                    "post-only",
+                )
+            ]
+        return self._place_market(seq, ts, cmd, market, is_buy, qty)
+
+    def _place_limit(  # noqa: PLR0917 - hot or internal: positional on purpose
+        self,
+        seq: int,
+        ts: int,
+        cmd: PlaceOrder,
+        market: _Market,
+        is_buy: bool,
+        price: int,
+        qty: int,
+        plain: bool,
+    ) -> list[Event]:
+        """A validated limit order. The common case, a ``plain`` order (GTC, not post-only,
+        no client id, open market: what :meth:`apply` checked) that does not cross, is
+        handled here in a straight line; the rest goes on to :meth:`_place_limit_fully`."""
+        account = cmd.account
+        if is_buy:
+            hold_per_lot = market.buy_holds.get(price)
+            if hold_per_lot is None:
+                hold_per_lot = market.cache_buy_hold(price)
+            hold_row = market.quote_rows.get(account)
+            own, opposite, limit_key = market.bids, market.asks, price
+        else:
+            hold_per_lot = market.base_per_lot
+            hold_row = market.base_rows.get(account)
+            own, opposite, limit_key = market.asks, market.bids, -price
+        need = qty * hold_per_lot
+        if hold_row is None or hold_row[0] < need:
+            return [self._funds_rejected(cmd, market, is_buy, need, hold_row)]
+        heap = opposite.heap
+        if not plain or (heap and heap[0] <= limit_key):
+            return self._place_limit_fully(
+                seq, ts, cmd, market, is_buy, price, qty, hold_per_lot, hold_row, limit_key
+            )
+        order = RestingOrder(seq, account, is_buy, price, qty, qty, "", hold_per_lot, hold_row)
+        market.orders[seq] = order
+        level = own.levels.get(-limit_key)
+        if level is None:
+            level = own.level_for(price)
+        tail = level.tail
+        order.prev = tail
+        order.next = None
+        order.level = level
+        if tail is None:
+            level.head = order
+        else:
+            tail.next = order
+        level.tail = order
+        level.qty += qty
+        level.count += 1
+        hold_row[0] -= need
+        hold_row[1] += need
+        return [OrderAccepted(market.symbol, seq, account, cmd.side, _LIMIT, _GTC, price, qty, "")]
+
+    def _place_limit_fully(  # noqa: PLR0917 - hot or internal: positional on purpose
+        self,
+        seq: int,
+        ts: int,
+        cmd: PlaceOrder,
+        market: _Market,
+        is_buy: bool,
+        price: int,
+        qty: int,
+        hold_per_lot: int,
+        hold_row: list[int],
+        limit_key: int,
+    ) -> list[Event]:
+        """A limit order that may cross, is IOC/FOK/post-only, has a client id, or arrives
+        outside continuous trading; its funds are already checked."""
+        account = cmd.account
+        opposite = market.asks if is_buy else market.bids
+        crossing = False
+        if market.state is not _AUCTION:
+            best = opposite.best()
+            crossing = best is not None and best.key <= limit_key
+        if crossing:
+            if cmd.post_only:
+                return [
+                    _order_rejected(
+                        cmd,
+                        _R.POST_ONLY_WOULD_CROSS,
+                        "the post-only order would take liquidity at its price; it was not "
+                        "placed",
+                    )
+                ]
+            if cmd.tif is _FOK:
+                problem = self._fok_problem(market, ts, is_buy, account, limit_key, qty, cmd.stp)
+                if problem is not None:
+                    return [_order_rejected(cmd, _R.FOK_NOT_FILLABLE, problem)]
+        elif cmd.tif is _FOK:
+            return [
+                _order_rejected(
+                    cmd, _R.FOK_NOT_FILLABLE, "nothing on the book crosses the fill-or-kill price"
+                )
+            ]
+        client_id = cmd.client_order_id
+        events: list[Event] = [
+            OrderAccepted(
+                market.symbol, seq, account, cmd.side, _LIMIT, cmd.tif, price, qty, client_id
+            )
+        ]
+        if crossing:
+            remaining, spent, received, fees, stop = self._match(
+                market, events, seq, ts, is_buy, account, limit_key, qty, cmd.stp, -1
+            )
+        else:
+            remaining, spent, received, fees, stop = qty, 0, 0, 0, None
+        rest_hold = 0
+        if remaining and cmd.tif is _GTC and (
+            stop is None or (stop is _PRICE_BAND and market.state is _AUCTION)
+        ):
+            rest_hold = remaining * hold_per_lot
+            order = RestingOrder(
+                seq, account, is_buy, price, qty, remaining, client_id, hold_per_lot, hold_row
+            )
+            market.orders[seq] = order
+            own = market.bids if is_buy else market.asks
+            level = own.levels.get(-limit_key)
+            if level is None:
+                level = own.level_for(price)
+            tail = level.tail
+            order.prev = tail
+            order.level = level
+            if tail is None:
+                level.head = order
+            else:
+                tail.next = order
+            level.tail = order
+            level.qty += remaining
+            level.count += 1
+            if client_id:
+                self._live_client_ids[(account, client_id)] = seq
+        else:
+            if remaining:
+                events.append(
+                    OrderCancelled(market.symbol, seq, account, remaining, stop or _UNFILLED)
+                )
+            if client_id:
+                self._finish_client_id(account, client_id, seq)
+        hold_row[0] -= spent + rest_hold
+        hold_row[1] += rest_hold
+        if received:
+            receive_rows = market.base_rows if is_buy else market.quote_rows
+            receive_row = receive_rows.get(account)
+            if receive_row is None:
+                receive_row = receive_rows[account] = [0, 0]
+            receive_row[0] += received
+        if fees:
+            market.fee_row[0] += fees
+        if market.state is _AUCTION:
+            events.append(self._indicative_event(market))
+        return events
+
+    def _place_market(  # noqa: PLR0917 - hot or internal: positional on purpose
+        self, seq: int, ts: int, cmd: PlaceOrder, market: _Market, is_buy: bool, qty: int
+    ) -> list[Event]:
+        account = cmd.account
+        if is_buy:
+            pay_rows, receive_rows, opposite = market.quote_rows, market.base_rows, market.asks
+            pay_row = pay_rows.get(account)
+            budget = 0 if pay_row is None else pay_row[0]
+            if budget <= 0:
+                return [self._funds_rejected(cmd, market, is_buy, 1, pay_row)]
+        else:
+            pay_rows, receive_rows, opposite = market.base_rows, market.quote_rows, market.bids
+            pay_row = pay_rows.get(account)
+            need = qty * market.base_per_lot
+            if pay_row is None or pay_row[0] < need:
+                return [self._funds_rejected(cmd, market, is_buy, need, pay_row)]
+            budget = -1
+        if cmd.tif is _FOK:
+            problem = self._fok_problem(
+                market, ts, is_buy, account, NO_LIMIT_KEY, qty, cmd.stp, budget
+            )
+            if problem is not None:
+                return [_order_rejected(cmd, _R.FOK_NOT_FILLABLE, problem)]
+        assert pay_row is not None
+        client_id = cmd.client_order_id
+        events: list[Event] = [
+            OrderAccepted(
+                market.symbol, seq, account, cmd.side, _MARKET, cmd.tif, 0, qty, client_id
+            )
+        ]
+        if opposite.best() is not None:
+            remaining, spent, received, fees, stop = self._match(
+                market, events, seq, ts, is_buy, account, NO_LIMIT_KEY, qty, cmd.stp, budget
+            )
+        else:
+            remaining, spent, received, fees, stop = qty, 0, 0, 0, None
+        if remaining:
+            events.append(OrderCancelled(market.symbol, seq, account, remaining, stop or _UNFILLED))
+        if client_id:
+            self._finish_client_id(account, client_id, seq)
+        pay_row[0] -= spent
+        if received:
+            _receive_row(receive_rows, account)[0] += received
+        if fees:
+            market.fee_row[0] += fees
+        return events
+
+    def _match(  # noqa: PLR0917 - hot or internal: positional on purpose
+        self,
+        market: _Market,
+        events: list[Event],
+        seq: int,
+        ts: int,
+        is_buy: bool,
+        account: int,
+        limit_key: int,
+        qty: int,
+        stp: SelfTradePrevention,
+        budget: int,
+    ) -> tuple[int, int, int, int, CancelReason | None]:
+        """Cross an incoming order against the book, settling every maker as it goes.
+
+        Returns ``(remaining, spent, received, fees, stop)``: what the taker has left, what it
+        paid out (quote for a buy, base for a sell), what it received, the fees of all fills,
+        and why matching stopped early (self-trade, price band, out of funds) or None. The
+        caller settles the taker's own balances with those totals. ``budget`` is the quote a
+        market buy may spend; -1 means the order's hold already covers every fill.
+        """
+        opposite = market.asks if is_buy else market.bids
+        heap, levels, orders = opposite.heap, opposite.levels, market.orders
+        maker_receive_rows = market.quote_rows if is_buy else market.base_rows
+        per_tick_lot, base_per_lot = market.quote_per_tick_lot, market.base_per_lot
+        taker_bps, maker_bps = market.taker_bps, market.maker_bps
+        breaker = market.breaker
+        symbol = market.symbol
+        taker_side = _BUY if is_buy else _SELL
+        append = events.append
+        trade_id = self._next_trade_id
+        remaining = qty
+        spent = received = fees = 0
+        stop: CancelReason | None = None
+        while remaining:
+            if not heap:
+                break
+            key = heap[0]
+            level = levels.get(key)
+            if level is None:
+                heappop(heap)
+                continue
+            if key > limit_key:
+                break
+            price = level.price
+            if breaker is not None and not breaker.allows(price, ts):
+                stop = self._refused_by_breaker(market, events, ts, price, seq)
+                break
+            level_filled = 0
+            maker = level.head
+            while remaining and maker is not None:
+                if maker.account == account:
+                    if stp is _CANCEL_TAKER:
+                        stop = _SELF_TRADE
+                        break
+                    following = maker.next
+                    self._cancel_at_head(market, level, maker)
+                    append(
+                        OrderCancelled(
+                            symbol, maker.order_id, maker.account, maker.remaining, _SELF_TRADE
+                        )
+                    )
+                    maker = following
+                    if stp is _CANCEL_BOTH:
+                        stop = _SELF_TRADE
+                        break
+                    continue
+                maker_left = maker.remaining
+                fill = remaining if remaining < maker_left else maker_left
+                notional = price * fill * per_tick_lot
+                taker_fee = notional * taker_bps // BPS_PER_UNIT
+                if budget >= 0:
+                    if notional + taker_fee > budget:
+                        fill = _affordable_lots(budget, price * per_tick_lot, taker_bps, fill)
+                        if fill == 0:
+                            stop = _OUT_OF_FUNDS
+                            break
+                        notional = price * fill * per_tick_lot
+                        taker_fee = notional * taker_bps // BPS_PER_UNIT
+                    budget -= notional + taker_fee
+                maker_fee = notional * maker_bps // BPS_PER_UNIT
+                receive_row = maker_receive_rows.get(maker.account)
+                if receive_row is None:
+                    receive_row = maker_receive_rows[maker.account] = [0, 0]
+                if is_buy:
+                    maker.hold_row[1] -= fill * base_per_lot
+                    receive_row[0] += notional - maker_fee
+                    spent += notional + taker_fee
+                else:
+                    release = fill * maker.hold_per_lot
+                    hold_row = maker.hold_row
+                    hold_row[1] -= release
+                    hold_row[0] += release - notional - maker_fee
+                    receive_row[0] += fill * base_per_lot
+                    received += notional - taker_fee
+                fees += taker_fee + maker_fee
+                append(
+                    Trade(
+                        symbol, trade_id, price, fill, taker_side, seq, account,
+                        maker.order_id, maker.account, taker_fee, maker_fee,
+                    )
+                )
+                trade_id += 1
+                remaining -= fill
+                level_filled += fill
+                level.qty -= fill
+                if fill == maker_left:
+                    following = maker.next
+                    level.head = following
+                    if following is None:
+                        level.tail = None
+                    else:
+                        following.prev = None
+                    level.count -= 1
+                    maker.remaining = 0
+                    del orders[maker.order_id]
+                    if maker.client_order_id:
+                        self._finish_client_id(maker.account, maker.client_order_id, maker.order_id)
+                    maker = following
+                else:
+                    maker.remaining = maker_left - fill
+            if level.head is None:
+                del levels[key]
+                heappop(heap)
+            if level_filled:
+                market.last_price = price
+                if breaker is not None:
+                    breaker.record_trade(price, level_filled, ts)
+            if stop is not None:
+                break
+        self._next_trade_id = trade_id
+        filled = qty - remaining
+        if is_buy:
+            received = filled * base_per_lot
+        else:
+            spent = filled * base_per_lot
+        return remaining, spent, received, fees, stop
+
+    def _cancel_at_head(self, market: _Market, level: PriceLevel, order: RestingOrder) -> None:
+        """Self-trade prevention removes the maker being matched; the level stays for now."""
+        level.unlink(order)
+        del market.orders[order.order_id]
+        release = order.remaining * order.hold_per_lot
+        row = order.hold_row
+        row[1] -= release
+        row[0] += release
+        if order.client_order_id:
+            self._finish_client_id(order.account, order.client_order_id, order.order_id)
+
+    def _take_off_book(self, market: _Market, order: RestingOrder) -> None:
+        """Remove a resting order and give its hold back (cancel of any kind)."""
+        market.book.remove(order)
+        release = order.remaining * order.hold_per_lot
+        row = order.hold_row
+        row[1] -= release
+        row[0] += release
+        if order.client_order_id:
+            self._finish_client_id(order.account, order.client_order_id, order.order_id)
+
+    def _fok_problem(  # noqa: PLR0917 - hot or internal: positional on purpose
+        self,
+        market: _Market,
+        ts: int,
+        is_buy: bool,
+        account: int,
+        limit_key: int,
+        qty: int,
+        stp: SelfTradePrevention,
+        budget: int = -1,
+    ) -> str | None:
+        """Why a fill-or-kill order would not fill completely now, or None. Reads only.
+
+        Mirrors :meth:`_match`: an own order ends the walk unless self-trade prevention
+        cancels makers, a level outside the breaker's band ends it, and a market buy must
+        afford every fill.
+        """
+        opposite = market.asks if is_buy else market.bids
+        levels, breaker = opposite.levels, market.breaker
+        per_tick_lot, taker_bps = market.quote_per_tick_lot, market.taker_bps
+        needed = qty
+        for key in sorted(k for k in levels if k <= limit_key):
+            level = levels[key]
+            if breaker is not None and not breaker.allows(level.price, ts):
+                return "filling it completely would trade outside the price band"
+            for maker in level:
+                if maker.account == account:
+                    if stp is not _CANCEL_MAKER:
+                        return "filling it completely would trade with your own resting order"
+                    continue
+                fill = min(needed, maker.remaining)
+                if budget >= 0:
+                    notional = level.price * fill * per_tick_lot
+                    budget -= notional + notional * taker_bps // BPS_PER_UNIT
+                    if budget < 0:
+                        return "the available balance does not cover filling it completely"
+                needed -= fill
+                if needed == 0:
+                    return None
+        return f"only {qty - needed} of {qty} lots can be filled now"
+
+    def _refused_by_breaker(
+        self, market: _Market, events: list[Event], ts: int, price: int, order_id: int
+    ) -> CancelReason:
+        """A fill at ``price`` is outside the band: refuse it, and trip if the breaker says so."""
+        breaker = market.breaker
+        assert breaker is not None
+        if breaker.violation(price, ts, order_id) is Verdict.TRIP:
+            self._trip(market, events, ts, breaker.trip(ts, price, order_id))
+        else:
+            self._next_deadline = min(self._next_deadline, market.next_deadline())
+        return _PRICE_BAND
+
+    def _trip(self, market: _Market, events: list[Event], ts: int, trip: BreakerTrip) -> None:
+        events.append(
+            CircuitBreakerTripped(
+                market.symbol,
+                trip.reference_price,
+                trip.band_bps,
+                trip.low,
+                trip.high,
+                trip.attempted_price,
+                trip.order_id,
+                trip.trigger_count,
+                trip.pause_until_ts,
+            )
+        )
+        self._end_plan(market, events, False, BREAKER_ACTOR, "circuit breaker tripped")
+        if market.state in _TRADING_STATES:
+            market.after_auction = market.state
+        detail = (
+            f"price band {trip.low}..{trip.high} ticks (reference {trip.reference_price}, "
+            f"{trip.band_bps} bps) broken at {trip.attempted_price}"
+        )
+        self._change_state(
+            market, events, ts, _AUCTION, BREAKER_ACTOR, detail, "", True, trip.pause_until_ts
+        )
+        self._next_deadline = min(self._next_deadline, trip.pause_until_ts)
+
+    # --- cancelling ----------------------------------------------------------------------
+
+    def _cancel(self, cmd: CancelOrder) -> list[Event]:
+        """Cancel one order; the common case (by order id, open market) in a straight line."""
+        market = self._markets.get(cmd.market)
+        order_id = cmd.order_id
+        if market is None or market.state is not _OPEN or not order_id:
+            return self._cancel_checked(cmd, market)
+        order = market.orders.get(order_id)
+        if order is None:
+            return [_cancel_rejected(cmd, _R.UNKNOWN_ORDER, _NOT_RESTING)]
+        if order.account != cmd.account:
+            return self._cancel_checked(cmd, market)
+        del market.orders[order_id]
+        level = order.level
+        assert level is not None
+        prev, following = order.prev, order.next
+        if prev is None:
+            level.head = following
+        else:
+            prev.next = following
+        if following is None:
+            level.tail = prev
+        else:
+            following.prev = prev
+        remaining = order.remaining
+        level.qty -= remaining
+        level.count -= 1
+        if level.head is None:
+            (market.bids if order.is_buy else market.asks).drop_level(level)
+        release = remaining * order.hold_per_lot
+        row = order.hold_row
+        row[1] -= release
+        row[0] += release
+        if order.client_order_id:
+            self._finish_client_id(order.account, order.client_order_id, order_id)
+        return [OrderCancelled(market.symbol, order_id, order.account, remaining, _USER)]
+
+    def _cancel_checked(self, cmd: CancelOrder, market: _Market | None) -> list[Event]:
+        """Cancel with every check spelled out, for rejections and non-open markets."""
+        if market is None:
+            return [_cancel_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
+        if market.state is _HALTED and not market.cancels_allowed:
+            return [
+                _cancel_rejected(
+                    cmd,
+                    _R.CANCELS_REFUSED,
+                    "the market is halted and this halt refuses cancels too; wait until it "
+                    "lifts",
+                )
+            ]
+        order_id = cmd.order_id
+        if not order_id:
+            if not cmd.client_order_id:
+                return [
+                    _cancel_rejected(
+                        cmd, _R.INVALID_COMMAND, "give the order_id or the client_order_id"
+                    )
+                ]
+            found = self._live_client_ids.get((cmd.account, cmd.client_order_id))
+            if found is None:
+                return [
+                    _cancel_rejected(
+                        cmd,
+                        _R.UNKNOWN_ORDER,
+                        f"no resting order of account {cmd.account} has client_order_id "
+                        f"{cmd.client_order_id!r}",
+                    )
+                ]
+            order_id = found
+        order = market.orders.get(order_id)
+        if order is None:
+            return [_cancel_rejected(cmd, _R.UNKNOWN_ORDER, _NOT_RESTING)]
+        if order.account != cmd.account:
+            return [
+                _cancel_rejected(
+                    cmd,
+                    _R.NOT_ORDER_OWNER,
+                    f"order {order_id} belongs to another account; only its owner may cancel",
+                )
+            ]
+        self._take_off_book(market, order)
+        cancelled = OrderCancelled(
+            market.symbol, order_id, order.account, order.remaining, CancelReason.USER
+        )
+        if market.state is _AUCTION:
+            return [cancelled, self._indicative_event(market)]
+        return [cancelled]
+
+    def _cancel_all(self, seq: int, ts: int, command: Command) -> list[Event]:
+        """Cancel every resting order of an account (0: all) in a market ("": all markets).
+
+        Markets whose halt refuses cancels keep their orders when every market is targeted;
+        naming such a market directly is refused.
+        """
+        cmd = _as(command, CancelAll)
+        if cmd.account < 0:
+            return [_rejected(cmd, _R.INVALID_ACCOUNT, f"account {cmd.account} is negative")]
+        if cmd.market:
+            market = self._markets.get(cmd.market)
+            if market is None:
+                return [_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
+            if market.state is _HALTED and not market.cancels_allowed:
+                return [
+                    _rejected(
+                        cmd, _R.CANCELS_REFUSED, "the market is halted and refuses cancels too"
+                    )
+                ]
+            targets = [market]
+        else:
+            targets = [
+                m
+                for m in self._markets.values()
+                if m.state is not _HALTED or m.cancels_allowed
+            ]
+        events: list[Event] = []
+        for market in targets:
+            chosen = sorted(
+                order_id
+                for order_id, order in market.orders.items()
+                if cmd.account in (0, order.account)
+            )
+            for order_id in chosen:
+                order = market.orders[order_id]
+                self._take_off_book(market, order)
+                events.append(
+                    OrderCancelled(
+                        market.symbol, order_id, order.account, order.remaining,
+                        CancelReason.MASS_CANCEL,
+                    )
+                )
+            if chosen and market.state is _AUCTION:
+                events.append(self._indicative_event(market))
+        return events
+
+    # --- client order ids ----------------------------------------------------------------
+
+    def _repeated(self, cmd: PlaceOrder) -> OrderRepeated | None:
+        key = (cmd.account, cmd.client_order_id)
+        order_id = self._live_client_ids.get(key)
+        if order_id is None:
+            order_id = self._finished_client_ids.get(key)
+        if order_id is None:
+            return None
+        return OrderRepeated(cmd.market, cmd.account, cmd.client_order_id, order_id)
+
+    def _finish_client_id(self, account: int, client_id: str, order_id: int) -> None:
+        """The order is done: move its client id to the bounded window of finished ids."""
+        key = (account, client_id)
+        self._live_client_ids.pop(key, None)
+        finished = self._finished_client_ids
+        finished[key] = order_id
+        order = self._finished_client_order
+        order.append(key)
+        if len(order) > CLIENT_ORDER_ID_WINDOW:
+            del finished[order.popleft()]
+
+    # --- funds -------------------------------------------------------------------------
+
+    def _deposit(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, Deposit)
+        if cmd.account <= FEE_ACCOUNT:
+            return [
+                _rejected(
+                    cmd,
+                    _R.INVALID_ACCOUNT,
+                    f"deposits go to customer accounts (positive numbers), not {cmd.account}",
+                )
+            ]
+        problem = self._amount_problem(cmd.asset, cmd.amount)
+        if problem is not None:
+            return [_rejected(cmd, *problem)]
+        if self.ledger.available(cmd.asset, cmd.account) + cmd.amount > INT64_MAX:
+            return [
+                _rejected(cmd, _R.INVALID_AMOUNT, "the balance would exceed the largest amount")
+            ]
+        self.ledger.deposit(cmd.asset, cmd.account, cmd.amount)
+        return [Deposited(cmd.account, cmd.asset, cmd.amount, cmd.reference)]
+
+    def _withdraw(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, Withdraw)
+        if cmd.account < FEE_ACCOUNT:
+            return [_rejected(cmd, _R.INVALID_ACCOUNT, f"account {cmd.account} is negative")]
+        problem = self._amount_problem(cmd.asset, cmd.amount)
+        if problem is not None:
+            return [_rejected(cmd, *problem)]
+        if cmd.asset in self._frozen_assets:
+            return [
+                _rejected(
+                    cmd,
+                    _R.WITHDRAWALS_FROZEN,
+                    f"{cmd.asset} withdrawals are frozen; they resume when an operator "
+                    "unfreezes them",
+                )
+            ]
+        available = self.ledger.available(cmd.asset, cmd.account)
+        if cmd.amount > available:
+            return [
+                _rejected(
+                    cmd,
+                    _R.INSUFFICIENT_FUNDS,
+                    f"withdrawal of {cmd.amount} exceeds the available {available} "
+                    f"{cmd.asset} (cancel orders to release held funds)",
+                )
+            ]
+        self.ledger.withdraw(cmd.asset, cmd.account, cmd.amount)
+        return [Withdrawn(cmd.account, cmd.asset, cmd.amount, cmd.destination, cmd.reference)]
+
+    def _amount_problem(self, asset: str, amount: int) -> tuple[RejectReason, str] | None:
+        if asset not in self._assets:
+            return _R.UNKNOWN_ASSET, f"asset {asset!r} is not listed; add it first"
+        if not 0 < amount <= INT64_MAX:
+            return _R.INVALID_AMOUNT, f"amount must be positive minor units, not {amount}"
+        return None
+
+    def _freeze_withdrawals(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, FreezeWithdrawals)
+        if cmd.asset not in self._assets:
+            return [_rejected(cmd, _R.UNKNOWN_ASSET, f"asset {cmd.asset!r} is not listed")]
+        if cmd.frozen:
+            self._frozen_assets.add(cmd.asset)
+        else:
+            self._frozen_assets.discard(cmd.asset)
+        return [
+            WithdrawalsFrozen(cmd.asset, cmd.frozen, cmd.actor, cmd.reason, cmd.incident_id)
+        ]
+
+    # --- listing -------------------------------------------------------------------------
+
+    def _add_asset(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, AddAsset)
+        asset = cmd.asset
+        if asset.code in self._assets:
+            return [_rejected(cmd, _R.ALREADY_EXISTS, f"asset {asset.code} is already listed")]
+        if not asset.code or not 0 <= asset.decimals <= ASSET_DECIMALS_MAX:
+            return [
+                _rejected(
+                    cmd,
+                    _R.INVALID_COMMAND,
+                    f"an asset needs a code and 0 to {ASSET_DECIMALS_MAX} decimals",
+                )
+            ]
+        self._assets[asset.code] = asset
+        self.ledger.add_asset(asset.code)
+        return [AssetAdded(asset.code, asset.decimals)]
+
+    def _add_market(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, AddMarket)
+        spec = cmd.spec
+        problem = self._spec_problem(spec)
+        if problem is not None:
+            return [_rejected(cmd, *problem)]
+        if self._kill_switch and cmd.state not in (_HALTED, _CLOSED):
+            return [
+                _rejected(
+                    cmd,
+                    _R.KILL_SWITCH_ENGAGED,
+                    "the kill switch is engaged: list the market halted or closed",
+                )
+            ]
+        self._markets[spec.symbol] = _Market(spec, cmd.state, self.ledger)
+        return [MarketAdded(spec.symbol, cmd.state)]
+
+    def _spec_problem(self, spec: MarketSpec) -> tuple[RejectReason, str] | None:
+        if not spec.symbol:
+            return _R.INVALID_COMMAND, "a market needs a symbol"
+        if spec.symbol in self._markets:
+            return _R.ALREADY_EXISTS, f"market {spec.symbol} is already listed"
+        for code in (spec.base, spec.quote):
+            if code not in self._assets:
+                return _R.UNKNOWN_ASSET, f"asset {code!r} is not listed; add it first"
+        if spec.base == spec.quote:
+            return _R.INVALID_COMMAND, "base and quote must be different assets"
+        if spec.quote_per_tick_lot < 1 or spec.base_per_lot < 1:
+            return _R.INVALID_COMMAND, "quote_per_tick_lot and base_per_lot must be at least 1"
+        if not 1 <= spec.min_qty <= spec.max_qty <= INT64_MAX:
+            return _R.INVALID_COMMAND, "sizes must satisfy 1 <= min_qty <= max_qty"
+        if not 0 <= spec.maker_fee_bps <= 1_000 or not 0 <= spec.taker_fee_bps <= 1_000:
+            return _R.INVALID_COMMAND, "fees must be between 0 and 1000 basis points"
+        if spec.breaker is not None:
+            try:
+                BreakerState(spec.breaker)
+            except BreakerConfigError as error:
+                return _R.INVALID_COMMAND, f"breaker: {error}"
+        return None
+
+    # --- market states -------------------------------------------------------------------
+
+    def _set_market_state(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, SetMarketState)
+        market = self._markets.get(cmd.market)
+        if market is None:
+            return [_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
+        new = cmd.state
+        if self._kill_switch and new not in (_HALTED, _CLOSED):
+            return [
+                _rejected(
+                    cmd,
+                    _R.KILL_SWITCH_ENGAGED,
+                    "the kill switch is engaged: release it first (markets stay halted until "
+                    "each is resumed)",
+                )
+            ]
+        if cmd.auction_ns < 0 or (cmd.auction_ns and new is not _AUCTION):
+            return [
+                _rejected(
+                    cmd,
+                    _R.INVALID_COMMAND,
+                    "auction_ns is a positive length and only applies to the auction state",
+                )
+            ]
+        problem = check_transition(market.state, new, book_crossed=market.crossed())
+        if problem is not None:
+            return [_rejected(cmd, _R.ILLEGAL_TRANSITION, problem)]
+        events: list[Event] = []
+        self._end_plan(market, events, False, cmd.actor, cmd.reason)
+        until = ts + cmd.auction_ns if cmd.auction_ns else 0
+        market.after_auction = _OPEN
+        self._change_state(
+            market, events, ts, new, cmd.actor, cmd.reason, cmd.incident_id,
+            cmd.cancels_allowed, until,
+        )
+        return events
+
+    def _change_state(  # noqa: PLR0917 - hot or internal: positional on purpose
+        self,
+        market: _Market,
+        events: list[Event],
+        ts: int,
+        new: MarketState,
+        actor: str,
+        reason: str,
+        incident_id: str,
+        cancels_allowed: bool,
+        until_ts: int,
+    ) -> None:
+        """Move a market to ``new``, uncrossing first when that ends an auction."""
+        old = market.state
+        if uncrosses_on_exit(old, new):
+            self._run_uncross(market, events, ts)
+        market.state = new
+        market.cancels_allowed = cancels_allowed if new is _HALTED else True
+        market.until_ts = until_ts if new is _AUCTION else 0
+        events.append(
+            MarketStateChanged(
+                market.symbol, old, new, actor, reason, incident_id, market.cancels_allowed,
+                market.until_ts,
+            )
+        )
+
+    def _kill_switch_command(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, KillSwitch)
+        if not cmd.engaged and not self._kill_switch:
+            return [_rejected(cmd, _R.INVALID_COMMAND, "the kill switch is not engaged")]
+        self._kill_switch = cmd.engaged
+        events: list[Event] = [
+            KillSwitchChanged(cmd.engaged, cmd.actor, cmd.reason, cmd.incident_id)
+        ]
+        if cmd.engaged:
+            for symbol in sorted(self._markets):
+                market = self._markets[symbol]
+                if market.state is _HALTED or market.state is _CLOSED:
+                    continue
+                self._end_plan(market, events, False, cmd.actor, cmd.reason)
+                self._change_state(
+                    market, events, ts, _HALTED, cmd.actor, cmd.reason, cmd.incident_id, True, 0
+                )
+        return events
+
+    def _uncross_command(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, Uncross)
+        market = self._markets.get(cmd.market)
+        if market is None:
+            return [_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
+        if market.state is not _AUCTION:
+            return [
+                _rejected(
+                    cmd, _R.NO_AUCTION, f"{market.symbol} is {market.state.value}, not in auction"
+                )
+            ]
+        if market.plan is not None:
+            return [
+                _rejected(
+                    cmd,
+                    _R.INVALID_COMMAND,
+                    "a resume plan runs this auction; abort the plan first to end it by hand",
+                )
+            ]
+        events: list[Event] = []
+        self._change_state(
+            market, events, ts, market.after_auction, cmd.actor, cmd.reason, cmd.incident_id,
+            True, 0,
+        )
+        return events
+
+    def _configure_breaker(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, ConfigureBreaker)
+        market = self._markets.get(cmd.market)
+        if market is None:
+            return [_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
+        try:
+            breaker = None if cmd.breaker is None else BreakerState(cmd.breaker)
+        except BreakerConfigError as error:
+            return [_rejected(cmd, _R.INVALID_COMMAND, f"breaker: {error}")]
+        market.breaker = breaker
+        return [BreakerConfigured(market.symbol, breaker is not None, cmd.actor, cmd.reason)]
+
+    # --- resume plans --------------------------------------------------------------------
+
+    def _start_resume_plan(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, StartResumePlan)
+        market = self._markets.get(cmd.market)
+        if market is None:
+            return [_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
+        if self._kill_switch:
+            return [
+                _rejected(cmd, _R.KILL_SWITCH_ENGAGED, "release the kill switch before resuming")
+            ]
+        if market.plan is not None:
+            return [
+                _rejected(
+                    cmd, _R.INVALID_COMMAND, "a resume plan is already running; abort it first"
+                )
+            ]
+        try:
+            plan, changes = ResumePlan.start(
+                market.state, cmd.phases, ts, book_crossed=market.crossed()
+            )
+        except ResumePlanError as error:
+            return [_rejected(cmd, _R.ILLEGAL_TRANSITION, str(error))]
+        events: list[Event] = [
+            ResumePlanStarted(
+                market.symbol,
+                [phase.state.value for phase in cmd.phases],
+                cmd.actor,
+                cmd.reason,
+                cmd.incident_id,
+            )
+        ]
+        market.plan = plan
+        market.plan_actor, market.plan_reason = cmd.actor, cmd.reason
+        market.plan_incident_id = cmd.incident_id
+        self._apply_phase_changes(market, events, ts, changes)
+        return events
+
+    def _apply_phase_changes(
+        self, market: _Market, events: list[Event], ts: int, changes: list[PhaseChange]
+    ) -> None:
+        plan = market.plan
+        assert plan is not None
+        for change in changes:
+            self._change_state(
+                market, events, ts, change.new, market.plan_actor,
+                f"resume plan phase {change.index + 1}: {market.plan_reason}",
+                market.plan_incident_id, True, 0,
+            )
+            events.append(
+                ResumePhaseEntered(market.symbol, change.index, change.new, change.earliest_next_ts)
+            )
+        if plan.done:
+            self._end_plan(market, events, True, market.plan_actor, market.plan_reason)
+
+    def _abort_resume_plan(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, AbortResumePlan)
+        market = self._markets.get(cmd.market)
+        if market is None:
+            return [_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
+        if market.plan is None:
+            return [_rejected(cmd, _R.INVALID_COMMAND, f"{market.symbol} has no resume plan")]
+        events: list[Event] = []
+        self._end_plan(market, events, False, cmd.actor, cmd.reason)
+        return events
+
+    def _end_plan(
+        self, market: _Market, events: list[Event], completed: bool, actor: str, reason: str
+    ) -> None:
+        if market.plan is None:
+            return
+        market.plan = None
+        market.plan_actor = market.plan_reason = market.plan_incident_id = ""
+        events.append(ResumePlanEnded(market.symbol, completed, actor, reason))
+
+    # --- time ---------------------------------------------------------------------------
+
+    def _heartbeat(self, seq: int, ts: int, command: Command) -> list[Event]:
+        return []
+
+    def _advance_time(self, ts: int) -> list[Event]:
+        """Run every deadline due by ``ts``, market by market in symbol order."""
+        events: list[Event] = []
+        for symbol in sorted(self._markets):
+            market = self._markets[symbol]
+            if market.next_deadline() > ts:
+                continue
+            if market.breaker is not None and market.state in _TRADING_STATES:
+                trip = market.breaker.expire(ts)
+                if trip is not None:
+                    self._trip(market, events, ts, trip)
+            if market.until_ts and ts >= market.until_ts and market.state is _AUCTION:
+                self._change_state(
+                    market, events, ts, market.after_auction, VENUE_ACTOR,
+                    "the auction's collection period ended", "", True, 0,
+                )
+            plan = market.plan
+            if plan is not None:
+                changes = plan.advance(ts)
+                if changes:
+                    self._apply_phase_changes(market, events, ts, changes)
+        self._refresh_deadline()
+        return events
+
+    def _refresh_deadline(self) -> None:
+        deadline = NO_DEADLINE
+        for market in self._markets.values():
+            deadline = min(deadline, market.next_deadline())
+        self._next_deadline = deadline
+
+    def next_deadline_ts(self) -> int | None:
+        """The earliest ``ts`` at which a Heartbeat would change something, or None."""
+        self._refresh_deadline()
+        return None if self._next_deadline == NO_DEADLINE else self._next_deadline
+
+    # --- auctions ------------------------------------------------------------------------
+
+    def _indicative(self, market: _Market) -> UncrossResult:
+        return indicative(
+            _price_levels(market.bids), _price_levels(market.asks), market.last_price or None
+        )
+
+    def _indicative_event(self, market: _Market) -> IndicativeUncross:
+        result = self._indicative(market)
+        return IndicativeUncross(market.symbol, result.price, result.volume, result.imbalance)
+
+    def _run_uncross(self, market: _Market, events: list[Event], ts: int) -> None:
+        """Match everything that crosses at the single uncross price (see auction.py)."""
+        result = uncross(
+            _price_levels(market.bids), _price_levels(market.asks), market.last_price or None
+        )
+        fills = allocate(_priority_orders(market.bids), _priority_orders(market.asks), result)
+        orders = market.orders
+        per_tick_lot, base_per_lot = market.quote_per_tick_lot, market.base_per_lot
+        for fill in fills:
+            buy, sell = orders[fill.buy_order_id], orders[fill.sell_order_id]
+            notional = fill.price * fill.qty * per_tick_lot
+            taker_is_buy = fill.taker_side is _BUY
+            buy_bps = market.taker_bps if taker_is_buy else market.maker_bps
+            sell_bps = market.maker_bps if taker_is_buy else market.taker_bps
+            buy_fee = notional * buy_bps // BPS_PER_UNIT
+            sell_fee = notional * sell_bps // BPS_PER_UNIT
+            release = fill.qty * buy.hold_per_lot
+            buy.hold_row[1] -= release
+            buy.hold_row[0] += release - notional - buy_fee
+            _receive_row(market.base_rows, buy.account)[0] += fill.qty * base_per_lot
+            sell.hold_row[1] -= fill.qty * base_per_lot
+            _receive_row(market.quote_rows, sell.account)[0] += notional - sell_fee
+            market.fee_row[0] += buy_fee + sell_fee
+            taker, maker = (buy, sell) if taker_is_buy else (sell, buy)
+            events.append(
+                Trade(
+                    market.symbol, self._next_trade_id, fill.price, fill.qty, fill.taker_side,
+                    taker.order_id, taker.account, maker.order_id, maker.account,
+                    buy_fee if taker_is_buy else sell_fee, sell_fee if taker_is_buy else buy_fee,
+                )
+            )
+            self._next_trade_id += 1
+            for order in (buy, sell):
+                order.remaining -= fill.qty
+                assert order.level is not None
+                order.level.qty -= fill.qty
+                if order.remaining == 0:
+                    order.remaining = 0
+                    market.book.remove(order)
+                    if order.client_order_id:
+                        self._finish_client_id(order.account, order.client_order_id, order.order_id)
+        if result.volume:
+            market.last_price = result.price
+        if market.breaker is not None:
+            market.breaker.record_uncross(result.price, result.volume, ts)
+        events.append(AuctionUncrossed(market.symbol, result.price, result.volume))
+
+    # --- rejections with details ---------------------------------------------------------
+
+    def _unknown_market(self, symbol: str) -> str:
+        listed = ", ".join(sorted(self._markets)) or "none"
+        return f"market {symbol!r} is not listed; listed markets: {listed}"
+
+    def _size_rejected(self, cmd: PlaceOrder, market: _Market) -> OrderRejected:
+        if cmd.qty <= 0:
+            return _order_rejected(
+                cmd, _R.INVALID_QUANTITY, f"quantity must be positive lots, not {cmd.qty}"
+            )
+        if cmd.qty < market.min_qty:
+            return _order_rejected(
+                cmd,
+                _R.BELOW_MIN_SIZE,
+                f"{cmd.qty} lots is below {market.symbol}'s minimum of {market.min_qty} lots",
+            )
+        return _order_rejected(
+            cmd,
+            _R.ABOVE_MAX_SIZE,
+            f"{cmd.qty} lots is above {market.symbol}'s maximum of {market.max_qty} lots",
+        )
+
+    def _funds_rejected(
+        self, cmd: PlaceOrder, market: _Market, is_buy: bool, need: int, row: list[int] | None
+    ) -> OrderRejected:
+        asset = market.spec.quote if is_buy else market.spec.base
+        available = 0 if row is None else row[0]
+        return _order_rejected(
+            cmd,
+            _R.INSUFFICIENT_FUNDS,
+            f"the order needs {need} {asset} minor units available, the account has "
+            f"{available}; deposit or cancel orders first",
+        )
+
+    def _place_normalized(self, seq: int, ts: int, cmd: PlaceOrder) -> list[Event]:
+        """Accept plain strings for the enum fields (hand-built commands), or reject them."""
+        try:
+            normalized = msgspec.structs.replace(
+                cmd,
+                side=Side(cmd.side),
+                order_type=OrderType(cmd.order_type),
+                tif=TimeInForce(cmd.tif),
+                stp=SelfTradePrevention(cmd.stp),
+            )
+        except ValueError as error:
+            return [_order_rejected(cmd, _R.INVALID_COMMAND, str(error))]
+        if (
+            normalized.side is cmd.side
+            and normalized.order_type is cmd.order_type
+            and normalized.tif is cmd.tif
+            and normalized.stp is cmd.stp
+        ):
+            return [_order_rejected(cmd, _R.INVALID_COMMAND, "unreadable order fields")]
+        return self._place(seq, ts, normalized)
+
+    # --- reading -------------------------------------------------------------------------
+
+    @property
+    def markets(self) -> dict[str, MarketSpec]:
+        return {symbol: market.spec for symbol, market in self._markets.items()}
+
+    @property
+    def assets(self) -> dict[str, Asset]:
+        return dict(self._assets)
+
+    @property
+    def kill_switch_engaged(self) -> bool:
+        return self._kill_switch
+
+    @property
+    def frozen_assets(self) -> frozenset[str]:
+        return frozenset(self._frozen_assets)
+
+    def _market(self, symbol: str) -> _Market:
+        market = self._markets.get(symbol)
+        if market is None:
+            raise KeyError(self._unknown_market(symbol))
+        return market
+
+    def market_state(self, symbol: str) -> MarketStatus:
+        market = self._market(symbol)
+        return MarketStatus(
+            market=symbol,
+            state=market.state,
+            cancels_allowed=market.cancels_allowed,
+            until_ts=market.until_ts,
+            resume_phase=-1 if market.plan is None else market.plan.index,
+            kill_switch=self._kill_switch,
+        )
+
+    def market_states(self) -> dict[str, MarketState]:
+        return {symbol: market.state for symbol, market in self._markets.items()}
+
+    def depth(self, symbol: str, levels: int = 10) -> Depth:
+        """Aggregated L2 depth, at most ``levels`` per side, best first."""
+        market = self._market(symbol)
+        count = max(0, levels)
+        return Depth(
+            market=symbol,
+            bids=[DepthLevel(lv.price, lv.qty, lv.count) for lv in market.bids.top_levels(count)],
+            asks=[DepthLevel(lv.price, lv.qty, lv.count) for lv in market.asks.top_levels(count)],
+        )
+
+    def balances(self, account: int) -> dict[str, tuple[int, int]]:
+        """``asset -> (available, held)`` for every asset the account holds any of."""
+        return self.ledger.balances(account)
+
+    def open_orders(self, account: int, market: str | None = None) -> list[OrderView]:
+        """The account's resting orders, oldest first."""
+        symbols = [market] if market is not None else sorted(self._markets)
+        views: list[OrderView] = []
+        for symbol in symbols:
+            views.extend(
+                _view(symbol, order)
+                for order in self._market(symbol).orders.values()
+                if order.account == account
+            )
+        views.sort(key=lambda view: view.order_id)
+        return views
+
+    def order(self, market: str, order_id: int) -> OrderView | None:
+        order = self._market(market).orders.get(order_id)
+        return None if order is None else _view(market, order)
+
+    def indicative_uncross(self, symbol: str) -> UncrossResult:
+        """Where the market's book would uncross now (price 0 when nothing crosses)."""
+        return self._indicative(self._market(symbol))
+
+    # --- state -------------------------------------------------------------------------
+
+    def export_state(self) -> VenueState:
+        ledger = self.ledger
+        balances = [
+            BalanceEntry(asset, account, row[0], row[1])
+            for asset in self._assets
+            for account, row in sorted(ledger.rows[asset].items())
+            if row[0] or row[1]
+        ]
+        markets = [self._export_market(market) for market in self._markets.values()]
+        return VenueState(
+            version=STATE_VERSION,
+            last_seq=self.last_seq,
+            last_ts=self.last_ts,
+            next_trade_id=self._next_trade_id,
+            kill_switch=self._kill_switch,
+            assets=list(self._assets.values()),
+            frozen_assets=sorted(self._frozen_assets),
+            totals=[
+                AssetTotals(asset, ledger.deposited[asset], ledger.withdrawn[asset])
+                for asset in self._assets
+            ],
+            balances=balances,
+            markets=markets,
+            finished_client_order_ids=[
+                ClientOrderIdEntry(
+                    account, client_id, self._finished_client_ids[(account, client_id)]
+                )
+                for account, client_id in self._finished_client_order
+            ],
+        )
+
+    def _export_market(self, market: _Market) -> MarketEntry:
+        orders = [
+            OrderEntry(
+                o.order_id, o.account, o.is_buy, o.price, o.qty, o.remaining, o.client_order_id
+            )
+            for o in market.book.in_priority_order()
+        ]
+        plan = market.plan
+        return MarketEntry(
+            spec=market.spec,
+            state=market.state,
+            cancels_allowed=market.cancels_allowed,
+            until_ts=market.until_ts,
+            after_auction=market.after_auction,
+            last_price=market.last_price,
+            orders=orders,
+            breaker=None if market.breaker is None else market.breaker.export(),
+            resume_plan=None if plan is None else plan.export(),
+            plan_actor=market.plan_actor,
+            plan_reason=market.plan_reason,
+            plan_incident_id=market.plan_incident_id,
+        )
+
+    @classmethod
+    def restore(cls, state: VenueState) -> Venue:
+        """Rebuild a venue from :meth:`export_state`, queue positions included."""
+        if state.version != STATE_VERSION:
+            raise ValueError(
+                f"venue state version {state.version} is not {STATE_VERSION}; restore it with "
+                "the haltguard release that wrote it"
+            )
+        venue = cls()
+        venue.last_seq, venue.last_ts = state.last_seq, state.last_ts
+        venue._next_trade_id = state.next_trade_id
+        venue._kill_switch = state.kill_switch
+        ledger = venue.ledger
+        for asset in state.assets:
+            venue._assets[asset.code] = asset
+            ledger.add_asset(asset.code)
+        venue._frozen_assets = set(state.frozen_assets)
+        for totals in state.totals:
+            ledger.deposited[totals.asset] = totals.deposited
+            ledger.withdrawn[totals.asset] = totals.withdrawn
+        for entry in state.balances:
+            ledger.rows[entry.asset][entry.account] = [entry.available, entry.held]
+        for market_entry in state.markets:
+            venue._restore_market(market_entry)
+        for item in state.finished_client_order_ids:
+            key = (item.account, item.client_order_id)
+            venue._finished_client_ids[key] = item.order_id
+            venue._finished_client_order.append(key)
+        venue._refresh_deadline()
+        return venue
+
+    def _restore_market(self, entry: MarketEntry) -> None:
+        market = _Market(entry.spec, entry.state, self.ledger)
+        market.cancels_allowed = entry.cancels_allowed
+        market.until_ts = entry.until_ts
+        market.after_auction = entry.after_auction
+        market.last_price = entry.last_price
+        market.breaker = None if entry.breaker is None else BreakerState.restore(entry.breaker)
+        if entry.resume_plan is not None:
+            market.plan = ResumePlan.restore(entry.resume_plan)
+        market.plan_actor, market.plan_reason = entry.plan_actor, entry.plan_reason
+        market.plan_incident_id = entry.plan_incident_id
+        ledger = self.ledger
+        for o in entry.orders:
+            hold_asset = entry.spec.quote if o.is_buy else entry.spec.base
+            order = RestingOrder(
+                o.order_id, o.account, o.is_buy, o.price, o.qty, o.remaining, o.client_order_id,
+                market.hold_per_lot(o.is_buy, o.price), ledger.row(hold_asset, o.account),
+            )
+            market.book.add(order)
+            if o.client_order_id:
+                self._live_client_ids[(o.account, o.client_order_id)] = o.order_id
+        self._markets[entry.spec.symbol] = market
+
+    def state_hash(self) -> str:
+        """blake2b over the canonical encoding of :meth:`export_state`.
+
+        Two venues with the same hash hold the same books, balances, states and counters,
+        and react identically to any future command.
+        """
+        encoded = _STATE_ENCODER.encode(self.export_state())
+        return hashlib.blake2b(encoded, digest_size=32).hexdigest()
+
+    def check_invariants(self) -> list[str]:
+        """Every broken invariant, as sentences; empty when the venue is sound."""
+        problems = self.ledger.check()
+        expected_held: dict[tuple[str, int], int] = {}
+        for market in self._markets.values():
+            symbol = market.symbol
+            problems.extend(f"{symbol}: {problem}" for problem in market.book.check())
+            if market.state in _TRADING_STATES and market.crossed():
+                problems.append(f"{symbol}: book is crossed while {market.state.value}")
+            for order in market.orders.values():
+                asset = market.spec.quote if order.is_buy else market.spec.base
+                if order.hold_per_lot != market.hold_per_lot(order.is_buy, order.price):
+                    problems.append(f"{symbol}: order {order.order_id} has a wrong hold per lot")
+                if order.hold_row is not self.ledger.rows[asset].get(order.account):
+                    problems.append(f"{symbol}: order {order.order_id} holds in a stray row")
+                key = (asset, order.account)
+                held = order.remaining * order.hold_per_lot
+                expected_held[key] = expected_held.get(key, 0) + held
+        for asset, rows in self.ledger.rows.items():
+            for account, row in rows.items():
+                if row[1] != expected_held.get((asset, account), 0):
+                    problems.append(
+                        f"{asset} account {account}: held {row[1]} but resting orders need "
+                        f"{expected_held.get((asset, account), 0)}"
+                    )
+        for (account, client_id), order_id in self._live_client_ids.items():
+            if not any(
+                (live := m.orders.get(order_id)) is not None
+                and live.account == account
+                and live.client_order_id == client_id
+                for m in self._markets.values()
+            ):
+                problems.append(f"client order id {client_id!r} points at no resting order")
+        return problems
+
+
+# --- small helpers -------------------------------------------------------------------
+
+
+def _affordable_lots(budget: int, unit: int, taker_bps: int, most: int) -> int:
+    """The most lots (up to ``most``) whose notional plus fee fits in ``budget``."""
+    lots = budget * BPS_PER_UNIT // (unit * (BPS_PER_UNIT + taker_bps))
+    while lots < most:
+        notional = (lots + 1) * unit
+        if notional + notional * taker_bps // BPS_PER_UNIT > budget:
+            break
+        lots += 1
+    return min(lots, most)
+
+
+def _receive_row(rows: dict[int, list[int]], account: int) -> list[int]:
+    """The account's row in ``rows``, created on first receipt."""
+    row = rows.get(account)
+    if row is None:
+        row = rows[account] = [0, 0]
+    return row
+
+
+def _order_rejected(cmd: PlaceOrder, reason: RejectReason, detail: str) -> OrderRejected:
+    return OrderRejected(
+        cmd.market, cmd.account, reason, detail, client_order_id=cmd.client_order_id
+    )
+
+
+def _cancel_rejected(cmd: CancelOrder, reason: RejectReason, detail: str) -> OrderRejected:
+    return OrderRejected(
+        cmd.market, cmd.account, reason, detail, cmd.order_id, cmd.client_order_id
+    )
+
+
+def _rejected(cmd: Command, reason: RejectReason, detail: str) -> CommandRejected:
+    return CommandRejected(type(cmd).__name__, reason, detail)
+
+
+def _as(command: Command, kind: type[_T]) -> _T:
+    assert type(command) is kind
+    return command
+
+
+def _view(symbol: str, order: RestingOrder) -> OrderView:
+    return OrderView(
+        symbol, order.order_id, order.account, order.side, order.price, order.qty,
+        order.remaining, order.client_order_id,
+    )

@@ -1,0 +1,227 @@
+"""``haltguard venue ...`` on real data directories and against a real running venue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner, Result
+
+from haltguard.cli.main import app
+from haltguard.gateway.app import create_venue_app
+from haltguard.gateway.runtime import VenueRuntime
+from haltguard.journal import Journal, recover
+from haltguard.venue.commands import AddAsset, AddMarket, Command, Deposit, PlaceOrder
+from haltguard.venue.markets import DEMO_ASSETS, demo_markets
+from haltguard.venue.types import MarketState, Side
+
+TOKEN = "cli-test-token"
+runner = CliRunner()
+
+
+def setup_commands() -> list[Command]:
+    """Demo assets and markets; accounts 1 and 2 funded with 1e9 JPY and 10 BTC each."""
+    commands: list[Command] = [AddAsset(asset) for asset in DEMO_ASSETS]
+    commands += [AddMarket(spec, MarketState.OPEN) for spec in demo_markets()]
+    commands += [Deposit(account, "JPY", 10**13) for account in (1, 2)]
+    commands += [Deposit(account, "BTC", 10**9) for account in (1, 2)]
+    return commands
+
+
+def venue_commands() -> list[Command]:
+    commands = setup_commands()
+    for n in range(200):
+        side = Side.BUY if n % 2 else Side.SELL
+        commands.append(PlaceOrder("BTC-JPY", n % 2 + 1, side, 10, 15_000_000 + n % 9 - 4))
+    return commands
+
+
+@pytest.fixture
+def journal_dir(tmp_path: Path) -> Path:
+    """A data directory holding one segment of records and no snapshot."""
+    journal = Journal(tmp_path)
+    for seq, command in enumerate(venue_commands(), start=1):
+        journal.append(seq, 1_000 + seq, command)
+    journal.sync()
+    journal.close()
+    return tmp_path
+
+
+def the_segment(data_dir: Path) -> Path:
+    [segment] = sorted((data_dir / "segments").glob("*.seg"))
+    return segment
+
+
+def test_verify_on_a_good_directory_exits_0_and_prints_the_state_hash(journal_dir: Path) -> None:
+    venue, _ = recover(journal_dir, repair=False)
+
+    result = runner.invoke(app, ["venue", "verify", str(journal_dir)])
+
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output
+    assert venue.state_hash() in result.output
+    assert "209" in result.output  # records replayed and last seq
+
+
+def test_verify_on_a_corrupted_directory_exits_1_naming_segment_and_offset(
+    journal_dir: Path,
+) -> None:
+    segment = the_segment(journal_dir)
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # damage in the middle: valid records follow it
+    segment.write_bytes(bytes(data))
+
+    result = runner.invoke(app, ["venue", "verify", str(journal_dir)])
+
+    assert result.exit_code == 1
+    assert segment.name in result.output
+    assert "offset" in result.output
+    assert "restore" in result.output  # what to do next
+
+
+def test_verify_reports_a_torn_tail_without_cutting_it(journal_dir: Path) -> None:
+    segment = the_segment(journal_dir)
+    size = segment.stat().st_size
+    with segment.open("r+b") as file:
+        file.truncate(size - 5)
+
+    result = runner.invoke(app, ["venue", "verify", str(journal_dir)])
+
+    assert result.exit_code == 0, result.output
+    assert "torn tail" in result.output
+    assert segment.stat().st_size == size - 5  # verify changed nothing
+
+
+def test_verify_on_a_directory_that_is_not_a_venue_says_so(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["venue", "verify", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert "not a venue data directory" in result.output
+
+
+def test_inspect_lists_markets_and_balance_totals(journal_dir: Path) -> None:
+    result = runner.invoke(app, ["venue", "inspect", str(journal_dir)], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.output
+    for symbol in ("BTC-JPY", "ETH-JPY", "XRP-JPY"):
+        assert symbol in result.output
+    assert "2000000000" in result.output  # 2 x 1e13 minor units of JPY deposited = 2e9 JPY
+
+
+class RunningVenue:
+    """A real venue runtime served by uvicorn on a free port, for the remote commands."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.runtime = VenueRuntime(data_dir).start()
+        for command in setup_commands():
+            self.runtime.submit_and_wait(command)
+        config = uvicorn.Config(create_venue_app(self.runtime, TOKEN), port=0, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.runtime.stop()
+
+    def state(self, market: str) -> MarketState:
+        return self.runtime.read(lambda venue: venue.market_states()[market])
+
+
+@pytest.fixture
+def venue(tmp_path: Path) -> Iterator[RunningVenue]:
+    running = RunningVenue(tmp_path / "venue")
+    yield running
+    running.stop()
+
+
+def remote(venue: RunningVenue, *args: str, token: str = TOKEN) -> Result:
+    env = {"HALTGUARD_VENUE_URL": venue.url, "HALTGUARD_VENUE_TOKEN": token, "COLUMNS": "200"}
+    return runner.invoke(app, ["venue", *args], env=env)
+
+
+def test_halt_command_halts_the_market_and_prints_the_event(venue: RunningVenue) -> None:
+    result = remote(venue, "halt", "BTC-JPY", "--reason", "price feed down", "--actor", "alice")
+
+    assert result.exit_code == 0, result.output
+    assert "market_state_changed" in result.output
+    assert venue.state("BTC-JPY") is MarketState.HALTED
+
+
+def test_brake_command_without_a_token_says_where_to_find_one(venue: RunningVenue) -> None:
+    result = remote(venue, "halt", "BTC-JPY", "--reason", "x", token="")
+
+    assert result.exit_code == 1
+    assert "HALTGUARD_VENUE_TOKEN" in result.output
+    assert venue.state("BTC-JPY") is MarketState.OPEN
+
+
+def test_refused_state_change_exits_1_with_the_venues_reason(venue: RunningVenue) -> None:
+    remote(venue, "halt", "BTC-JPY", "--reason", "x")
+
+    result = remote(venue, "state", "BTC-JPY", "open", "--reason", "too early")
+
+    assert result.exit_code == 1
+    assert "illegal_transition" in result.output
+
+
+def test_kill_switch_and_resume_plan_from_the_command_line(venue: RunningVenue) -> None:
+    engaged = remote(venue, "kill-switch", "engage", "--reason", "exchange down")
+    released = remote(venue, "kill-switch", "release", "--reason", "fixed")
+    resumed = remote(venue, "resume", "ETH-JPY", "--reason", "all clear",
+                     "--plan", "cancel_only:60,auction:60,open:0")
+
+    assert engaged.exit_code == 0, engaged.output
+    assert released.exit_code == 0, released.output
+    assert resumed.exit_code == 0, resumed.output
+    assert venue.state("ETH-JPY") is MarketState.CANCEL_ONLY
+    assert venue.state("BTC-JPY") is MarketState.HALTED
+
+
+def test_unreadable_resume_plan_is_refused_with_an_example(venue: RunningVenue) -> None:
+    result = remote(venue, "resume", "ETH-JPY", "--reason", "x", "--plan", "sideways:10")
+
+    assert result.exit_code == 1
+    assert "state:seconds" in result.output
+
+
+def test_order_book_and_balances_commands_trade_by_hand(venue: RunningVenue) -> None:
+    placed = remote(venue, "order", "BTC-JPY", "sell", "0.01", "15000000", "--account", "2")
+    book = remote(venue, "book", "BTC-JPY")
+    taken = remote(venue, "order", "BTC-JPY", "buy", "0.01", "--account", "1")
+    balances = remote(venue, "balances", "1")
+
+    assert placed.exit_code == 0, placed.output
+    assert "resting" in placed.output
+    assert "15000000" in book.output
+    assert taken.exit_code == 0, taken.output
+    assert "filled" in taken.output
+    assert "10.01" in balances.output
+
+
+def test_off_grid_order_from_the_command_line_explains_the_grid(venue: RunningVenue) -> None:
+    result = remote(venue, "order", "BTC-JPY", "buy", "0.00001", "15000000")
+
+    assert result.exit_code == 1
+    assert "lot size 0.0001" in result.output
+
+
+def test_every_venue_command_has_help() -> None:
+    commands = ["verify", "inspect", "halt", "state", "kill-switch", "freeze", "resume",
+                "status", "order", "cancel", "book", "balances"]
+    for command in commands:
+        result = runner.invoke(app, ["venue", command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Usage" in result.output
+    assert runner.invoke(app, ["serve", "--help"]).exit_code == 0

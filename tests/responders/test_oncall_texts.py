@@ -1,0 +1,42 @@
+"""Texts a person reads: pages and the ack page, in Japanese and English."""
+
+from __future__ import annotations
+
+from haltguard.responders.texts import ack_page_html, page_message
+
+
+def message(language: str = "ja") -> tuple[str, str]:
+    built = page_message(
+        page_id=12, incident_id="INC-42", summary="BTC/JPY matching stalled",
+        category="server_down", severity="SEV1", level_number=2, ack_timeout_s=300,
+        ack_url="https://h.example/v1/pages/12/ack?token=t", language=language,  # type: ignore[arg-type]
+    )
+    return built.subject, built.body
+
+
+def test_page_carries_incident_summary_and_ack_link_in_both_languages() -> None:
+    subject, body = message()
+    assert "INC-42" in subject and "BTC/JPY matching stalled" in subject
+    assert "障害呼出" in subject and "Page" in subject
+    assert "インシデント: INC-42" in body and "Incident: INC-42" in body
+    assert "概要: BTC/JPY matching stalled" in body and "Summary: BTC/JPY" in body
+    assert "サーバーダウン" in body and "Server down" in body
+    assert body.count("https://h.example/v1/pages/12/ack?token=t") == 2
+    assert "haltguard oncall ack 12" in body
+    assert "5 分後" in body and "in 5 min" in body
+
+
+def test_recipient_language_comes_first() -> None:
+    _, japanese_first = message("ja")
+    _, english_first = message("en")
+    assert japanese_first.index("インシデント") < japanese_first.index("Incident:")
+    assert english_first.index("Incident:") < english_first.index("インシデント")
+
+
+def test_ack_page_escapes_what_it_shows() -> None:
+    html = ack_page_html("acknowledged", page_id=3, incident_id="<script>x</script>")
+    assert "<script>x" not in html and "&lt;script&gt;" in html
+    assert 'lang="ja"' in html and 'lang="en"' in html
+    refused = ack_page_html("refused", page_id=3, reason="the link has expired; acknowledge "
+                            "with the CLI or the API")
+    assert "リンクの有効期限が切れています" in refused and "expired" in refused

@@ -1,0 +1,127 @@
+"""The app factory: routers, OpenAPI, one error shape, pagination everywhere, every route
+guarded by the permission table (walked completely, every role against every route)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from haltguard.security.permissions import Role
+from haltguard.security.testing import (
+    fast_test_settings,
+    guarded_routes,
+    provision_operator,
+    public_routes,
+    walk_permissions,
+)
+from haltguard.web.app import create_app
+from haltguard.web.clock import SystemClock
+from haltguard.web.pagination import LIMIT_MAX
+from haltguard.web.settings import Settings
+
+NOW = datetime(2025, 1, 6, tzinfo=UTC)
+# Path values that name nothing, so the walk changes nothing it relies on (its own tokens).
+PLACEHOLDERS = {"username": "nobody-here", "handle": "nobody-here", "name": "nobody-here",
+                "token_id": "999999", "incident_id": "999999", "approval_id": "999999",
+                "page_id": "999999", "override_id": "999999", "task_ref": "nothing"}
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return NOW
+
+
+@pytest.fixture
+def app(engine: Engine) -> FastAPI:
+    app = create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
+                     clock=FixedClock())
+    app.state.security_settings = fast_test_settings()
+    return app
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url="https://testserver") as test_client:
+        yield test_client
+
+
+def test_create_app_migrates_a_new_database_and_serves_openapi(tmp_path: object) -> None:
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/new.sqlite3"),
+                     clock=SystemClock())
+    with TestClient(app) as client:
+        document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    assert "/api/incidents" in paths and "/api/incidents/{incident_id}/actions/halt" in paths
+    assert "/api/auth/login" in paths  # the security router is included
+    assert any(path.startswith("/v1/oncall") for path in paths)  # and the responders one
+    error_schema = paths["/api/incidents/{incident_id}"]["get"]["responses"]["404"]
+    assert error_schema["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_list_endpoint_is_paginated_with_a_maximum(app: FastAPI) -> None:
+    document = app.openapi()
+    schemas = document["components"]["schemas"]
+    lists = []
+    for path, methods in document["paths"].items():
+        get = methods.get("get")
+        if get is None:
+            continue
+        ok = get["responses"]["200"].get("content", {}).get("application/json", {})
+        ref = ok.get("schema", {}).get("$ref", "")
+        schema = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else ok.get("schema", {})
+        if schema.get("type") == "array" or "items" in schema.get("properties", {}):
+            lists.append(path)
+            names = {parameter["name"]: parameter for parameter in get.get("parameters", [])}
+            assert "limit" in names and "offset" in names, f"{path} is a list without paging"
+            maximum = names["limit"]["schema"].get("maximum")
+            assert maximum is not None and maximum <= 500, f"{path} has no maximum limit"
+    assert "/api/incidents" in lists and "/api/incidents/{incident_id}/timeline" in lists
+    assert LIMIT_MAX == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_route_but_login_and_ack_links_is_guarded(app: FastAPI) -> None:
+    unguarded = public_routes(app)
+    assert unguarded <= {
+        ("POST", "/api/auth/login"),
+        ("GET", "/v1/pages/{page_id}/ack"),
+    }, unguarded
+    assert len(guarded_routes(app)) > 40
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_permission_table_is_enforced_on_every_route_for_every_role(
+    app: FastAPI, client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    headers = {
+        role: provision_operator(session_factory, role, now=NOW).headers for role in Role
+    }
+    calls, mismatches = walk_permissions(client, app, lambda role: headers[role],
+                                         path_values=PLACEHOLDERS)
+    assert [str(mismatch) for mismatch in mismatches] == []
+    assert calls == len([r for r in guarded_routes(app) if r.actions]) * len(Role)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_unknown_path_answers_with_the_standard_error(client: TestClient) -> None:
+    response = client.get("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_protective_actions_without_a_venue_say_how_to_connect_one(
+    app: FastAPI, client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    operator = provision_operator(session_factory, Role.ADMIN, now=NOW)
+    response = client.post("/api/incidents/1/actions/halt", headers=operator.headers,
+                           json={"markets": ["BTC-JPY"], "reason": "x"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "venue_not_connected"
