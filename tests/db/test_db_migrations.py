@@ -10,8 +10,8 @@ from sqlalchemy.exc import DBAPIError, StatementError
 
 from haltguard.db.migrate import (
     MODEL_MODULES,
-    current_revision,
-    head_revision,
+    current_revisions,
+    head_revisions,
     import_all_models,
     schema_differences,
 )
@@ -26,7 +26,7 @@ def test_every_model_module_is_migrated() -> None:
 
 
 def test_migrated_database_is_at_the_newest_revision(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision()
+    assert current_revisions(engine) == head_revisions()
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:

@@ -7,31 +7,30 @@ can land in the middle of a snapshot too. Real fsync throughout.
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
 from pathlib import Path
 
 from haltguard.journal import Journal, recover
 
-from .support import ts_of, workload
+from .support import command_stream, ts_of
 
-ORDERS = 100_000
 CHECKPOINT_EVERY = 1_500
 BATCH_MAX = 16
 
 
 def main(data_dir: Path, seed: int) -> None:
-    commands = workload(ORDERS)
     venue, report = recover(data_dir)
     print(f"recovered {report.last_seq}", flush=True)
     journal = Journal(data_dir, segment_bytes_max=64 << 10)
     rng = random.Random(seed)
+    commands = itertools.islice(command_stream(), report.last_seq, None)
     seq = report.last_seq
     since_checkpoint = 0
-    while seq < len(commands):
-        batch = [(s, ts_of(s), commands[s - 1]) for s in range(
-            seq + 1, min(seq + rng.randint(1, BATCH_MAX), len(commands)) + 1
-        )]
+    while True:  # until killed
+        size = rng.randint(1, BATCH_MAX)
+        batch = [(s, ts_of(s), next(commands)) for s in range(seq + 1, seq + 1 + size)]
         journal.append_many(batch)
         journal.sync()
         print(f"ack {batch[-1][0]}", flush=True)
@@ -42,7 +41,6 @@ def main(data_dir: Path, seed: int) -> None:
         if since_checkpoint >= CHECKPOINT_EVERY:
             journal.checkpoint(venue, ts_of(seq))
             since_checkpoint = 0
-    journal.close()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from haltguard.journal import Journal
@@ -21,6 +22,13 @@ def workload(orders: int, seed: int = 7) -> list[Command]:
     commands = setup_commands(accounts=ACCOUNTS)
     commands.extend(order_flow(seed, orders, first_seq=len(commands) + 1, accounts=ACCOUNTS))
     return commands
+
+
+def command_stream(seed: int = 7) -> Iterator[Command]:
+    """The same commands as :func:`workload`, generated lazily and practically endless."""
+    setup = setup_commands(accounts=ACCOUNTS)
+    yield from setup
+    yield from order_flow(seed, 10**9, first_seq=len(setup) + 1, accounts=ACCOUNTS)
 
 
 def ts_of(seq: int) -> int:

@@ -6,14 +6,15 @@ import typing
 
 import pytest
 from crc32c import crc32c
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from haltguard.journal import UnjournalableCommandError
+from haltguard.journal import JournalSequenceError, UnjournalableCommandError, check_journalable
 from haltguard.journal.codec import (
     KIND_CANCEL_ORDER,
     KIND_MSGPACK,
     KIND_PLACE_ORDER,
+    BatchEncoder,
     RecordDecoder,
     decode_record,
     encode_record,
@@ -101,7 +102,7 @@ def test_strategies_cover_every_command_type() -> None:
 def _decode_all(blob: bytes, first_seq: int) -> list[tuple[int, int, c.Command]]:
     decoded: list[tuple[int, int, c.Command]] = []
     end, _, stop = RecordDecoder().decode_span(
-        blob, 0, len(blob), first_seq, sink=lambda s, t, cmd: decoded.append((s, t, cmd))
+        blob, 0, first_seq, sink=lambda s, t, cmd: decoded.append((s, t, cmd))
     )
     assert stop is None
     assert end == len(blob)
@@ -180,3 +181,47 @@ def test_any_flipped_byte_makes_the_record_unreadable(
     record[index] ^= data.draw(st.integers(1, 255))
     with pytest.raises(ValueError, match="not one valid record"):
         decode_record(bytes(record))
+
+
+@settings(max_examples=200, deadline=None)
+@given(commands=st.lists(any_command, min_size=1, max_size=12))
+@example(
+    commands=[
+        c.PlaceOrder("BTC-JPY", 1, Side.BUY, 1, 100),
+        c.PlaceOrder("BTC-JPY", 2, Side.SELL, 3, 101),  # the plain-limit fast path
+        c.PlaceOrder("BTC-JPY", 2, Side.SELL, 3, 0, OrderType.MARKET, TimeInForce.IOC),
+        c.CancelOrder("BTC-JPY", 2, order_id=2),  # the cancel fast path
+        c.PlaceOrder("BTC-JPY", 2, Side.SELL, 2**63, 101),  # too big for the fixed layout
+    ]
+)
+def test_the_batch_encoders_fast_paths_write_the_same_bytes_as_the_general_encoder(
+    commands: list[c.Command],
+) -> None:
+    encoder = BatchEncoder(last_seq=0, last_ts=0)
+    symbols: dict[str, int] = {}
+    expected = []
+    for seq, command in enumerate(commands, 1):
+        expected.append(encode_record(seq, 1000 + seq, command, symbols))
+        encoder.append(seq, 1000 + seq, command)
+    assert encoder.take() == b"".join(expected)
+    assert encoder.symbols == symbols
+    assert encoder.take() == b""
+
+
+def test_the_batch_encoder_keeps_nothing_from_a_refused_append() -> None:
+    encoder = BatchEncoder(last_seq=0, last_ts=0)
+    encoder.append(1, 10, c.PlaceOrder("BTC-JPY", 1, Side.BUY, 1, 100))
+    with pytest.raises(UnjournalableCommandError):
+        encoder.append(2, 10, c.PlaceOrder("BTC-JPY", 1, Side.BUY, 2**70, 100))
+    with pytest.raises(JournalSequenceError, match="gap-free"):
+        encoder.append(3, 10, c.Heartbeat())
+    with pytest.raises(JournalSequenceError, match="before the last ts"):
+        encoder.append(2, 9, c.Heartbeat())
+    encoder.append(2, 10, c.Heartbeat())
+    assert [seq for seq, _, _ in _decode_all(encoder.take(), 1)] == [1, 2]
+
+
+def test_a_command_can_be_checked_before_it_gets_a_sequence_number() -> None:
+    check_journalable(c.PlaceOrder("BTC-JPY", 1, Side.BUY, 1, 100, client_order_id="ok"))
+    with pytest.raises(UnjournalableCommandError, match="not valid Unicode"):
+        check_journalable(c.PlaceOrder("BTC-JPY", 1, Side.BUY, 1, 100, client_order_id="\udc80"))

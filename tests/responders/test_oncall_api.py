@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.responders.clock import ManualClock
 from haltguard.responders.settings import ResponderSettings
 from haltguard.security.permissions import Role
-from haltguard.security.testing import provision_operator
+from haltguard.security.testing import fast_test_settings, provision_operator
+from haltguard.web.app import create_app
+from haltguard.web.settings import Settings
 
 from .conftest import HttpReceiver, SmtpServer
 from .oncall_setup import ACK_LINK, page_state, send_page, two_level_policy
@@ -201,3 +204,21 @@ def test_contact_tree_is_editable_and_shows_its_gaps(
     in_use = api.delete("/v1/oncall/people/ito", headers=admin.headers)
     assert in_use.status_code == 409
     assert "the contact tree for ddos" in in_use.json()["error"]["message"]
+
+
+def test_the_service_app_serves_the_ack_link_and_documents_the_page_routes(
+    *, engine: Engine, database_url: str, session_factory: Factory, clock: ManualClock,
+    settings: ResponderSettings, smtp_server: SmtpServer, http_receiver: HttpReceiver,
+) -> None:
+    app = create_app(Settings(database_url=database_url, migrate_on_start=False),
+                     clock=clock, engine=engine)
+    app.state.responder_settings = settings
+    app.state.security_settings = fast_test_settings()
+    two_level_policy(session_factory, clock, http_receiver)
+    page_id, path = paged_link(session_factory=session_factory, clock=clock, settings=settings,
+                               smtp_server=smtp_server, http_receiver=http_receiver)
+    with TestClient(app, base_url="https://testserver") as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert {"/v1/pages", "/v1/pages/{page_id}/ack", "/v1/oncall/contact-tree"} <= set(paths)
+        assert client.get(path).status_code == 200
+    assert page_state(session_factory, page_id).status == "acknowledged"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 from haltguard.venue.book import OrderBook, RestingOrder
 
 
@@ -119,3 +122,25 @@ def test_priority_order_lists_bids_then_asks_best_first() -> None:
     ):
         book.add(resting(order_id, is_buy, price, 1))
     assert [o.order_id for o in book.in_priority_order()] == [4, 5, 2, 3, 1]
+
+
+def test_a_discarded_book_frees_its_orders_though_the_collector_cannot_see_them() -> None:
+    def fill_and_drop() -> None:
+        book = OrderBook()
+        for order_id in range(20_000):
+            book.add(resting(order_id, order_id % 2 == 0, 100 + order_id % 50, 1))
+
+    gc.collect()
+    fill_and_drop()  # warm up allocator pools
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            fill_and_drop()
+            gc.collect()
+        leaked = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # 100,000 leaked orders would be over 10 MB.
+    assert leaked < 1_000_000

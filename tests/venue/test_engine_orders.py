@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import Sequence
 
 import msgspec
@@ -872,3 +874,23 @@ def test_adding_a_market_with_unknown_assets_is_refused() -> None:
     assert isinstance(events[0], CommandRejected)
     assert events[0].reason is RejectReason.UNKNOWN_ASSET
     assert h.venue.markets == {}
+
+
+def test_a_discarded_venue_frees_its_book() -> None:
+    def fill_and_drop() -> None:
+        h = funded(accounts=2)
+        for index in range(3_000):
+            h.buy(1 + index % 2, 1, 900 - index % 40)
+
+    fill_and_drop()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(4):
+            fill_and_drop()
+            gc.collect()
+        leaked = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert leaked < 500_000  # 12,000 leaked orders would be well over a megabyte

@@ -26,6 +26,9 @@ MODEL_MODULES = (
     "haltguard.incidents.models",
     "haltguard.security.models",
     "haltguard.responders.models",
+    "haltguard.detection.models",
+    "haltguard.status.models",
+    "haltguard.notify.models",
 )
 
 
@@ -36,7 +39,7 @@ def import_all_models() -> list[str]:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if exc.name is None or not name.startswith(exc.name):
                 raise
             continue
         found.append(name)
@@ -47,21 +50,27 @@ def alembic_config() -> Config:
     return Config(str(ALEMBIC_INI))
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (the newest by default) in one transaction."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Bring the database to ``revision`` (every branch's newest by default) in one transaction.
+
+    Each domain adds its tables on its own branch off the shared base revision, so domains
+    written side by side never fight over one chain; ``heads`` applies them all.
+    """
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> set[str]:
+    """The revisions the database is at: one per migration branch."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return set(MigrationContext.configure(connection).get_current_heads())
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revisions() -> set[str]:
+    """The newest revision of every branch the code ships."""
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def schema_differences(engine: Engine) -> list[Any]:

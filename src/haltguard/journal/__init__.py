@@ -6,6 +6,7 @@ the log with the events each command produced. Format and fsync policy:
 docs/adr/0001-journal-format-and-fsync-policy.md.
 """
 
+from haltguard.journal.codec import check_journalable
 from haltguard.journal.errors import (
     JournalCorruptionError,
     JournalError,
@@ -31,6 +32,7 @@ __all__ = [
     "TornTail",
     "UnjournalableCommandError",
     "VerifyReport",
+    "check_journalable",
     "recover",
     "verify",
     "write_snapshot",

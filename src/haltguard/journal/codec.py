@@ -109,6 +109,14 @@ def _order_enum_table() -> list[OrderEnums | None]:
 
 ORDER_ENUMS: Final = _order_enum_table()
 
+# The decoder builds orders and cancels positionally, in this field order.
+assert PlaceOrder.__struct_fields__ == (
+    "market", "account", "side", "qty", "price", "order_type", "tif", "post_only", "stp",
+    "client_order_id",
+), "PlaceOrder's fields changed: update the journal codec's fast paths"
+assert CancelOrder.__struct_fields__ == ("market", "account", "order_id", "client_order_id"), (
+    "CancelOrder's fields changed: update the journal codec's fast paths"
+)
 _ENCODER = msgspec.msgpack.Encoder()
 COMMAND_DECODER: Final = msgspec.msgpack.Decoder(Command)
 
@@ -159,6 +167,15 @@ def encode_record(seq: int, ts: int, command: Command, symbols: dict[str, int]) 
     return FRAME.pack(length, crc32c(encoded, length_seed(length))) + encoded
 
 
+def check_journalable(command: Command) -> None:
+    """Raise :class:`UnjournalableCommandError` if ``command`` could not be journaled.
+
+    For the edge that accepts commands from outside: call it before a sequence number is
+    assigned, so a bad command is refused on its own instead of failing a journal append.
+    """
+    encode_record(1, 0, command, {})
+
+
 class BatchEncoder:
     """Encodes appended commands into the records of the next group commit.
 
@@ -169,66 +186,67 @@ class BatchEncoder:
     here; everything else goes through :func:`encode_record`, which gives the same bytes.
     """
 
-    __slots__ = ("last_seq", "last_ts", "records", "symbols")
+    __slots__ = ("_keep", "last_seq", "last_ts", "records", "symbols")
 
     def __init__(self, last_seq: int, last_ts: int) -> None:
         self.last_seq = last_seq
         self.last_ts = last_ts
         self.records: list[bytes] = []
+        self._keep = self.records.append
         self.symbols: dict[str, int] = {}
 
     def append(self, seq: int, ts: int, command: Command) -> None:
         """Encode and keep one record. Raises before keeping anything if it cannot."""
         if seq != self.last_seq + 1 or ts < self.last_ts:
             raise self._out_of_order(seq, ts)
-        if type(command) is PlaceOrder and not command.client_order_id:
-            code = self.symbols.get(command.market)
-            if code is not None:
-                try:
-                    if (
-                        command.order_type is _LIMIT
-                        and command.tif is _GTC
-                        and command.stp is _CANCEL_TAKER
-                        and command.post_only is False
-                    ):
-                        enum_codes = _SIDE_CODE[command.side]  # a plain limit order
-                    else:
-                        enum_codes = (
-                            _SIDE_CODE[command.side]
-                            | _TYPE_CODE[command.order_type]
-                            | _TIF_CODE[command.tif]
-                            | _STP_CODE[command.stp]
-                            | _POST_ONLY_CODE[command.post_only]
-                        )
-                    payload = _PLACE.pack(
-                        KIND_PLACE_ORDER, seq, ts, code, command.account, enum_codes,
-                        command.qty, command.price, 0,
-                    )
-                except (KeyError, TypeError, struct.error):
-                    pass
+        if type(command) is PlaceOrder:
+            try:
+                if command.client_order_id:
+                    raise KeyError  # the general path stores it
+                code = self.symbols[command.market]  # KeyError: first in this segment
+                if (
+                    command.order_type is _LIMIT
+                    and command.tif is _GTC
+                    and command.stp is _CANCEL_TAKER
+                    and command.post_only is False
+                ):
+                    enum_codes = _SIDE_CODE[command.side]  # a plain limit order
                 else:
-                    self.records.append(
-                        _PLACE_FRAMED.pack(_PLACE.size, crc32c(payload, _PLACE_SEED), payload)
+                    enum_codes = (
+                        _SIDE_CODE[command.side]
+                        | _TYPE_CODE[command.order_type]
+                        | _TIF_CODE[command.tif]
+                        | _STP_CODE[command.stp]
+                        | _POST_ONLY_CODE[command.post_only]
                     )
-                    self.last_seq = seq
-                    self.last_ts = ts
-                    return
-        elif type(command) is CancelOrder and not command.client_order_id:
-            code = self.symbols.get(command.market)
-            if code is not None:
-                try:
-                    payload = _CANCEL.pack(
-                        KIND_CANCEL_ORDER, seq, ts, code, command.account, command.order_id, 0
-                    )
-                except struct.error:
-                    pass
-                else:
-                    self.records.append(
-                        _CANCEL_FRAMED.pack(_CANCEL.size, crc32c(payload, _CANCEL_SEED), payload)
-                    )
-                    self.last_seq = seq
-                    self.last_ts = ts
-                    return
+                payload = _PLACE.pack(
+                    KIND_PLACE_ORDER, seq, ts, code, command.account, enum_codes,
+                    command.qty, command.price, 0,
+                )
+            except (KeyError, TypeError, struct.error):
+                pass
+            else:
+                self._keep(_PLACE_FRAMED.pack(_PLACE.size, crc32c(payload, _PLACE_SEED), payload))
+                self.last_seq = seq
+                self.last_ts = ts
+                return
+        elif type(command) is CancelOrder:
+            try:
+                if command.client_order_id:
+                    raise KeyError  # the general path stores it
+                payload = _CANCEL.pack(
+                    KIND_CANCEL_ORDER, seq, ts, self.symbols[command.market], command.account,
+                    command.order_id, 0,
+                )
+            except (KeyError, struct.error):
+                pass
+            else:
+                self._keep(
+                    _CANCEL_FRAMED.pack(_CANCEL.size, crc32c(payload, _CANCEL_SEED), payload)
+                )
+                self.last_seq = seq
+                self.last_ts = ts
+                return
         self.records.append(encode_record(seq, ts, command, self.symbols))
         self.last_seq = seq
         self.last_ts = ts
@@ -237,6 +255,7 @@ class BatchEncoder:
         """The kept records as one block for a single write; the batch starts empty again."""
         block = b"".join(self.records)
         self.records = []
+        self._keep = self.records.append
         return block
 
     def new_segment(self) -> None:
@@ -388,26 +407,26 @@ class RecordDecoder:
         self,
         data: bytes,
         pos: int,
-        end: int,
         expected_seq: int,
         *,
         sink: Sink,
         skip_through_seq: int = 0,
     ) -> tuple[int, int, DecodeStop | None]:
-        """Decode records in ``data[pos:end]``, calling ``sink(seq, ts, command)`` for each.
+        """Decode the records from ``pos`` to the end of ``data`` into ``sink(seq, ts, command)``.
 
         Records at or below ``skip_through_seq`` are checked and decoded but not passed on
         (they are already inside a snapshot). Returns the offset after the last good
-        record, the next expected seq, and why decoding stopped early (None at ``end``).
+        record, the next expected seq, and why decoding stopped early (None at the end).
 
         This is the replay hot loop. A plain order or cancel (market already in the
         segment's table, no client order id) is read with one ``unpack_from`` covering
-        frame and payload, one CRC call, and the command is built straight from the
+        frame and payload and one CRC call, and the command is built straight from the
         unpacked fields; every other record takes :meth:`_decode_one`.
         """
+        end = len(data)
         symbols = self.symbols
         while pos < end and expected_seq <= skip_through_seq:  # inside the snapshot: skip
-            decoded = self._decode_one(data, pos, end, expected_seq)
+            decoded = self._decode_one(data, pos, expected_seq)
             if type(decoded) is DecodeStop:
                 return pos, expected_seq, decoded
             expected_seq, pos = decoded[0] + 1, decoded[3]  # type: ignore[index]
@@ -418,9 +437,8 @@ class RecordDecoder:
         order_enums = ORDER_ENUMS
         known_symbols = len(symbols)
         place_order, cancel_order = PlaceOrder, CancelOrder
-        frame_bytes = FRAME_BYTES
         while pos < end:
-            body = pos + frame_bytes
+            body = pos + 8
             kind = data[body] if body < end else 0
             if kind == KIND_PLACE_ORDER:
                 stop = pos + place_bytes
@@ -462,7 +480,9 @@ class RecordDecoder:
                         expected_seq = seq + 1
                         pos = stop
                         continue
-            decoded = self._decode_one(data, pos, end, expected_seq)
+            # Anything else (a new market, a client order id, another command, or damage)
+            # takes the careful path, which also says exactly what is wrong.
+            decoded = self._decode_one(data, pos, expected_seq)
             if type(decoded) is DecodeStop:
                 return pos, expected_seq, decoded
             seq, ts, command, pos = decoded  # type: ignore[misc]
@@ -472,9 +492,10 @@ class RecordDecoder:
         return pos, expected_seq, None
 
     def _decode_one(
-        self, data: bytes, pos: int, end: int, expected_seq: int
+        self, data: bytes, pos: int, expected_seq: int
     ) -> tuple[int, int, Command, int] | DecodeStop:
         """Decode the record at ``pos`` with every check: ``(seq, ts, command, next_pos)``."""
+        end = len(data)
         body = pos + FRAME_BYTES
         if body > end:
             return DecodeStop(pos, STOP_INCOMPLETE_FRAME)
@@ -552,7 +573,7 @@ def decode_record(data: bytes) -> tuple[int, int, Command]:
         raise ValueError("too short to be a record")
     seq = HEAD.unpack_from(data, FRAME_BYTES)[1]
     _, _, stop = RecordDecoder().decode_span(
-        data, 0, len(data), seq, sink=lambda s, t, c: decoded.append((s, t, c))
+        data, 0, seq, sink=lambda s, t, c: decoded.append((s, t, c))
     )
     if stop is not None or len(decoded) != 1:
         raise ValueError(f"not one valid record: {stop}")

@@ -1,8 +1,9 @@
 """The journal as the runtime uses it: append, sync (group commit), checkpoint, close.
 
 Fsync policy. A command is acknowledged only after :meth:`Journal.sync` returned, and sync
-returns only after ``fsync`` of every segment file written (and of the directory when a
-segment was created). Group commit without a timer: the runtime takes whatever queued up
+returns only after the batch was written with one ``write`` and made durable with one
+``fsync`` (and, when that batch filled the segment, after the next segment was created and
+the directory fsynced). Group commit without a timer: the runtime takes whatever queued up
 while the previous sync ran, appends each command, then calls ``sync`` once; under light
 load a batch is one command, under heavy load it grows by itself, and nobody waits for a
 timer to fire. The only way to skip fsync is ``unsafe_skip_fsync=True``, for tests that
@@ -98,8 +99,8 @@ class Journal:
 
     @property
     def pending(self) -> int:
+        """Commands appended since the last sync (not durable, not to be acknowledged)."""
         return self._writer.pending
-
 
     def append_many(self, items: Iterable[tuple[int, int, Command]]) -> None:
         self._writer.append_many(items)

@@ -153,7 +153,7 @@ class JournalReader:
         decoded = self._decoded
         decoded.clear()
         end, next_seq, stop = self._decoder.decode_span(
-            data, 0, len(data), self._next_seq_in_segment,
+            data, 0, self._next_seq_in_segment,
             sink=lambda seq, ts, command: decoded.append((seq, ts, command)),
             skip_through_seq=self._venue.last_seq,
         )

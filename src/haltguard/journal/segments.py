@@ -183,7 +183,7 @@ def scan_segment(
     check_segment_header(path, data, first_seq)
     decoder = codec.RecordDecoder()
     end, next_seq, stop = decoder.decode_span(
-        data, SEGMENT_HEADER_BYTES, len(data), first_seq, sink=sink,
+        data, SEGMENT_HEADER_BYTES, first_seq, sink=sink,
         skip_through_seq=skip_through_seq,
     )
     records = next_seq - first_seq

@@ -289,9 +289,9 @@ class _Market:
         "bids",
         "book",
         "breaker",
+        "buy_holds",
         "cancels_allowed",
         "fee_row",
-        "buy_holds",
         "hold_bps",
         "last_price",
         "maker_bps",
@@ -455,9 +455,55 @@ class Venue:
                 tif = command.tif  # type: ignore[union-attr]
                 price = command.price  # type: ignore[union-attr]
                 if order_type is _LIMIT and tif is _GTC and 0 < price <= INT64_MAX:
-                    return self._place_limit(
-                        seq, ts, command, market, side is _BUY, price, qty, True  # type: ignore[arg-type]
+                    # Inlined, as most commands are this: hold the funds, and rest the order
+                    # unless it crosses (then _place_limit_fully matches it).
+                    account = command.account  # type: ignore[union-attr]
+                    if side is _BUY:
+                        hold_per_lot = market.buy_holds.get(price)
+                        if hold_per_lot is None:
+                            hold_per_lot = market.cache_buy_hold(price)
+                        hold_row = market.quote_rows.get(account)
+                        own, opposite, limit_key = market.bids, market.asks, price
+                    else:
+                        hold_per_lot = market.base_per_lot
+                        hold_row = market.base_rows.get(account)
+                        own, opposite, limit_key = market.asks, market.bids, -price
+                    need = qty * hold_per_lot
+                    if hold_row is None or hold_row[0] < need:
+                        return [
+                            self._funds_rejected(
+                                command, market, side is _BUY, need, hold_row  # type: ignore[arg-type]
+                            )
+                        ]
+                    heap = opposite.heap
+                    if heap and heap[0] <= limit_key:
+                        return self._place_limit_fully(
+                            seq, ts, command, market, side is _BUY, price, qty,  # type: ignore[arg-type]
+                            hold_per_lot, hold_row, limit_key,
+                        )
+                    level = own.levels.get(-limit_key)
+                    if level is None:
+                        level = own.level_for(price)
+                    tail = level.tail
+                    order = RestingOrder(
+                        seq, account, side is _BUY, price, qty, qty, "", hold_per_lot, hold_row,
+                        tail, None, level,
                     )
+                    market.orders[seq] = order
+                    if tail is None:
+                        level.head = order
+                    else:
+                        tail.next = order
+                    level.tail = order
+                    level.qty += qty
+                    level.count += 1
+                    hold_row[0] -= need
+                    hold_row[1] += need
+                    return [
+                        OrderAccepted(
+                            market.symbol, seq, account, side, _LIMIT, _GTC, price, qty, ""
+                        )
+                    ]
                 if order_type is _MARKET and tif is _IOC and price == 0:
                     return self._place_market(
                         seq, ts, command, market, side is _BUY, qty  # type: ignore[arg-type]
@@ -562,7 +608,7 @@ class Venue:
                         "a post-only order must rest, so its time in force must be gtc",
                     )
                 ]
-            return self._place_limit(seq, ts, cmd, market, is_buy, price, qty, False)
+            return self._place_limit(seq, ts, cmd, market, is_buy, price, qty)
         if cmd.price != 0 or tif is _GTC or cmd.post_only:
             return [
                 _order_rejected(
@@ -583,49 +629,24 @@ class Venue:
         is_buy: bool,
         price: int,
         qty: int,
-        plain: bool,
     ) -> list[Event]:
-        """A validated limit order. The common case, a ``plain`` order (GTC, not post-only,
-        no client id, open market: what :meth:`apply` checked) that does not cross, is
-        handled here in a straight line; the rest goes on to :meth:`_place_limit_fully`."""
+        """A validated limit order that is not the plain case :meth:`apply` handles itself:
+        check its funds, then :meth:`_place_limit_fully`."""
         account = cmd.account
         if is_buy:
-            hold_per_lot = market.buy_holds.get(price)
-            if hold_per_lot is None:
-                hold_per_lot = market.cache_buy_hold(price)
+            hold_per_lot = market.buy_hold_per_lot(price)
             hold_row = market.quote_rows.get(account)
-            own, opposite, limit_key = market.bids, market.asks, price
+            limit_key = price
         else:
             hold_per_lot = market.base_per_lot
             hold_row = market.base_rows.get(account)
-            own, opposite, limit_key = market.asks, market.bids, -price
+            limit_key = -price
         need = qty * hold_per_lot
         if hold_row is None or hold_row[0] < need:
             return [self._funds_rejected(cmd, market, is_buy, need, hold_row)]
-        heap = opposite.heap
-        if not plain or (heap and heap[0] <= limit_key):
-            return self._place_limit_fully(
-                seq, ts, cmd, market, is_buy, price, qty, hold_per_lot, hold_row, limit_key
-            )
-        order = RestingOrder(seq, account, is_buy, price, qty, qty, "", hold_per_lot, hold_row)
-        market.orders[seq] = order
-        level = own.levels.get(-limit_key)
-        if level is None:
-            level = own.level_for(price)
-        tail = level.tail
-        order.prev = tail
-        order.next = None
-        order.level = level
-        if tail is None:
-            level.head = order
-        else:
-            tail.next = order
-        level.tail = order
-        level.qty += qty
-        level.count += 1
-        hold_row[0] -= need
-        hold_row[1] += need
-        return [OrderAccepted(market.symbol, seq, account, cmd.side, _LIMIT, _GTC, price, qty, "")]
+        return self._place_limit_fully(
+            seq, ts, cmd, market, is_buy, price, qty, hold_per_lot, hold_row, limit_key
+        )
 
     def _place_limit_fully(  # noqa: PLR0917 - hot or internal: positional on purpose
         self,
