@@ -15,10 +15,10 @@ Usage::
 
 Throughput is commands per second of process CPU time (``time.process_time``), so other
 work on a shared machine does not skew one side; the garbage collector runs as usual on
-both. Prints a Markdown table: commands/s for both (best of R rounds, alternating) and the
-median of the per-round ratios (each round runs the peer, then ours, back to back),
-our per-command latency percentiles (a separate pass timing each ``apply``), and the RSS
-of a fresh process holding M resting orders (target: 1,000,000 under 1 GiB).
+both. Prints a Markdown table: commands/s for both as the median (and range) of R rounds,
+ours and the peer's alternating, and the median of the per-round ratios; our per-command
+latency percentiles (a separate pass timing each ``apply``); and the RSS of a fresh process
+holding M resting orders (target: 1,000,000 under 1 GiB).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import gc
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -38,10 +37,8 @@ from haltguard.venue.commands import CancelOrder, Command, PlaceOrder
 from haltguard.venue.engine import Venue
 from haltguard.venue.markets import coincheck_breaker
 from haltguard.venue.workload import order_flow, resting_flow, setup_commands
+from peer import PEER_NAME, ensure_peer, ratio_cell, spread
 
-PEER_PACKAGE = "matching-engine==0.1.1"
-PEER_VENV = Path(os.environ.get("HALTGUARD_PEER_VENV", "/tmp/peervenv"))
-PYENV_PYTHON312 = Path("/root/.pyenv/versions/3.12.1/bin/python")
 SEED = 42
 
 # Runs inside the peer's venv. Prints one JSON line: throughput, resting count, digest.
@@ -85,29 +82,6 @@ for i in range(count):
 rss = [l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]
 print(int(rss) * 1024, len(engine.book))
 """
-
-
-def ensure_peer() -> Path:
-    """The peer's Python, creating its venv (Python 3.12) and installing it when missing."""
-    python = PEER_VENV / "bin" / "python"
-    if python.exists():
-        check = subprocess.run(
-            [str(python), "-c", "import matching_engine"], capture_output=True, check=False
-        )
-        if check.returncode == 0:
-            return python
-    base = str(PYENV_PYTHON312) if PYENV_PYTHON312.exists() else shutil.which("python3.12")
-    if base is None:
-        raise SystemExit(
-            "the peer needs Python 3.12: install it (pyenv install 3.12) or put python3.12 on "
-            "PATH, then run this again"
-        )
-    print(f"creating {PEER_VENV} with {base} and installing {PEER_PACKAGE} ...", file=sys.stderr)
-    subprocess.run([base, "-m", "venv", str(PEER_VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", PEER_PACKAGE], check=True
-    )
-    return python
 
 
 def peer_throughput(python: Path, count: int) -> dict[str, float | int | str]:
@@ -207,9 +181,10 @@ def _memory_child(count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--resting", type=int, default=1_000_000)
+    parser.add_argument("--count", type=int, default=1_000_000, help="orders per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating")
+    parser.add_argument("--resting", type=int, default=1_000_000,
+                        help="resting orders for the memory figure (0: skip it)")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -220,45 +195,47 @@ def main() -> None:
     commands = list(order_flow(SEED, args.count, first_seq=offset + 1))
     ours_digest = flow_digest(commands, offset)
 
-    peer_best = ours_best = 0.0
+    peer_rates: list[float] = []
+    ours_rates: list[float] = []
     peer_resting = ours_resting = 0
-    ratios: list[float] = []
-    for _ in range(args.rounds):
-        peer = peer_throughput(python, args.count)
-        if peer["digest"] != ours_digest:
-            raise SystemExit("the peer's flow differs from ours: the comparison would be unfair")
-        peer_rate = float(peer["cmd_per_s"])
-        peer_best = max(peer_best, peer_rate)
-        peer_resting = int(peer["resting"])
-        rate, ours_resting, problems = our_throughput(commands)
-        if problems:
-            raise SystemExit(f"invariants broken after the run: {problems[:5]}")
-        ours_best = max(ours_best, rate)
-        ratios.append(rate / peer_rate)
-    ratios.sort()
-    median_ratio = ratios[len(ratios) // 2]
+    for round_index in range(args.rounds):
+        for side in ("peer", "ours") if round_index % 2 == 0 else ("ours", "peer"):
+            if side == "peer":
+                peer = peer_throughput(python, args.count)
+                if peer["digest"] != ours_digest:
+                    raise SystemExit(
+                        "the peer's flow differs from ours: the comparison would be unfair"
+                    )
+                peer_rates.append(float(peer["cmd_per_s"]))
+                peer_resting = int(peer["resting"])
+            else:
+                rate, ours_resting, problems = our_throughput(commands)
+                if problems:
+                    raise SystemExit(f"invariants broken after the run: {problems[:5]}")
+                ours_rates.append(rate)
+    ratios = [ours / peer for ours, peer in zip(ours_rates, peer_rates, strict=True)]
     p50, p99, p999 = our_latency(commands)
     rss = our_memory(args.resting) if args.resting else 0
     peer_rss = peer_memory(python, args.resting) if args.resting else 0
 
     mib = 1024 * 1024
-    print(f"Workload: order_flow(seed={SEED}, count={args.count:,}), best of {args.rounds} "
-          f"alternating rounds; {os.cpu_count()} CPUs; Python {sys.version.split()[0]} "
-          "(ours) vs 3.12 (peer)\n")
-    print("| measure | haltguard venue | matching-engine 0.1.1 | ratio |")
+    print(f"## In-process throughput: order_flow(seed={SEED}, count={args.count:,})\n")
+    print(f"Median (range) of {args.rounds} rounds per side, ours and the peer's alternating; "
+          f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]} (ours) vs 3.12 (peer). "
+          "Ratio: above 1 means haltguard is better.\n")
+    print(f"| measure | haltguard venue | {PEER_NAME} | ratio |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| commands/s in process (best round) | {ours_best:,.0f} | {peer_best:,.0f} | "
-          f"{ours_best / peer_best:.2f}x |")
-    print(f"| ratio per round, median (min..max) | | | {median_ratio:.2f}x "
-          f"({ratios[0]:.2f}..{ratios[-1]:.2f}) |")
+    print(f"| commands/s in process (CPU time) | {spread(ours_rates)} | {spread(peer_rates)} | "
+          f"{ratio_cell(ratios)} |")
     print(f"| resting orders after the run | {ours_resting:,} | {peer_resting:,} | |")
     print("| ledger holds and settlement, market states, breaker | on | none | |")
     print(f"| latency per command p50 / p99 / p99.9 | {p50 / 1000:.1f} / {p99 / 1000:.1f} / "
-          f"{p999 / 1000:.1f} us | | |")
+          f"{p999 / 1000:.1f} µs | | |")
     if args.resting:
-        print(f"| RSS with {args.resting:,} resting orders | {rss / mib:,.0f} MiB | "
-              f"{peer_rss / mib:,.0f} MiB | |")
-    print("\ninvariants (conservation, no negative balance, holds, uncrossed book): ok")
+        print(f"| RSS with {args.resting:,} resting orders (target < 1 GiB) | "
+              f"{rss / mib:,.0f} MiB | {peer_rss / mib:,.0f} MiB | {peer_rss / rss:.2f}x |")
+    print("\ninvariants after every round (conservation, no negative balance, holds, "
+          "uncrossed book): ok")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ same run:
   (one piece of source, below) runs against both journals.
 
 The peer needs Python 3.12 and runs in its own virtual environment (created when missing)
-as a subprocess. The machine's other load shows up in every figure: each is the best of
-``--rounds`` rounds, ours and the peer's alternating.
+as a subprocess. The machine's other load shows up in every figure: each is the median (and
+range) of ``--rounds`` rounds, ours and the peer's alternating.
 
 Usage::
 
@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shutil
-import subprocess
-import sys
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -40,10 +38,8 @@ from typing import Any
 from haltguard.journal import Journal
 from haltguard.venue.commands import CancelOrder, Command, PlaceOrder
 from haltguard.venue.workload import order_flow
+from peer import PEER_NAME, ensure_peer, ratio_cell, run_peer, spread
 
-PEER_PACKAGE = "matching-engine==0.1.1"
-PEER_VENV = Path("/tmp/peervenv")
-PYENV_PYTHON312 = Path("/root/.pyenv/versions/3.12.1/bin/python")
 SEED = 42
 BATCH_SIZES = (1, 64, 512, 4096)
 BATCH_MAX = 4096  # the group-commit loop's largest batch
@@ -144,37 +140,6 @@ print(json.dumps(out))
 '''
 
 
-def ensure_peer() -> Path:
-    """The peer's Python, creating its venv (Python 3.12) and installing it when missing."""
-    python = PEER_VENV / "bin" / "python"
-    if python.exists():
-        check = subprocess.run(
-            [str(python), "-c", "import matching_engine"], capture_output=True, check=False
-        )
-        if check.returncode == 0:
-            return python
-    base = str(PYENV_PYTHON312) if PYENV_PYTHON312.exists() else shutil.which("python3.12")
-    if base is None:
-        raise SystemExit(
-            "the peer needs Python 3.12: install it (pyenv install 3.12) or put python3.12 on "
-            "PATH, then run this again"
-        )
-    print(f"creating {PEER_VENV} with {base}, installing {PEER_PACKAGE} ...", file=sys.stderr)
-    subprocess.run([base, "-m", "venv", str(PEER_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", PEER_PACKAGE], check=True)
-    return python
-
-
-def run_peer(python: Path, script: str, args: Sequence[object]) -> dict[str, Any]:
-    done = subprocess.run(
-        [str(python), "-c", script, *map(str, args)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"the peer benchmark failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
 def flow_digest(commands: Sequence[Command], order_id_offset: int = 0) -> str:
     """The same digest the peer script computes, over the fields both flows share.
 
@@ -242,7 +207,7 @@ def durable_count(batch: int, records: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=400_000, help="commands per run, most")
-    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating")
     parser.add_argument(
         "--rates", default="20000,100000", help="offered loads for the latency runs, commands/s"
     )
@@ -254,20 +219,21 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-journal-", dir=RESULTS_DIR))
     commands = list(order_flow(SEED, args.records, first_seq=1))
     peer_script = _PEER_SCRIPT % {"seed": SEED, "ts": TS_START, "batch_max": BATCH_MAX}
-    ours_best: dict[int, float] = {}
-    peer_best: dict[int, float] = {}
+    ours_rates: dict[int, list[float]] = {batch: [] for batch in BATCH_SIZES}
+    peer_rates: dict[int, list[float]] = {batch: [] for batch in BATCH_SIZES}
     try:
         for batch in BATCH_SIZES:
             count = durable_count(batch, args.records)
             expected = flow_digest(commands[:count])
-            for _ in range(args.rounds):
-                ours_best[batch] = max(
-                    ours_best.get(batch, 0.0), ours_durable(commands[:count], batch, workdir)
-                )
-                result = run_peer(peer, peer_script, ["durable", count, workdir, batch])
-                if result["digest"] != expected:
-                    raise SystemExit("the peer wrote different commands: digests differ")
-                peer_best[batch] = max(peer_best.get(batch, 0.0), result["cmds_per_s"])
+            for round_index in range(args.rounds):
+                for side in ("ours", "peer") if round_index % 2 == 0 else ("peer", "ours"):
+                    if side == "ours":
+                        ours_rates[batch].append(ours_durable(commands[:count], batch, workdir))
+                        continue
+                    result = run_peer(peer, peer_script, ["durable", count, workdir, batch])
+                    if result["digest"] != expected:
+                        raise SystemExit("the peer wrote different commands: digests differ")
+                    peer_rates[batch].append(result["cmds_per_s"])
         rates = [int(rate) for rate in args.rates.split(",")]
         latencies: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
         for rate in rates:
@@ -278,29 +244,37 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print("## Durable commands/s (encode + append + fsync per batch), best of "
-          f"{args.rounds}\n")
-    print("| batch | haltguard | matching-engine 0.1.1 | ratio |")
+    print("## Durable commands/s (encode + append + write + fsync per batch)\n")
+    print(f"Median (range) of {args.rounds} rounds per side, alternating; ratio = ours / peer "
+          "per round.\n")
+    print(f"| batch | haltguard | {PEER_NAME} | ratio |")
     print("|---:|---:|---:|---:|")
     for batch in BATCH_SIZES:
-        ratio = ours_best[batch] / peer_best[batch]
-        print(f"| {batch} | {ours_best[batch]:,.0f} | {peer_best[batch]:,.0f} | {ratio:.2f}x |")
-    peer_top = max(peer_best.values())
-    ours_top = max(ours_best.values())
-    print(f"| best | {ours_top:,.0f} | {peer_top:,.0f} | **{ours_top / peer_top:.2f}x** "
+        ratios = [o / p for o, p in zip(ours_rates[batch], peer_rates[batch], strict=True)]
+        print(f"| {batch} | {spread(ours_rates[batch])} | {spread(peer_rates[batch])} | "
+              f"{ratio_cell(ratios)} |")
+    ours_top = max(BATCH_SIZES, key=lambda b: statistics.median(ours_rates[b]))
+    peer_top = max(BATCH_SIZES, key=lambda b: statistics.median(peer_rates[b]))
+    top_ratios = [o / p for o, p in zip(ours_rates[ours_top], peer_rates[peer_top], strict=True)]
+    print(f"| best batch ({ours_top} vs {peer_top}) | {spread(ours_rates[ours_top])} | "
+          f"{spread(peer_rates[peer_top])} | {ratio_cell(top_ratios)} "
           "(target >= 1.2x the peer's best batch) |")
     print("\n## Acknowledged latency (enqueue -> durable), group commit without a timer\n")
+    print("One run per offered load; ratio = peer p99 / our p99 (above 1: ours is lower).\n")
     print("| offered cmds/s | journal | p50 µs | p99 µs | p99.9 µs | max µs | mean batch | "
-          "achieved cmds/s |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+          "achieved cmds/s | ratio |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for rate, ours_lat, peer_lat in latencies:
-        for name, result in (("haltguard", ours_lat), ("matching-engine 0.1.1", peer_lat)):
+        p99 = {}
+        for name, result in (("haltguard", ours_lat), (PEER_NAME, peer_lat)):
             values = sorted(result["latencies"])
+            p99[name] = percentile(values, 0.99)
+            ratio = f"**{p99[PEER_NAME] / p99['haltguard']:.2f}x**" if name == PEER_NAME else ""
             print(
-                f"| {rate:,} | {name} | {percentile(values, 0.5):,.0f} | "
-                f"{percentile(values, 0.99):,.0f} | {percentile(values, 0.999):,.0f} | "
-                f"{values[-1] / 1000:,.0f} | {len(values) / result['batches']:.1f} | "
-                f"{len(values) / result['elapsed']:,.0f} |"
+                f"| {rate:,} | {name} | {percentile(values, 0.5):,.0f} | {p99[name]:,.0f} | "
+                f"{percentile(values, 0.999):,.0f} | {values[-1] / 1000:,.0f} | "
+                f"{len(values) / result['batches']:.1f} | "
+                f"{len(values) / result['elapsed']:,.0f} | {ratio} |"
             )
 
 

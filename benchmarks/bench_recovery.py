@@ -5,16 +5,18 @@ from their own on-disk journal, in the same run:
 
 * full replay: ``--records`` orders (default 1,000,000), no snapshot. Ours is
   ``haltguard.journal.recover``: read each segment once, check every record's CRC32C and
-  sequence number, decode, and apply through the venue with its ledger (our log also holds
-  the 2,003 setup commands that list the market and fund 1,000 accounts). The peer's is
-  ``Journal.recover`` of its own WAL into its engine, which has no ledger.
+  sequence number, decode, and replay it through the venue with its ledger (the same code
+  as ``Venue.apply``, building no events; our log also holds the 2,003 setup commands that
+  list the market and fund 1,000 accounts). The peer's is ``Journal.recover`` of its own
+  WAL into its engine, which has no ledger. Target: at least 2x the peer.
 * snapshot + tail: the same log with a snapshot ``--tail`` records (default 100,000) before
-  its end: load and verify the snapshot, then replay the tail. Target: under 1 s.
+  its end: load and verify the snapshot, then replay the tail. Target: ours under 1 s.
 * read + CRC + decode only (no engine) for both, to show where the time goes.
 
-Each figure is the best of ``--rounds`` rounds, ours and the peer's alternating; the machine's
-other load shows up in all of them. The peer runs in its own Python 3.12 virtual environment
-(created when missing) as a subprocess.
+Both journals are built once (and flushed to disk, so no round pays for write-back); then
+``--rounds`` rounds run, ours and the peer's alternating, the peer recovering in a fresh
+Python 3.12 process each round. Each figure is the median (and range) of the rounds; the
+ratio is the median of the per-round ratios.
 
 Usage::
 
@@ -24,13 +26,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from bench_journal import RESULTS_DIR, SEED, TS_START, ensure_peer, flow_digest, run_peer
+from bench_journal import RESULTS_DIR, SEED, TS_START, flow_digest
 from haltguard.journal import Journal, recover
 from haltguard.journal.codec import RecordDecoder
 from haltguard.journal.recovery import gc_paused
@@ -38,11 +40,12 @@ from haltguard.journal.segments import SEGMENT_HEADER_BYTES, list_segments
 from haltguard.venue.commands import Command
 from haltguard.venue.engine import Venue
 from haltguard.venue.workload import order_flow, setup_commands
+from peer import PEER_NAME, ensure_peer, ratio_cell, run_peer, spread
 
 BATCH = 4096
 
 _PEER_SCRIPT = r"""
-import hashlib, json, sys, time
+import hashlib, json, os, sys, time
 from pathlib import Path
 from matching_engine.domain import CancelOrder, SequencedCommand
 from matching_engine.engine import MatchingEngine
@@ -51,19 +54,10 @@ from matching_engine.snapshot import encode_snapshot
 from matching_engine.wal import SegmentReader
 from matching_engine.workload import order_flow
 
-count, tail, rounds, workdir = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
-                                Path(sys.argv[4]))
-flow = list(order_flow(seed=%(seed)d, count=count))
-digest = hashlib.blake2b(digest_size=16)
-for c in flow:
-    if type(c) is CancelOrder:
-        digest.update(repr(("cancel", c.order_id, c.account)).encode())
-    else:
-        digest.update(repr(("order", c.account, c.side.value, c.price, c.qty,
-                            c.order_type.value, c.tif.value)).encode())
-stamped = [SequencedCommand(i + 1, %(ts)d + i + 1, c) for i, c in enumerate(flow)]
+mode, count, tail, workdir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+full, snap = workdir / "peer-full", workdir / "peer-snapshot"
 
-def build(root, checkpoint_at):
+def build(root, checkpoint_at, stamped):
     journal = Journal(root, fsync=False)
     journal.open(1)
     engine = MatchingEngine() if checkpoint_at else None
@@ -78,25 +72,38 @@ def build(root, checkpoint_at):
             journal.checkpoint(encode_snapshot(engine, sc.ts), sc.seq)
     journal.close()
 
-full, snap = workdir / "peer-full", workdir / "peer-snapshot"
-build(full, 0)
-build(snap, count - tail)
-best = {"full": 1e9, "snapshot": 1e9, "decode": 1e9}
-for _ in range(rounds):
+if mode == "build":
+    flow = list(order_flow(seed=%(seed)d, count=count))
+    digest = hashlib.blake2b(digest_size=16)
+    for c in flow:
+        if type(c) is CancelOrder:
+            digest.update(repr(("cancel", c.order_id, c.account)).encode())
+        else:
+            digest.update(repr(("order", c.account, c.side.value, c.price, c.qty,
+                                c.order_type.value, c.tif.value)).encode())
+    stamped = [SequencedCommand(i + 1, %(ts)d + i + 1, c) for i, c in enumerate(flow)]
+    build(full, 0, stamped)
+    build(snap, count - tail, stamped)
+    os.sync()
+    print(json.dumps({"digest": digest.hexdigest()}))
+else:
+    times = {}
     start = time.perf_counter()
     engine, report = Journal(full).recover()
-    best["full"] = min(best["full"], time.perf_counter() - start)
+    times["full"] = time.perf_counter() - start
     assert report.replayed == count
+    del engine
     start = time.perf_counter()
     engine, report = Journal(snap).recover()
-    best["snapshot"] = min(best["snapshot"], time.perf_counter() - start)
+    times["snapshot"] = time.perf_counter() - start
     assert report.replayed == tail
+    del engine
     start = time.perf_counter()
     for path in sorted((full / "wal").glob("*.wal")):
         for _ in SegmentReader(path):
             pass
-    best["decode"] = min(best["decode"], time.perf_counter() - start)
-print(json.dumps({"digest": digest.hexdigest(), **best}))
+    times["decode"] = time.perf_counter() - start
+    print(json.dumps(times))
 """
 
 
@@ -117,26 +124,56 @@ def build_ours(root: Path, commands: list[Command], checkpoint_at: int) -> Venue
     return venue
 
 
+def _ignore(*fields: object) -> None:
+    """A sink that takes any record and does nothing with it."""
+
+
 def decode_only(root: Path) -> float:
-    """Read + CRC + decode every record, applying nothing."""
+    """Read + CRC + decode every record (into fields, as recovery does), applying nothing."""
     start = time.perf_counter()
     for first_seq, path in list_segments(root):
         data = path.read_bytes()
-        RecordDecoder().decode_span(data, SEGMENT_HEADER_BYTES, first_seq, sink=slice)
+        RecordDecoder().decode_span(
+            data, SEGMENT_HEADER_BYTES, first_seq, sink=_ignore, order_sink=_ignore,
+            cancel_sink=_ignore,
+        )
     return time.perf_counter() - start
+
+
+def ours_round(full: Path, snap: Path, expected: int, tail: int) -> dict[str, float]:
+    """One round of our three figures; every recovery must reach the same state."""
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    venue, report = recover(full)
+    times["full"] = time.perf_counter() - start
+    assert report.records_replayed == expected, report.describe()
+    full_hash = venue.state_hash()
+    del venue
+    start = time.perf_counter()
+    venue, report = recover(snap)
+    times["snapshot"] = time.perf_counter() - start
+    assert report.records_replayed == tail, report.describe()
+    if venue.state_hash() != full_hash:
+        raise SystemExit("snapshot + tail and full replay disagree on the state hash")
+    del venue
+    times["decode"] = decode_only(full)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="orders in the log")
     parser.add_argument("--tail", type=int, default=100_000, help="records after the snapshot")
-    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per side, alternating")
     args = parser.parse_args()
     tail = min(args.tail, args.records)
 
     peer = ensure_peer()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-recovery-", dir=RESULTS_DIR))
+    keys = ("full", "snapshot", "decode")
+    ours: dict[str, list[float]] = {key: [] for key in keys}
+    theirs: dict[str, list[float]] = {key: [] for key in keys}
     try:
         setup = setup_commands()
         orders = list(order_flow(SEED, args.records, first_seq=len(setup) + 1))
@@ -146,35 +183,25 @@ def main() -> None:
         build_ours(snap, commands, len(commands) - tail)
         del orders
         script = _PEER_SCRIPT % {"seed": SEED, "ts": TS_START, "batch": BATCH}
-        peer_result: dict[str, Any] = run_peer(
-            peer, script, [args.records, tail, args.rounds, workdir]
-        )
-        if peer_result["digest"] != flow_digest(commands[len(setup) :], len(setup)):
+        built = run_peer(peer, script, ["build", args.records, tail, workdir])
+        if built["digest"] != flow_digest(commands[len(setup) :], len(setup)):
             raise SystemExit("the peer journaled different orders: digests differ")
-        ours = {"full": 1e9, "snapshot": 1e9, "decode": 1e9}
-        hashes = set()
-        for _ in range(args.rounds):
-            start = time.perf_counter()
-            venue, report = recover(full)
-            ours["full"] = min(ours["full"], time.perf_counter() - start)
-            assert report.records_replayed == len(commands), report.describe()
-            hashes.add(venue.state_hash())
-            del venue
-            start = time.perf_counter()
-            venue, report = recover(snap)
-            ours["snapshot"] = min(ours["snapshot"], time.perf_counter() - start)
-            assert report.records_replayed == tail, report.describe()
-            hashes.add(venue.state_hash())
-            del venue
-            ours["decode"] = min(ours["decode"], decode_only(full))
-        if len(hashes) != 1:
-            raise SystemExit("recoveries disagree on the state hash")
+        os.sync()
+        for round_index in range(args.rounds):
+            for side in ("ours", "peer") if round_index % 2 == 0 else ("peer", "ours"):
+                if side == "ours":
+                    result = ours_round(full, snap, len(commands), tail)
+                else:
+                    result = run_peer(peer, script, ["measure", args.records, tail, workdir])
+                for key in keys:
+                    (ours if side == "ours" else theirs)[key].append(result[key])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     total = len(commands)
-    print(f"## Recovery, best of {args.rounds} (ratio = peer time / our time)\n")
-    print("| scenario | haltguard | matching-engine 0.1.1 | ratio | target |")
+    print(f"## Recovery: median (range) of {args.rounds} rounds per side, alternating\n")
+    print("Ratio = peer time / our time per round (above 1: haltguard is faster).\n")
+    print(f"| scenario | haltguard | {PEER_NAME} | ratio | target |")
     print("|---|---:|---:|---:|---|")
     rows = (
         ("full replay", "full", f"{total:,} records", f"{args.records:,} records", ">= 2x"),
@@ -182,11 +209,11 @@ def main() -> None:
         ("read + CRC + decode only", "decode", f"{total:,} records", f"{args.records:,}", "-"),
     )
     for name, key, ours_size, peer_size, target in rows:
-        ratio = peer_result[key] / ours[key]
+        ratios = [p / o for o, p in zip(ours[key], theirs[key], strict=True)]
         print(
-            f"| {name} | {ours[key]:.2f} s ({ours_size}, "
-            f"{(total if key != 'snapshot' else tail) / ours[key]:,.0f}/s) | "
-            f"{peer_result[key]:.2f} s ({peer_size}) | {ratio:.2f}x | {target} |"
+            f"| {name} | {spread(ours[key], '{:.2f}', ' s')} ({ours_size}) | "
+            f"{spread(theirs[key], '{:.2f}', ' s')} ({peer_size}) | {ratio_cell(ratios)} | "
+            f"{target} |"
         )
 
 

@@ -377,6 +377,28 @@ def test_breaker_can_be_replaced_and_turned_off(client: TestClient) -> None:
     ]
 
 
+def test_the_market_shows_the_breaker_in_force_not_the_listed_one(client: TestClient) -> None:
+    listed = client.get("/v1/markets/BTC-JPY").json()["breaker"]
+    client.put(
+        "/v1/admin/markets/BTC-JPY/breaker",
+        json={"actor": "alice", "reason": "tighter", "band_bps": [500], "pause_seconds": 60},
+        headers=ADMIN,
+    )
+
+    custom = client.get("/v1/markets/BTC-JPY").json()["breaker"]
+    listing = next(m for m in client.get("/v1/markets").json()["markets"]
+                   if m["symbol"] == "BTC-JPY")
+
+    assert listed["band_bps"] != [500]
+    assert (custom["band_bps"], custom["pause_seconds"]) == ([500], 60)
+    assert listing["breaker"] == custom
+    client.put(
+        "/v1/admin/markets/BTC-JPY/breaker",
+        json={"actor": "alice", "reason": "off", "preset": "none"}, headers=ADMIN,
+    )
+    assert client.get("/v1/markets/BTC-JPY").json()["breaker"] is None
+
+
 def test_custom_breaker_without_a_band_is_422(client: TestClient) -> None:
     response = client.put(
         "/v1/admin/markets/BTC-JPY/breaker",
@@ -455,3 +477,20 @@ def test_health_reports_the_last_sequence(client: TestClient, runtime: VenueRunt
 
     assert response.status_code == 200
     assert response.json()["last_seq"] == runtime.status().last_seq
+
+
+def test_a_number_the_journal_cannot_store_is_422_and_uses_no_sequence_number(
+    client: TestClient, runtime: VenueRuntime
+) -> None:
+    last_seq = runtime.status().last_seq
+
+    response = place(client, account=2**70)
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_command"
+    assert "64 bits" in error["message"]
+    assert runtime.status().last_seq == last_seq
+    assert runtime.status().failure == ""
+    assert place(client).status_code == 201
+    assert client.get("/v1/health").status_code == 200

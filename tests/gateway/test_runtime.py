@@ -19,9 +19,9 @@ from haltguard.gateway.runtime import (
     VenueUnavailableError,
 )
 from haltguard.journal import JournalReader, recover
-from haltguard.venue.commands import Deposit, Heartbeat, PlaceOrder
+from haltguard.venue.commands import Deposit, Heartbeat, PlaceOrder, SetMarketState
 from haltguard.venue.events import OrderAccepted
-from haltguard.venue.types import Side
+from haltguard.venue.types import MarketState, Side
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -136,6 +136,36 @@ def test_a_command_the_journal_cannot_store_is_refused_alone(runtime: VenueRunti
         too_big.result(5)
     assert next_one.result(5).seq == before + 1
     assert runtime.status().failure == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        (limit(1, Side.BUY, 15_000_000, client_order_id="\ud800"), "not valid Unicode"),
+        (PlaceOrder("BTC-JPY", 1, Side.BUY, 10, 15_000_000.0), "wrong type"),  # type: ignore[arg-type]
+        (SetMarketState("BTC-JPY", "paused", "ops", "r"), "wrong type"),  # type: ignore[arg-type]
+        ("halt", "not a venue command"),
+    ],
+    ids=["lone-surrogate", "float-price", "unknown-state-string", "not-a-command"],
+)
+def test_a_malformed_or_unstorable_command_is_refused_before_it_gets_a_seq(
+    runtime: VenueRuntime, command: object, problem: str
+) -> None:
+    before = runtime.status().last_seq
+
+    refused = runtime.submit(command)  # type: ignore[arg-type]
+
+    with pytest.raises(CommandRefusedError, match=problem):
+        refused.result(5)
+    assert runtime.submit_and_wait(Heartbeat()).seq == before + 1
+    assert runtime.status().failure == ""
+
+
+def test_a_plain_string_state_is_applied_as_that_state(runtime: VenueRuntime) -> None:
+    result = runtime.submit_and_wait(SetMarketState("BTC-JPY", "halted", "ops", "r"))  # type: ignore[arg-type]
+
+    assert result.command == SetMarketState("BTC-JPY", MarketState.HALTED, "ops", "r")
+    assert runtime.read(lambda venue: venue.market_states()["BTC-JPY"]) is MarketState.HALTED
 
 
 def test_time_never_goes_back_even_when_the_clock_does(tmp_path: Path) -> None:

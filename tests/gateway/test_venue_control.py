@@ -106,3 +106,27 @@ def test_http_control_with_a_wrong_token_is_refused(runtime: VenueRuntime) -> No
             control.kill_switch(True, actor="eve", reason="no")
 
     assert runtime.read(lambda venue: venue.kill_switch_engaged) is False
+
+
+def test_a_plain_string_state_is_understood_by_both_adapters(control: VenueControl) -> None:
+    events = control.set_market_state("BTC-JPY", "halted", actor="a", reason="r")  # type: ignore[arg-type]
+
+    assert [type(event) for event in events] == [MarketStateChanged]
+    assert control.market_states()["BTC-JPY"] is MarketState.HALTED
+
+
+def test_a_wrongly_typed_argument_is_refused_before_it_reaches_the_venue(
+    control: VenueControl, runtime: VenueRuntime
+) -> None:
+    before = runtime.status().last_seq
+
+    with pytest.raises(VenueControlError, match="state"):
+        control.set_market_state("BTC-JPY", "paused", actor="a", reason="r")  # type: ignore[arg-type]
+    with pytest.raises(VenueControlError, match="phases"):
+        control.start_resume_plan("BTC-JPY", "open", actor="a", reason="r")  # type: ignore[arg-type]
+    with pytest.raises(VenueControlError, match="engaged"):
+        control.kill_switch("yes", actor="a", reason="r")  # type: ignore[arg-type]
+
+    assert runtime.status().last_seq == before
+    assert runtime.status().failure == ""
+    assert control.market_states()["BTC-JPY"] is MarketState.OPEN

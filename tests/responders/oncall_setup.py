@@ -15,7 +15,7 @@ from haltguard.responders.models import LevelIn, PolicyIn, RouteIn, ScheduleIn
 from .conftest import HttpReceiver, add_person
 
 ACTOR = "system:test-setup"
-ACK_LINK = re.compile(r"https://haltguard\.example\.test(/v1/pages/(\d+)/ack\?token=[^\s]+)")
+ACK_LINK = re.compile(r"https://haltguard\.example\.test(/api/pages/(\d+)/ack\?token=[^\s]+)")
 
 
 def two_level_policy(

@@ -65,7 +65,7 @@ def test_forged_expired_and_other_page_links_are_refused(
                               settings=settings, smtp_server=smtp_server,
                               http_receiver=http_receiver, incident_id="INC-2")
 
-    other_page = first_path.replace(f"/v1/pages/{first_id}/", f"/v1/pages/{second_id}/")
+    other_page = first_path.replace(f"/api/pages/{first_id}/", f"/api/pages/{second_id}/")
     refused = api.get(other_page)
     assert refused.status_code == 403 and "another page" in refused.text
 
@@ -88,12 +88,12 @@ def test_api_ack_needs_page_ack_permission(
     viewer = provision_operator(session_factory, Role.VIEWER, now=clock.now())
     responder = provision_operator(session_factory, Role.RESPONDER, now=clock.now())
 
-    assert api.post(f"/v1/pages/{page_id}/ack").status_code == 401
-    refused = api.post(f"/v1/pages/{page_id}/ack", headers=viewer.headers)
+    assert api.post(f"/api/pages/{page_id}/ack").status_code == 401
+    refused = api.post(f"/api/pages/{page_id}/ack", headers=viewer.headers)
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "permission_denied"
 
-    answer = api.post(f"/v1/pages/{page_id}/ack", headers=responder.headers,
+    answer = api.post(f"/api/pages/{page_id}/ack", headers=responder.headers,
                       json={"note": "looking at the matcher"})
     assert answer.status_code == 200
     body = answer.json()
@@ -109,24 +109,24 @@ def test_operator_pages_lists_and_reads_page_details(
     two_level_policy(session_factory, clock, http_receiver)
     responder = provision_operator(session_factory, Role.RESPONDER, now=clock.now())
     for number in range(3):
-        sent = api.post("/v1/pages", headers=responder.headers, json={
+        sent = api.post("/api/pages", headers=responder.headers, json={
             "incident_id": f"INC-{number}", "summary": "DNS failure", "category": "network",
             "severity": "SEV2"})
         assert sent.status_code == 201, sent.text
     assert len(smtp_server.to("tanaka@example.com")) == 3
 
-    first = api.get("/v1/pages?limit=2", headers=responder.headers).json()
+    first = api.get("/api/pages?limit=2", headers=responder.headers).json()
     assert first["total"] == 3 and len(first["items"]) == 2 and first["next_offset"] == 2
     assert [item["incident_id"] for item in first["items"]] == ["INC-2", "INC-1"]
-    one = api.get(f"/v1/pages/{first['items'][0]['id']}", headers=responder.headers).json()
+    one = api.get(f"/api/pages/{first['items'][0]['id']}", headers=responder.headers).json()
     [notification] = one["notifications"]
     assert notification["person"] == "tanaka"
     assert {d["kind"] for d in notification["deliveries"]} == {"email", "apprise"}
-    events = api.get(f"/v1/pages/{one['id']}/events", headers=responder.headers).json()
+    events = api.get(f"/api/pages/{one['id']}/events", headers=responder.headers).json()
     assert events["items"][0]["kind"] == "paged"
     assert "tanaka" in events["items"][0]["text_ja"]
 
-    missing = api.get("/v1/pages/999", headers=responder.headers)
+    missing = api.get("/api/pages/999", headers=responder.headers)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
@@ -136,33 +136,33 @@ def test_setup_endpoints_build_a_rotation_and_answer_who_is_on_call(
     admin = provision_operator(session_factory, Role.ADMIN, now=clock.now())
     viewer = provision_operator(session_factory, Role.VIEWER, now=clock.now())
     for handle in ("tanaka", "suzuki"):
-        answer = api.put(f"/v1/oncall/people/{handle}", headers=admin.headers, json={
+        answer = api.put(f"/api/oncall/people/{handle}", headers=admin.headers, json={
             "handle": handle, "display_name": handle.title(),
             "contacts": [{"kind": "apprise",
                           "address": "slack://TokenA/TokenB/TokenC/#oncall"}]})
         assert answer.status_code == 200, answer.text
         assert "TokenB" not in answer.text
-    assert api.put("/v1/oncall/people/x", headers=viewer.headers, json={
+    assert api.put("/api/oncall/people/x", headers=viewer.headers, json={
         "handle": "x", "display_name": "X"}).status_code == 403
 
-    schedule = api.put("/v1/oncall/schedules/infra", headers=admin.headers, json={
+    schedule = api.put("/api/oncall/schedules/infra", headers=admin.headers, json={
         "name": "infra", "start_date": "2026-03-02", "handoff": "09:00", "rotation_days": 7,
         "members": ["tanaka", "suzuki"]})
     assert schedule.status_code == 200, schedule.text
-    now = api.get("/v1/oncall/schedules/infra/on-call", headers=viewer.headers).json()
+    now = api.get("/api/oncall/schedules/infra/on-call", headers=viewer.headers).json()
     assert now["person"] == "tanaka"
-    later = api.get("/v1/oncall/schedules/infra/on-call",
+    later = api.get("/api/oncall/schedules/infra/on-call",
                     params={"at": "2026-03-09T09:00:00+09:00"}, headers=viewer.headers).json()
     assert later["person"] == "suzuki"
 
-    override = api.post("/v1/oncall/schedules/infra/overrides", headers=admin.headers, json={
+    override = api.post("/api/oncall/schedules/infra/overrides", headers=admin.headers, json={
         "person": "suzuki", "start": "2026-03-02T12:00:00+09:00",
         "end": "2026-03-02T18:00:00+09:00", "reason": "tanaka at the dentist"})
     assert override.status_code == 201, override.text
-    during = api.get("/v1/oncall/schedules/infra/on-call",
+    during = api.get("/api/oncall/schedules/infra/on-call",
                      params={"at": "2026-03-02T13:00:00+09:00"}, headers=viewer.headers).json()
     assert during["person"] == "suzuki" and during["override"] is True
-    shifts = api.get("/v1/oncall/schedules/infra/shifts", params={"days": 14},
+    shifts = api.get("/api/oncall/schedules/infra/shifts", params={"days": 14},
                      headers=viewer.headers).json()
     assert [s["person"] for s in shifts["items"]] == ["tanaka", "suzuki", "tanaka", "suzuki"]
 
@@ -171,17 +171,17 @@ def test_setup_errors_say_what_was_wrong(
     *, api: TestClient, session_factory: Factory, clock: ManualClock,
 ) -> None:
     admin = provision_operator(session_factory, Role.ADMIN, now=clock.now())
-    unknown = api.put("/v1/oncall/schedules/infra", headers=admin.headers, json={
+    unknown = api.put("/api/oncall/schedules/infra", headers=admin.headers, json={
         "name": "infra", "start_date": "2026-03-02", "members": ["ghost"]})
     assert unknown.status_code == 422
     assert unknown.json()["error"] == {
         "code": "invalid_input",
         "message": "schedule infra names unknown people: ghost; add them first"}
-    bad_target = api.put("/v1/oncall/policies/p", headers=admin.headers, json={
+    bad_target = api.put("/api/oncall/policies/p", headers=admin.headers, json={
         "name": "p", "levels": [{"ack_timeout_s": 300, "targets": ["team:infra"]}]})
     assert bad_target.status_code == 422
     assert "write schedule:NAME" in bad_target.json()["error"]["message"]
-    bad_tree = api.put("/v1/oncall/contact-tree/earthquake", headers=admin.headers, json=[])
+    bad_tree = api.put("/api/oncall/contact-tree/earthquake", headers=admin.headers, json=[])
     assert bad_tree.status_code == 422
     assert "unknown incident category" in bad_tree.json()["error"]["message"]
 
@@ -191,17 +191,17 @@ def test_contact_tree_is_editable_and_shows_its_gaps(
 ) -> None:
     admin = provision_operator(session_factory, Role.ADMIN, now=clock.now())
     for handle in ("ito", "kobayashi"):
-        api.put(f"/v1/oncall/people/{handle}", headers=admin.headers,
+        api.put(f"/api/oncall/people/{handle}", headers=admin.headers,
                 json={"handle": handle, "display_name": handle})
-    answer = api.put("/v1/oncall/contact-tree/ddos", headers=admin.headers, json=[
+    answer = api.put("/api/oncall/contact-tree/ddos", headers=admin.headers, json=[
         {"person": "ito", "backup": "kobayashi", "role": "Security"}])
     assert answer.status_code == 200, answer.text
-    tree = api.get("/v1/oncall/contact-tree", headers=admin.headers).json()
+    tree = api.get("/api/oncall/contact-tree", headers=admin.headers).json()
     assert tree["contact_tree"] == {
         "ddos": [{"person": "ito", "backup": "kobayashi", "role": "Security"}]}
     assert "ddos" not in tree["categories_without_contacts"]
     assert len(tree["categories_without_contacts"]) == 9
-    in_use = api.delete("/v1/oncall/people/ito", headers=admin.headers)
+    in_use = api.delete("/api/oncall/people/ito", headers=admin.headers)
     assert in_use.status_code == 409
     assert "the contact tree for ddos" in in_use.json()["error"]["message"]
 
@@ -219,6 +219,6 @@ def test_the_service_app_serves_the_ack_link_and_documents_the_page_routes(
                                smtp_server=smtp_server, http_receiver=http_receiver)
     with TestClient(app, base_url="https://testserver") as client:
         paths = client.get("/openapi.json").json()["paths"]
-        assert {"/v1/pages", "/v1/pages/{page_id}/ack", "/v1/oncall/contact-tree"} <= set(paths)
+        assert {"/api/pages", "/api/pages/{page_id}/ack", "/api/oncall/contact-tree"} <= set(paths)
         assert client.get(path).status_code == 200
     assert page_state(session_factory, page_id).status == "acknowledged"

@@ -71,7 +71,7 @@ def test_page_posts_to_the_apprise_json_webhook(
     [post] = http_receiver.bodies_to("/hooks/tanaka")
     assert "INC-1" in post["title"]
     assert "Incident: INC-1" in post["message"] and "インシデント: INC-1" in post["message"]
-    assert f"/v1/pages/{page_id}/ack?token=" in post["message"]
+    assert f"/api/pages/{page_id}/ack?token=" in post["message"]
     shown = page_state(session_factory, page_id)
     statuses = [d.status for n in shown.notifications for d in n.deliveries]
     assert statuses == ["delivered", "delivered"]

@@ -9,7 +9,7 @@ def message(language: str = "ja") -> tuple[str, str]:
     built = page_message(
         page_id=12, incident_id="INC-42", summary="BTC/JPY matching stalled",
         category="server_down", severity="SEV1", level_number=2, ack_timeout_s=300,
-        ack_url="https://h.example/v1/pages/12/ack?token=t", language=language,  # type: ignore[arg-type]
+        ack_url="https://h.example/api/pages/12/ack?token=t", language=language,  # type: ignore[arg-type]
     )
     return built.subject, built.body
 
@@ -21,7 +21,7 @@ def test_page_carries_incident_summary_and_ack_link_in_both_languages() -> None:
     assert "インシデント: INC-42" in body and "Incident: INC-42" in body
     assert "概要: BTC/JPY matching stalled" in body and "Summary: BTC/JPY" in body
     assert "サーバーダウン" in body and "Server down" in body
-    assert body.count("https://h.example/v1/pages/12/ack?token=t") == 2
+    assert body.count("https://h.example/api/pages/12/ack?token=t") == 2
     assert "haltguard oncall ack 12" in body
     assert "5 分後" in body and "in 5 min" in body
 

@@ -353,8 +353,9 @@ def test_plain_strings_for_enum_fields_are_understood() -> None:
 def test_unreadable_enum_field_is_rejected() -> None:
     h = funded()
     events = h(PlaceOrder(MARKET, 1, "up", 1, 10))  # type: ignore[arg-type]
-    assert isinstance(events[0], OrderRejected)
+    assert isinstance(events[0], CommandRejected)
     assert events[0].reason is RejectReason.INVALID_COMMAND
+    assert "side" in events[0].detail
 
 
 # --- client order ids -------------------------------------------------------------------
@@ -814,6 +815,22 @@ def test_ioc_order_stopped_by_the_band_is_cancelled_with_that_reason() -> None:
     events = h.buy(2, 2, 1_200, tif=TimeInForce.IOC)
     cancelled = [e for e in events if isinstance(e, OrderCancelled)]
     assert [c.reason for c in cancelled] == [CancelReason.PRICE_BAND]
+
+
+def test_the_market_spec_shows_the_breaker_in_force_after_a_change() -> None:
+    listed = static_breaker()
+    h = funded(breaker=listed)
+    wider = msgspec.structs.replace(listed, band_bps=[2_000])
+
+    h(ConfigureBreaker(MARKET, wider, **OPS))
+    assert h.venue.markets[MARKET].breaker == wider
+    restored = Venue.restore(h.venue.export_state())
+    assert restored.markets[MARKET].breaker == wider
+    assert restored.state_hash() == h.venue.state_hash()
+
+    h(ConfigureBreaker(MARKET, None, **OPS))
+    assert h.venue.markets[MARKET].breaker is None
+    assert Venue.restore(h.venue.export_state()).markets[MARKET].breaker is None
 
 
 def test_breaker_can_be_turned_off() -> None:

@@ -59,7 +59,7 @@ def test_create_app_migrates_a_new_database_and_serves_openapi(tmp_path: object)
     paths = document["paths"]
     assert "/api/incidents" in paths and "/api/incidents/{incident_id}/actions/halt" in paths
     assert "/api/auth/login" in paths  # the security router is included
-    assert any(path.startswith("/v1/oncall") for path in paths)  # and the responders one
+    assert any(path.startswith("/api/oncall") for path in paths)  # and the responders one
     error_schema = paths["/api/incidents/{incident_id}"]["get"]["responses"]["404"]
     assert error_schema["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
 
@@ -91,7 +91,7 @@ def test_every_route_but_login_and_ack_links_is_guarded(app: FastAPI) -> None:
     unguarded = public_routes(app)
     assert unguarded <= {
         ("POST", "/api/auth/login"),
-        ("GET", "/v1/pages/{page_id}/ack"),
+        ("GET", "/api/pages/{page_id}/ack"),
     }, unguarded
     assert len(guarded_routes(app)) > 40
 

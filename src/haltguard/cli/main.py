@@ -24,6 +24,9 @@ _SUBCOMMANDS = (
     ("security", "operator", "Operator accounts, logins, roles and API tokens."),
     ("audit", "audit", "The append-only audit chain: list and verify."),
     ("responders", "oncall", "On-call schedules, escalation policies, pages and acks."),
+    ("detection", "detect", "Detection rules (check, reload, reference), decisions, dry-run."),
+    ("notify", "notify", "Customer notices: subscribers, channels and the delivery outbox."),
+    ("status", "status", "The public status page: components, updates, maintenance, export."),
 )
 
 for module_name, command_name, help_text in _SUBCOMMANDS:

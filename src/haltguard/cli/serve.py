@@ -1,28 +1,53 @@
-"""``haltguard serve``: run the venue's HTTP API on a data directory.
+"""``haltguard serve``: run the whole system on one port.
 
-For now this serves the venue alone (orders, market data, admin brakes); incidents, the
-status page and notifications join it in later releases. With ``--demo`` it lists the demo
-JPY markets, funds demo accounts and keeps a synthetic order flow running; without it,
-nothing is invented: markets and funds come through the admin API.
+The venue (matching engine, ledger, journal in the data directory) and its HTTP API under
+``/v1``, and the operations service (incidents and runbooks, protective actions, operators
+and the audit chain, on-call and paging, reports) under ``/api``, on SQLite in the data
+directory unless the configuration names PostgreSQL. The first start on an empty database
+creates an admin and shows the password and TOTP secret once. With ``--demo`` the venue lists
+demo JPY markets, funds demo accounts and keeps a synthetic order flow running; without it,
+nothing is invented.
+
+Settings come from the command line, the environment, the ``--config`` TOML file and the
+defaults, in that order; ``docs/configuration.md`` lists them all. A setting that cannot work
+stops the start with exit code 2 and a message saying what to change.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
+import signal
+import socket
+import sys
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, NoReturn
 
+import segno
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 
-from haltguard.gateway.app import create_venue_app
-from haltguard.gateway.demo import DEMO_RATE_PER_S_DEFAULT, DemoFlow, set_up_demo
-from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
-from haltguard.journal import JournalError
+from haltguard.app.config import CONFIG_FILE_ENV, SQLITE_FILE_NAME, ConfigError, load_config
+from haltguard.app.first_admin import FirstAdmin
+from haltguard.app.system import (
+    VENUE_DOCS_PATH,
+    StartError,
+    System,
+    served_paths,
+    shown_database_url,
+    start_system,
+)
+from haltguard.db.session import DEFAULT_DATA_DIR
 
-console = Console(stderr=True)
+STATUS_PAGE_PATH = "/status"
+METRICS_PATH = "/metrics"
+CONFIG_ERROR_EXIT_CODE = 2
+START_ERROR_EXIT_CODE = 1
+
+console = Console(highlight=False, soft_wrap=True)
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def serve(
@@ -30,82 +55,234 @@ def serve(
     demo: Annotated[
         bool, typer.Option("--demo", help="List demo JPY markets and run a synthetic order flow.")
     ] = False,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", envvar=CONFIG_FILE_ENV, show_default=False,
+                     help="A TOML configuration file (see docs/configuration.md)."),
+    ] = None,
     data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="Where the journal and snapshots live.")
-    ] = Path("data"),
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
+        Path | None,
+        typer.Option("--data-dir", show_default=False,
+                     help="Journal, snapshots and SQLite database (default: ./data)."),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(show_default=False, help="Interface to listen on (default: 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(show_default=False, help="TCP port of both APIs (default: 8000).")
+    ] = None,
     admin_token: Annotated[
-        str,
-        typer.Option(
-            envvar="HALTGUARD_VENUE_TOKEN", show_default=False,
-            help="Secret for the admin API (Authorization: Bearer ...). Generated if not given.",
-        ),
-    ] = "",
+        str | None,
+        typer.Option(show_default=False,
+                     help="Secret for the venue's admin API (Authorization: Bearer ...); "
+                          "also HALTGUARD_VENUE_TOKEN. Generated if not given."),
+    ] = None,
     checkpoint_every: Annotated[
-        int, typer.Option(min=1, help="Write a snapshot every this many commands.")
-    ] = RuntimeLimits.checkpoint_every,
+        int | None,
+        typer.Option(show_default=False, help="Write a venue snapshot every this many commands."),
+    ] = None,
     queue_depth_max: Annotated[
-        int, typer.Option(min=1, help="Commands waiting before new ones get 503 + Retry-After.")
-    ] = RuntimeLimits.queue_depth_max,
+        int | None,
+        typer.Option(show_default=False,
+                     help="Commands waiting before new ones get 503 + Retry-After."),
+    ] = None,
     demo_rate: Annotated[
-        float, typer.Option(min=0.1, max=10_000, help="Demo orders per second (with --demo).")
-    ] = DEMO_RATE_PER_S_DEFAULT,
+        float | None,
+        typer.Option(show_default=False, help="Demo orders per second (with --demo)."),
+    ] = None,
 ) -> None:
-    """Run the venue's HTTP API (venue only for now: orders, market data, admin brakes)."""
+    """Run the whole system: the venue and its API (/v1), the operations service (/api)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    token = admin_token or secrets.token_urlsafe(24)
-    limits = RuntimeLimits(checkpoint_every=checkpoint_every, queue_depth_max=queue_depth_max)
-    data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        runtime = VenueRuntime(data_dir, limits=limits).start()
-    except (JournalError, RuntimeError) as exc:
-        console.print(f"[red]Cannot start the venue on {data_dir}:[/red] {exc}")
-        console.print(f"Check it with: haltguard venue verify {data_dir}")
-        raise typer.Exit(1) from exc
-    flow: DemoFlow | None = None
+        config = load_config(config_file, overrides={
+            "data_dir": None if data_dir is None else str(data_dir),
+            "server.host": host,
+            "server.port": port,
+            "venue.admin_token": admin_token,
+            "venue.checkpoint_every": checkpoint_every,
+            "venue.queue_depth_max": queue_depth_max,
+            "demo.rate_per_s": demo_rate,
+        })
+        listener = listen(config.host, config.port)
+    except (ConfigError, StartError) as exc:
+        refuse(exc)
     try:
-        if demo:
-            set_up_demo(runtime)
-            flow = DemoFlow(runtime, rate_per_s=demo_rate).start()
-        _announce(runtime, host, port, token, generated=not admin_token, demo=demo)
-        app = create_venue_app(runtime, token)
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+        system = start_system(config, demo=demo)
+    except (ConfigError, StartError) as exc:
+        listener.close()
+        refuse(exc)
+    try:
+        if system.first_admin is not None:
+            show_first_admin(system.first_admin)
+        announce(system, demo=demo)
+        run_server(system, listener)
     finally:
-        if flow is not None:
-            flow.stop()
-        runtime.stop()
-        console.print(f"Venue stopped at seq {runtime.status().last_seq}; snapshot written.")
+        system.stop()
+        if system.runtime is not None:
+            last_seq = system.runtime.status().last_seq
+            console.print(f"Stopped. Venue at seq {last_seq}; snapshot written.")
 
 
-def _announce(
-    runtime: VenueRuntime, host: str, port: int, token: str, *, generated: bool, demo: bool
-) -> None:
-    base = f"http://{host}:{port}"
-    shown_token = token if generated else "<your token>"
-    lines = [
-        f"API        {base}/v1/markets",
-        f"API docs   {base}/docs",
-        f"Data dir   {runtime.data_dir.resolve()}",
-        f"Recovery   {runtime.recovery_report.describe()}",
-        "Admin      " + (
-            f"token {token} (generated; set HALTGUARD_VENUE_TOKEN to choose one)"
-            if generated else "token from HALTGUARD_VENUE_TOKEN / --admin-token"
-        ),
-        "",
-        "This serves the venue only (orders, market data, admin brakes).",
-        "In another shell:",
-        f"  export HALTGUARD_VENUE_URL={base} HALTGUARD_VENUE_TOKEN={shown_token}",
-        "  haltguard venue status",
-        "  haltguard venue book BTC-JPY",
-        "  haltguard venue halt BTC-JPY --reason 'trying the brakes'",
-    ]
+def refuse(exc: ConfigError | StartError) -> NoReturn:
+    """Say why the start stopped; exit 2 for configuration, 1 for anything else."""
+    if isinstance(exc, ConfigError):
+        error_console.print(f"[red]configuration error:[/red] {escape(str(exc))}")
+        raise typer.Exit(CONFIG_ERROR_EXIT_CODE) from exc
+    error_console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
+    raise typer.Exit(START_ERROR_EXIT_CODE) from exc
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts: a busy port then stops the start
+    before a first admin is created and shown on a screen that is about to say it failed."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise StartError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); is another haltguard running "
+            "there? Stop it, or choose another port with --port or server.port"
+        ) from exc
+    return listener
+
+
+def run_server(system: System, listener: socket.socket) -> None:
+    """Serve until SIGINT or SIGTERM, then return so the caller stops the venue cleanly.
+
+    uvicorn shuts down gracefully on those signals and then raises the signal again for
+    whatever handler was there before it; the handler installed here only asks the server
+    to exit, so the process ends normally, after the venue's snapshot, with code 0.
+    """
+    config = system.config
+    server = uvicorn.Server(
+        uvicorn.Config(system.asgi_app(), host=config.host, port=config.port,
+                       log_level="warning", lifespan="on")
+    )
+
+    def ask_to_exit(_signum: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, ask_to_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[listener])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def show_first_admin(admin: FirstAdmin) -> None:
+    """The new admin's credentials, once: as text and as a QR code of the otpauth URI."""
+    console.rule("first admin created: shown once, write it down now")
+    for label, value in (
+        ("username", admin.username),
+        ("password", admin.password),
+        ("TOTP secret", admin.enrolment.secret),
+        ("TOTP URI", admin.enrolment.otpauth_uri),
+    ):
+        console.print(f"{label:<12} {escape(value)}")
+    console.print(
+        "Scan the code below (or type the TOTP secret) into an authenticator app. Neither "
+        "the password nor the secret is shown again; if lost, an admin can reset them "
+        "(haltguard operator reset-totp)."
+    )
+    sys.stdout.flush()
+    segno.make(admin.enrolment.otpauth_uri, error="m").terminal(out=sys.stdout, compact=True)
+    sys.stdout.flush()
+
+
+def announce(system: System, *, demo: bool) -> None:
+    """Where each part is and how to start using it."""
+    config = system.config
+    base = config.base_url
+    lines = []
     if demo:
-        lines.insert(0, "Demo: BTC-JPY, ETH-JPY, XRP-JPY open, accounts 1-50 funded, flow on.")
-    console.rule("haltguard venue")
+        lines.append(
+            f"Demo         BTC-JPY, ETH-JPY, XRP-JPY open, accounts 1-50 funded, "
+            f"{config.demo_rate_per_s:g} synthetic orders/s"
+        )
+    lines += [
+        f"Operations   {base}/api  (incidents, operators, on-call, audit)",
+        f"  API docs   {base}/docs",
+        *_extra_lines(system),
+        *_venue_lines(system),
+        f"Data dir     {config.data_dir.resolve()}",
+        f"Database     {shown_database_url(config.database_url)}",
+        f"Config       {config.source}",
+        f"Paging       SMTP {config.paging.smtp.host}:{config.paging.smtp.port}, "
+        f"ack links on {config.paging.public_url}",
+        f"On-call      {_oncall(system)}",
+        "",
+        "In another shell:",
+        f"  export HALTGUARD_URL={base}",
+        f"  haltguard incident login --username {_login_name(system)}",
+        "  haltguard incident open 'BTC-JPY matching stalled' --category software_bug "
+        "--severity SEV2 --market BTC-JPY",
+        "  haltguard incident halt 1 BTC-JPY --reason 'matching stalled'",
+    ]
+    if config.database_url != _local_cli_database_url():
+        lines.append(f"  export HALTGUARD_DATABASE_URL={config.database_url}  "
+                     "# for haltguard operator / oncall / audit")
+    console.rule("haltguard")
     for line in lines:
-        console.print(line, soft_wrap=True, highlight=False)
+        console.print(escape(line))
     console.rule()
+    sys.stdout.flush()
+
+
+def _extra_lines(system: System) -> list[str]:
+    """The parts served only when their domain is installed."""
+    paths = served_paths(system.operations)
+    base = system.config.base_url
+    lines = []
+    if STATUS_PAGE_PATH in paths:
+        lines.append(f"Status page  {base}{STATUS_PAGE_PATH}  (public, Japanese and English)")
+    if METRICS_PATH in paths:
+        lines.append(f"Metrics      {base}{METRICS_PATH}  (Prometheus)")
+    return lines
+
+
+def _venue_lines(system: System) -> list[str]:
+    config = system.config
+    if system.runtime is None:
+        reachable = (f"  (not reachable now: {system.remote_venue_problem})"
+                     if system.remote_venue_problem else "")
+        return [f"Venue        {config.venue_url}  (running elsewhere){reachable}"]
+    token = (
+        f"token {system.venue_admin_token} (generated for this run; set venue.admin_token "
+        "or HALTGUARD_VENUE_TOKEN to keep one)"
+        if system.venue_token_generated
+        else f"token from {config.origins['venue.admin_token']}"
+    )
+    return [
+        f"Venue        {config.base_url}/v1/markets  (orders, market data, admin brakes)",
+        f"  API docs   {config.base_url}{VENUE_DOCS_PATH}",
+        f"  Admin      {token}",
+        f"  Recovery   {system.runtime.recovery_report.describe()}",
+    ]
+
+
+def _oncall(system: System) -> str:
+    if system.oncall_people:
+        count = system.oncall_people
+        return f"{count} {'person' if count == 1 else 'people'} (haltguard oncall person list)"
+    return ("nobody yet, so pages reach no one: edit a copy of "
+            "src/haltguard/responders/oncall.example.yaml and load it with "
+            "haltguard oncall load FILE")
+
+
+def _login_name(system: System) -> str:
+    if system.first_admin is not None:
+        return system.first_admin.username
+    return "<your username>"
+
+
+def _local_cli_database_url() -> str:
+    """What ``haltguard operator``, ``oncall`` and ``audit`` open when nothing is set."""
+    return f"sqlite:///{(DEFAULT_DATA_DIR / SQLITE_FILE_NAME).resolve()}"
 
 
 def register(app: typer.Typer) -> None:

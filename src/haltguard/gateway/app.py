@@ -15,7 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from haltguard.gateway.runtime import OverloadedError, VenueRuntime, VenueUnavailableError
+from haltguard.detection.load import SheddingSettings, install_load_shedding
+from haltguard.gateway.runtime import (
+    CommandRefusedError,
+    OverloadedError,
+    VenueRuntime,
+    VenueUnavailableError,
+)
 from haltguard.gateway.views import ApiError, admin_router, public_router
 
 
@@ -23,9 +29,12 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def create_venue_app(runtime: VenueRuntime, admin_token: str) -> FastAPI:
+def create_venue_app(
+    runtime: VenueRuntime, admin_token: str, *, load_shedding: SheddingSettings | None = None
+) -> FastAPI:
     """The HTTP API for ``runtime``. Admin routes need ``Authorization: Bearer <admin_token>``;
-    an empty token disables them (every admin call then answers 403)."""
+    an empty token disables them (every admin call then answers 403). New orders pass the
+    load shedder (``load_shedding``, defaults if None) and ``/metrics`` serves Prometheus."""
     app = FastAPI(
         title="haltguard venue",
         summary="Orders, cancels, balances, depth, trades and market states of one venue.",
@@ -43,6 +52,7 @@ def create_venue_app(runtime: VenueRuntime, admin_token: str) -> FastAPI:
     app.include_router(public_router)
     app.include_router(admin_router)
     _install_error_handlers(app)
+    install_load_shedding(app, runtime.status, load_shedding)
     return app
 
 
@@ -61,6 +71,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             error_body("overloaded", str(exc)),
             status_code=503,
             headers={"Retry-After": str(exc.retry_after_s)},
+        )
+
+    @app.exception_handler(CommandRefusedError)
+    async def refused(_: Request, exc: CommandRefusedError) -> JSONResponse:
+        return JSONResponse(
+            error_body("invalid_command", f"{exc}. Fix the request and send it again."),
+            status_code=422,
         )
 
     @app.exception_handler(VenueUnavailableError)

@@ -3,12 +3,15 @@
 :class:`InProcessVenueControl` submits commands to a :class:`VenueRuntime` in this process;
 :class:`HttpVenueControl` calls a venue elsewhere through its admin HTTP API. Both return the
 venue's own events and raise :class:`VenueControlError` with the venue's reason when it
-refuses, so the operations service cannot tell (and need not care) which one it holds.
+refuses, so the operations service cannot tell (and need not care) which one it holds. Both
+check their arguments first (a plain string for a state is read as that state, anything
+else of the wrong type is refused with :class:`VenueControlError`), so a caller's mistake
+never reaches the venue.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -25,9 +28,11 @@ from haltguard.venue.commands import (
     Command,
     FreezeWithdrawals,
     KillSwitch,
+    MalformedCommandError,
     ResumePhase,
     SetMarketState,
     StartResumePlan,
+    validated,
 )
 from haltguard.venue.control import VenueControlError
 from haltguard.venue.events import CommandRejected, Event, OrderRejected
@@ -35,6 +40,19 @@ from haltguard.venue.markets import Asset, GridError, MarketSpec, make_market
 from haltguard.venue.types import NS_PER_SECOND, MarketState
 
 HTTP_TIMEOUT_S_DEFAULT = ACK_TIMEOUT_S_DEFAULT + 5.0
+
+_C = TypeVar("_C", bound=Command)
+
+
+def checked(command: _C) -> _C:
+    """``command`` with its arguments checked (see :func:`validated`), or
+    :class:`VenueControlError` naming the wrong one."""
+    try:
+        result = validated(command)
+    except MalformedCommandError as exc:
+        raise VenueControlError(f"{exc}; nothing was sent to the venue") from None
+    assert type(result) is type(command)
+    return result
 
 
 class InProcessVenueControl:
@@ -46,7 +64,7 @@ class InProcessVenueControl:
 
     def _run(self, command: Command) -> list[Event]:
         try:
-            result = self.runtime.submit_and_wait(command, self.timeout_s)
+            result = self.runtime.submit_and_wait(checked(command), self.timeout_s)
         except (OverloadedError, VenueUnavailableError, CommandRefusedError) as exc:
             raise VenueControlError(str(exc)) from exc
         except TimeoutError as exc:
@@ -226,23 +244,31 @@ class HttpVenueControl:
         cancels_allowed: bool = True,
         auction_ns: int = 0,
     ) -> list[Event]:
-        return self._post(f"/v1/admin/markets/{market}/state", {
-            "state": state.value, "actor": actor, "reason": reason, "incident_id": incident_id,
-            "cancels_allowed": cancels_allowed, "auction_seconds": auction_ns / NS_PER_SECOND,
+        cmd = checked(
+            SetMarketState(market, state, actor, reason, incident_id, cancels_allowed, auction_ns)
+        )
+        return self._post(f"/v1/admin/markets/{cmd.market}/state", {
+            "state": cmd.state.value, "actor": cmd.actor, "reason": cmd.reason,
+            "incident_id": cmd.incident_id, "cancels_allowed": cmd.cancels_allowed,
+            "auction_seconds": cmd.auction_ns / NS_PER_SECOND,
         })
 
     def kill_switch(
         self, engaged: bool, *, actor: str, reason: str, incident_id: str = ""
     ) -> list[Event]:
+        cmd = checked(KillSwitch(engaged, actor, reason, incident_id))
         return self._post("/v1/admin/kill-switch", {
-            "engaged": engaged, "actor": actor, "reason": reason, "incident_id": incident_id,
+            "engaged": cmd.engaged, "actor": cmd.actor, "reason": cmd.reason,
+            "incident_id": cmd.incident_id,
         })
 
     def freeze_withdrawals(
         self, asset: str, frozen: bool, *, actor: str, reason: str, incident_id: str = ""
     ) -> list[Event]:
-        return self._post(f"/v1/admin/assets/{asset}/withdrawals-frozen", {
-            "frozen": frozen, "actor": actor, "reason": reason, "incident_id": incident_id,
+        cmd = checked(FreezeWithdrawals(asset, frozen, actor, reason, incident_id))
+        return self._post(f"/v1/admin/assets/{cmd.asset}/withdrawals-frozen", {
+            "frozen": cmd.frozen, "actor": cmd.actor, "reason": cmd.reason,
+            "incident_id": cmd.incident_id,
         })
 
     def start_resume_plan(
@@ -254,18 +280,20 @@ class HttpVenueControl:
         reason: str,
         incident_id: str = "",
     ) -> list[Event]:
-        return self._post(f"/v1/admin/markets/{market}/resume-plan", {
+        cmd = checked(StartResumePlan(market, list(phases), actor, reason, incident_id))
+        return self._post(f"/v1/admin/markets/{cmd.market}/resume-plan", {
             "phases": [
                 {"state": phase.state.value, "min_seconds": phase.min_ns / NS_PER_SECOND}
-                for phase in phases
+                for phase in cmd.phases
             ],
-            "actor": actor, "reason": reason, "incident_id": incident_id,
+            "actor": cmd.actor, "reason": cmd.reason, "incident_id": cmd.incident_id,
         })
 
     def cancel_all(
         self, *, market: str = "", account: int = 0, actor: str, reason: str, incident_id: str = ""
     ) -> list[Event]:
+        cmd = checked(CancelAll(account, market, actor, reason, incident_id))
         return self._post("/v1/admin/cancel-all", {
-            "market": market, "account": account, "actor": actor, "reason": reason,
-            "incident_id": incident_id,
+            "market": cmd.market, "account": cmd.account, "actor": cmd.actor,
+            "reason": cmd.reason, "incident_id": cmd.incident_id,
         })

@@ -29,8 +29,17 @@ from typing import TypeVar
 
 from haltguard.gateway.models import Units
 from haltguard.gateway.sequencer import Clock, Sequencer
-from haltguard.journal import Journal, UnjournalableCommandError, recover
-from haltguard.venue.commands import AddAsset, AddMarket, Command, Heartbeat, PlaceOrder
+from haltguard.journal import Journal, UnjournalableCommandError, check_journalable, recover
+from haltguard.venue.commands import (
+    AddAsset,
+    AddMarket,
+    Command,
+    ConfigureBreaker,
+    Heartbeat,
+    MalformedCommandError,
+    PlaceOrder,
+    validated,
+)
 from haltguard.venue.engine import Venue
 from haltguard.venue.events import Event, OrderRepeated, Trade
 
@@ -105,7 +114,8 @@ class VenueUnavailableError(RuntimeError):
 
 
 class CommandRefusedError(ValueError):
-    """The journal cannot store this command (e.g. a number beyond 64 bits); nothing happened."""
+    """A malformed command, or one the journal cannot store (a number beyond 64 bits, text
+    that is not valid Unicode); nothing happened and no sequence number was used."""
 
 
 class OverloadedError(RuntimeError):
@@ -214,11 +224,19 @@ class VenueRuntime:
         """Queue ``command``; the future resolves once it is durable and applied.
 
         Raises :class:`OverloadedError` if the queue is full and
-        :class:`VenueUnavailableError` if the runtime is not running. The future cannot be
-        cancelled: once queued, a command is journaled whether or not anyone still waits.
+        :class:`VenueUnavailableError` if the runtime is not running. A command that is
+        malformed or that the journal could not store is refused here, on the caller's
+        thread, before it gets a sequence number: its future raises
+        :class:`CommandRefusedError` and nothing is queued. The future cannot be cancelled:
+        once queued, a command is journaled whether or not anyone still waits.
         """
         future: Future[CommandResult] = Future()
         future.set_running_or_notify_cancel()
+        try:
+            command = admissible(command)
+        except CommandRefusedError as exc:
+            future.set_exception(exc)
+            return future
         with self._accept_lock:
             if self._refusal:
                 raise VenueUnavailableError(self._refusal)
@@ -465,7 +483,20 @@ class VenueRuntime:
                 item[1].set_exception(error)
 
 
-_LISTING_COMMANDS = (AddAsset, AddMarket)
+# Commands after which the grids (``units()``, specs with their breakers) are read again.
+_LISTING_COMMANDS = (AddAsset, AddMarket, ConfigureBreaker)
+
+
+def admissible(command: object) -> Command:
+    """``command`` as the venue will apply it (every field of its declared type, enum
+    values given as strings converted), provided the journal can store it; otherwise
+    :class:`CommandRefusedError` saying what is wrong."""
+    try:
+        checked = validated(command)
+        check_journalable(checked)
+    except (MalformedCommandError, UnjournalableCommandError) as exc:
+        raise CommandRefusedError(f"{exc}; nothing was done") from None
+    return checked
 
 
 def _units_of(venue: Venue) -> Units:

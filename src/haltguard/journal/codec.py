@@ -108,6 +108,13 @@ def _order_enum_table() -> list[OrderEnums | None]:
 
 
 ORDER_ENUMS: Final = _order_enum_table()
+# The same words for orders with the default options (cancel-taker, not post-only), as
+# (side, order type, time in force); None for any other word. Replay hands these over as
+# fields (see OrderSink) instead of building a command.
+PLAIN_ORDER_ENUMS: Final = [
+    None if e is None or e[3] is not _CANCEL_TAKER or e[4] else (e[0], e[1], e[2])
+    for e in ORDER_ENUMS
+]
 
 # The decoder builds orders and cancels positionally, in this field order.
 assert PlaceOrder.__struct_fields__ == (
@@ -161,7 +168,13 @@ def encode_record(seq: int, ts: int, command: Command, symbols: dict[str, int]) 
             encoded = _encode_msgpack(seq, ts, command)
     except UnicodeEncodeError as exc:
         raise UnjournalableCommandError(
-            f"{type(command).__name__} at seq {seq} has text that is not valid Unicode ({exc})"
+            f"{_label(command, seq)} has text that is not valid Unicode ({exc}); send text "
+            "without unpaired surrogates"
+        ) from None
+    except (TypeError, AttributeError) as exc:  # a field of the wrong type
+        raise UnjournalableCommandError(
+            f"{_label(command, seq)} has a field of the wrong type ({exc}); build commands "
+            "with the venue's types"
         ) from None
     length = len(encoded)
     return FRAME.pack(length, crc32c(encoded, length_seed(length))) + encoded
@@ -173,7 +186,13 @@ def check_journalable(command: Command) -> None:
     For the edge that accepts commands from outside: call it before a sequence number is
     assigned, so a bad command is refused on its own instead of failing a journal append.
     """
-    encode_record(1, 0, command, {})
+    encode_record(0, 0, command, {})
+
+
+def _label(command: object, seq: int) -> str:
+    """How error messages name a command: with its seq once it has one (0: not yet)."""
+    name = type(command).__name__
+    return f"{name} at seq {seq}" if seq else name
 
 
 class BatchEncoder:
@@ -238,7 +257,7 @@ class BatchEncoder:
                     KIND_CANCEL_ORDER, seq, ts, self.symbols[command.market], command.account,
                     command.order_id, 0,
                 )
-            except (KeyError, struct.error):
+            except (KeyError, TypeError, struct.error):
                 pass
             else:
                 self._keep(
@@ -345,8 +364,7 @@ def _encode_msgpack(seq: int, ts: int, command: Command) -> bytes:
         head = HEAD.pack(KIND_MSGPACK, seq, ts)
     except (OverflowError, struct.error, TypeError) as exc:
         raise UnjournalableCommandError(
-            f"{type(command).__name__} at seq {seq} cannot be stored: {exc}; refuse it "
-            "before it is acknowledged"
+            f"{_label(command, seq)} cannot be stored: {exc}; numbers must fit in 64 bits"
         ) from None
     # The fast paths store typed fields; here a wrongly typed field would encode fine and
     # then fail on replay, so prove it decodes to the same command before accepting it.
@@ -354,17 +372,17 @@ def _encode_msgpack(seq: int, ts: int, command: Command) -> bytes:
         decoded = COMMAND_DECODER.decode(body)
     except msgspec.DecodeError as exc:
         raise UnjournalableCommandError(
-            f"{type(command).__name__} at seq {seq} has a field of the wrong type ({exc}); "
-            "build commands with the venue's types"
+            f"{_label(command, seq)} has a field of the wrong type ({exc}); build commands "
+            "with the venue's types"
         ) from None
     if decoded != command:
         raise UnjournalableCommandError(
-            f"{type(command).__name__} at seq {seq} does not survive a round trip; build "
-            "commands with the venue's types"
+            f"{_label(command, seq)} does not survive a round trip; build commands with the "
+            "venue's types"
         )
     if HEAD_BYTES + len(body) > RECORD_PAYLOAD_BYTES_MAX:
         raise UnjournalableCommandError(
-            f"{type(command).__name__} at seq {seq} needs {len(body)} bytes, more than the "
+            f"{_label(command, seq)} needs {len(body)} bytes, more than the "
             f"{RECORD_PAYLOAD_BYTES_MAX} a record may hold; split it"
         )
     return head + body
@@ -390,6 +408,11 @@ class DecodeStop(msgspec.Struct, frozen=True):
 
 
 Sink = Callable[[int, int, Command], object]
+# ``(seq, ts, market, account, side, qty, price, order_type, tif)`` of an order with no client
+# order id, cancel-taker and not post-only: ``Venue.replay_order``'s signature.
+OrderSink = Callable[[int, int, str, int, Side, int, int, OrderType, TimeInForce], object]
+# ``(seq, ts, market, account, order_id)`` of a cancel by order id: ``Venue.replay_cancel``.
+CancelSink = Callable[[int, int, str, int, int], object]
 
 
 class RecordDecoder:
@@ -410,18 +433,22 @@ class RecordDecoder:
         expected_seq: int,
         *,
         sink: Sink,
+        order_sink: OrderSink | None = None,
+        cancel_sink: CancelSink | None = None,
         skip_through_seq: int = 0,
     ) -> tuple[int, int, DecodeStop | None]:
         """Decode the records from ``pos`` to the end of ``data`` into ``sink(seq, ts, command)``.
 
-        Records at or below ``skip_through_seq`` are checked and decoded but not passed on
-        (they are already inside a snapshot). Returns the offset after the last good
-        record, the next expected seq, and why decoding stopped early (None at the end).
+        With ``order_sink`` and ``cancel_sink`` (recovery passes ``Venue.replay_order`` and
+        ``Venue.replay_cancel``), plain orders and cancels go to those as fields and no
+        command object is built for them. Records at or below ``skip_through_seq`` are
+        checked and decoded but not passed on (they are already inside a snapshot).
+        Returns the offset after the last good record, the next expected seq, and why
+        decoding stopped early (None at the end).
 
         This is the replay hot loop. A plain order or cancel (market already in the
         segment's table, no client order id) is read with one ``unpack_from`` covering
-        frame and payload and one CRC call, and the command is built straight from the
-        unpacked fields; every other record takes :meth:`_decode_one`.
+        frame and payload and one CRC call; every other record takes :meth:`_decode_one`.
         """
         end = len(data)
         symbols = self.symbols
@@ -434,9 +461,12 @@ class RecordDecoder:
         unpack_cancel, cancel_bytes = _CANCEL_RECORD.unpack_from, _CANCEL_RECORD.size
         place_length, cancel_length = _PLACE.size, _CANCEL.size
         place_seed, cancel_seed = length_seed(place_length), length_seed(cancel_length)
-        order_enums = ORDER_ENUMS
+        plain_enums = PLAIN_ORDER_ENUMS
         known_symbols = len(symbols)
-        place_order, cancel_order = PlaceOrder, CancelOrder
+        if order_sink is None:
+            order_sink = _order_to(sink)
+        if cancel_sink is None:
+            cancel_sink = _cancel_to(sink)
         while pos < end:
             body = pos + 8
             kind = data[body] if body < end else 0
@@ -453,13 +483,13 @@ class RecordDecoder:
                         and not id_bytes
                         and crc32c(data[body:stop], place_seed) == crc
                     ):
-                        enums = order_enums[enum_codes]
+                        enums = plain_enums[enum_codes]
                         if enums is not None:
-                            side, order_type, tif, stp, post_only = enums
-                            sink(seq, ts, place_order(
-                                symbols[code], account, side, qty, price, order_type, tif,
-                                post_only, stp, "",
-                            ))
+                            side, order_type, tif = enums
+                            order_sink(
+                                seq, ts, symbols[code], account, side, qty, price, order_type,
+                                tif,
+                            )
                             expected_seq = seq + 1
                             pos = stop
                             continue
@@ -476,7 +506,7 @@ class RecordDecoder:
                         and not id_bytes
                         and crc32c(data[body:stop], cancel_seed) == crc
                     ):
-                        sink(seq, ts, cancel_order(symbols[code], account, order_id, ""))
+                        cancel_sink(seq, ts, symbols[code], account, order_id)
                         expected_seq = seq + 1
                         pos = stop
                         continue
@@ -545,6 +575,27 @@ class RecordDecoder:
         if seq != expected_seq:
             return DecodeStop(pos, STOP_SEQ_GAP, f"expected seq {expected_seq}, found {seq}", seq)
         return seq, ts, command, stop
+
+
+def _order_to(sink: Sink) -> OrderSink:
+    """An order sink that builds the command and hands it to ``sink``."""
+
+    def order_sink(  # noqa: PLR0917 - mirrors Venue.replay_order
+        seq: int, ts: int, market: str, account: int, side: Side, qty: int, price: int,
+        order_type: OrderType, tif: TimeInForce,
+    ) -> None:
+        sink(seq, ts, PlaceOrder(market, account, side, qty, price, order_type, tif))
+
+    return order_sink
+
+
+def _cancel_to(sink: Sink) -> CancelSink:
+    """A cancel sink that builds the command and hands it to ``sink``."""
+
+    def cancel_sink(seq: int, ts: int, market: str, account: int, order_id: int) -> None:
+        sink(seq, ts, CancelOrder(market, account, order_id))
+
+    return cancel_sink
 
 
 def _read_symbol(data: bytes, pos: int, symbols: list[str]) -> int:

@@ -23,18 +23,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from haltguard.journal.errors import JournalError
+from haltguard.journal.errors import JournalError, SnapshotError
 from haltguard.journal.segments import (
     SEGMENT_BYTES_MAX_DEFAULT,
     SegmentWriter,
+    fsync_directory,
     list_segments,
     read_commit_mark,
 )
 from haltguard.journal.snapshots import (
     SNAPSHOTS_KEEP_DEFAULT,
+    encode_snapshot,
     list_snapshots,
     prune,
-    write_snapshot,
+    read_snapshot,
+    write_snapshot_bytes,
 )
 from haltguard.venue.commands import Command
 from haltguard.venue.engine import Venue
@@ -110,10 +113,14 @@ class Journal:
         self._writer.sync()
 
     def checkpoint(self, venue: Venue, last_ts: int) -> Path:
-        """Snapshot ``venue``, start a new segment, and prune what no snapshot needs.
+        """Snapshot ``venue``, prove the snapshot loads, start a new segment, and prune what
+        no snapshot needs.
 
         ``venue`` must have applied exactly what the journal holds, all of it synced.
-        Returns the snapshot file.
+        Returns the snapshot file. Pruning deletes history, so it only happens after the
+        new snapshot was read back from disk, rebuilt into a venue and found to have the
+        live venue's state hash; if it does not, the file is removed, nothing is pruned
+        and :class:`JournalError` says why (the log still holds every record).
         """
         if self._writer.pending:
             raise JournalError("checkpoint with unsynced records; sync() and apply them first")
@@ -122,12 +129,37 @@ class Journal:
                 f"checkpoint of a venue at seq {venue.last_seq} but the journal is at seq "
                 f"{self._writer.durable_seq}; apply every synced command first"
             )
-        path = write_snapshot(
-            self.data_dir, venue, last_ts, unsafe_skip_fsync=self.unsafe_skip_fsync
+        state_hash = venue.state_hash()
+        seq, blob = encode_snapshot(venue, last_ts, state_hash)
+        path = write_snapshot_bytes(
+            self.data_dir, seq, blob, unsafe_skip_fsync=self.unsafe_skip_fsync
         )
+        self._check_loads(path, state_hash)
         self._writer.roll()
         prune(self.data_dir, self.snapshots_keep)
         return path
+
+    def _check_loads(self, path: Path, state_hash: str) -> None:
+        """Read the snapshot back as recovery would; remove it and raise if it differs."""
+        try:
+            _, info = read_snapshot(path)
+        except SnapshotError as exc:
+            problem = str(exc)
+        else:
+            if info.state_hash == state_hash:
+                return
+            problem = (
+                f"it loads to state hash {info.state_hash[:16]}..., the venue's is "
+                f"{state_hash[:16]}..."
+            )
+        path.unlink(missing_ok=True)
+        if not self.unsafe_skip_fsync:
+            fsync_directory(path.parent)
+        raise JournalError(
+            f"the snapshot {path.name} does not load back to the venue's state ({problem}); "
+            "it was removed and nothing was pruned, so recovery still replays the full log. "
+            "Keep the data directory and report this"
+        )
 
     def close(self) -> None:
         """Sync anything pending and close. Safe to call twice."""

@@ -1,14 +1,16 @@
 """Recovery: rebuild the venue from disk after a restart or a crash.
 
 The newest snapshot that verifies (older ones if it does not), then every later record
-replayed in order through :meth:`Venue.apply`, with sequence numbers checked gap-free
+replayed in order through :meth:`Venue.replay` (the same code as :meth:`Venue.apply`, without
+building events), with sequence numbers checked gap-free
 within and across segments. A torn tail of the newest segment is cut off (only with
 ``repair``) and reported; anything else wrong stops recovery with
 :class:`JournalCorruptionError`. With ``repair=False`` nothing on disk changes, which is what
 ``haltguard venue verify`` needs.
 
-Speed matters here: each segment is read with one ``read``, and records are decoded
-straight into ``venue.apply`` arguments with no intermediate objects.
+Speed matters here: each segment is read with one ``read``, and plain orders and cancels are
+decoded straight into ``Venue.replay_order`` / ``Venue.replay_cancel`` arguments, with no
+command or event objects.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def _recover(data_dir: Path, repair: bool, started: float) -> tuple[Venue, Recov
     start = replay_start_index(segments, snapshot_seq, rejected)
     torn: TornTail | None = None
     newest_end = 0  # where the newest segment's valid records end
-    apply = venue.apply
+    replay, replay_order, replay_cancel = venue.replay, venue.replay_order, venue.replay_cancel
     for index in range(start, len(segments)):
         first_seq, path = segments[index]
         expected = venue.last_seq + 1 if index > start else first_seq
@@ -112,8 +114,8 @@ def _recover(data_dir: Path, repair: bool, started: float) -> tuple[Venue, Recov
             data = file.read()
         is_newest = index == len(segments) - 1
         end = scan_segment(
-            path, data, first_seq, apply, is_newest=is_newest,
-            skip_through_seq=snapshot_seq if index == start else 0,
+            path, data, first_seq, replay, is_newest=is_newest, order_sink=replay_order,
+            cancel_sink=replay_cancel, skip_through_seq=snapshot_seq if index == start else 0,
         )
         if venue.last_seq != end.next_seq - 1 and end.next_seq - 1 > snapshot_seq:
             raise JournalCorruptionError(

@@ -168,12 +168,15 @@ def scan_segment(
     sink: codec.Sink,
     *,
     is_newest: bool,
+    order_sink: codec.OrderSink | None = None,
+    cancel_sink: codec.CancelSink | None = None,
     skip_through_seq: int = 0,
 ) -> SegmentEnd:
     """Decode every record of one segment into ``sink`` and judge how the segment ends.
 
     Raises :class:`JournalCorruptionError` for anything that is not a torn tail of the
-    newest segment. Records up to ``skip_through_seq`` are verified but not passed on.
+    newest segment. Records up to ``skip_through_seq`` are verified but not passed on;
+    ``order_sink`` and ``cancel_sink`` are as in :meth:`codec.RecordDecoder.decode_span`.
     """
     if len(data) < SEGMENT_HEADER_BYTES:
         if not is_newest:
@@ -183,8 +186,8 @@ def scan_segment(
     check_segment_header(path, data, first_seq)
     decoder = codec.RecordDecoder()
     end, next_seq, stop = decoder.decode_span(
-        data, SEGMENT_HEADER_BYTES, first_seq, sink=sink,
-        skip_through_seq=skip_through_seq,
+        data, SEGMENT_HEADER_BYTES, first_seq, sink=sink, order_sink=order_sink,
+        cancel_sink=cancel_sink, skip_through_seq=skip_through_seq,
     )
     records = next_seq - first_seq
     if stop is None:

@@ -79,10 +79,17 @@ def list_snapshots(data_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def encode_snapshot(venue: Venue, last_ts: int) -> tuple[int, bytes]:
-    """The snapshot of ``venue`` as ``(seq, file bytes)``. Run it while nothing applies."""
+def encode_snapshot(
+    venue: Venue, last_ts: int, state_hash: str | None = None
+) -> tuple[int, bytes]:
+    """The snapshot of ``venue`` as ``(seq, file bytes)``. Run it while nothing applies.
+
+    ``state_hash`` is ``venue.state_hash()`` when the caller already has it.
+    """
     seq = venue.last_seq
-    body = msgspec.msgpack.encode(SnapshotBody(venue.state_hash(), venue.export_state()))
+    if state_hash is None:
+        state_hash = venue.state_hash()
+    body = msgspec.msgpack.encode(SnapshotBody(state_hash, venue.export_state()))
     header_without_crc = _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, seq, last_ts, len(body), 0)
     crc = crc32c(body, crc32c(header_without_crc[8:-4]))
     return seq, _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, seq, last_ts, len(body), crc) + body

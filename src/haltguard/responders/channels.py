@@ -97,18 +97,31 @@ def send_email(smtp: SmtpSettings, to_address: str, message: PageMessage) -> Non
     email["Date"] = formatdate(localtime=False, usegmt=True)
     email["Message-ID"] = make_msgid(domain="haltguard")
     email.set_content(message.body, charset="utf-8")
+    with open_smtp(smtp) as client:
+        client.send_message(email)
+
+
+def open_smtp(smtp: SmtpSettings) -> smtplib.SMTP:
+    """A connected, secured and logged-in SMTP client for ``smtp``; the caller closes it.
+
+    Shared with the customer notices (``haltguard.notify``), which keep one open across many
+    messages; raises on any failure.
+    """
     if smtp.security is SmtpSecurity.SSL:
         client: smtplib.SMTP = smtplib.SMTP_SSL(
             smtp.host, smtp.port, timeout=smtp.timeout_s, context=ssl.create_default_context()
         )
     else:
         client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s)
-    with client:
+    try:
         if smtp.security is SmtpSecurity.STARTTLS:
             client.starttls(context=ssl.create_default_context())
         if smtp.username:
             client.login(smtp.username, smtp.password)
-        client.send_message(email)
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 def send_apprise(url: str, message: PageMessage, timeout_s: float) -> None:

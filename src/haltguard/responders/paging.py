@@ -166,7 +166,7 @@ def ack_url(
 ) -> str:
     token = sign_ack_token(secret, page_id=page_id, responder=responder,
                            expires_at=now + timedelta(seconds=settings.ack_link_ttl_s))
-    return f"{settings.public_url}/v1/pages/{page_id}/ack?token={quote(token)}"
+    return f"{settings.public_url}/api/pages/{page_id}/ack?token={quote(token)}"
 
 
 # --- resolving a level to people -------------------------------------------------------------

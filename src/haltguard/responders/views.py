@@ -1,7 +1,7 @@
 """HTTP routes for on-call set-up, pages and acknowledgements. Thin: each calls the service.
 
 Every route needs an operator with the named permission, except the signed ack link
-(``GET /v1/pages/{id}/ack?token=...``), which a responder opens from a phone without
+(``GET /api/pages/{id}/ack?token=...``), which a responder opens from a phone without
 logging in; its token is the credential.
 """
 
@@ -47,7 +47,7 @@ from haltguard.web.dependencies import ClockDep, SessionDep
 from haltguard.web.errors import ERROR_RESPONSES, ApiError
 from haltguard.web.pagination import Page, PageParamsDep, make_page
 
-router = APIRouter(tags=["responders"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", tags=["responders"], responses=ERROR_RESPONSES)
 
 Reader = Annotated[AuthenticatedOperator, Depends(require(Action.ONCALL_READ))]
 Manager = Annotated[AuthenticatedOperator, Depends(require(Action.ONCALL_MANAGE))]
@@ -94,20 +94,20 @@ def _slice(items: list[ItemT], params: Any) -> Page[ItemT]:
 # --- people ----------------------------------------------------------------------------------
 
 
-@router.get("/v1/oncall/people")
+@router.get("/oncall/people")
 def list_people(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[PersonOut]:
     with answering():
         people, total = directory.list_people(session, offset=params.offset, limit=params.limit)
         return make_page([directory.person_out(p) for p in people], total, params)
 
 
-@router.get("/v1/oncall/people/{handle}")
+@router.get("/oncall/people/{handle}")
 def get_person(handle: str, _: Reader, session: SessionDep) -> PersonOut:
     with answering():
         return directory.person_out(directory.get_person(session, handle))
 
 
-@router.put("/v1/oncall/people/{handle}")
+@router.put("/oncall/people/{handle}")
 def put_person(
     handle: str, body: PersonIn, operator: Manager, session: SessionDep, clock: ClockDep
 ) -> PersonOut:
@@ -119,7 +119,7 @@ def put_person(
         return directory.person_out(person)
 
 
-@router.delete("/v1/oncall/people/{handle}", status_code=204)
+@router.delete("/oncall/people/{handle}", status_code=204)
 def delete_person(handle: str, operator: Manager, session: SessionDep, clock: ClockDep) -> Response:
     with answering():
         directory.delete_person(session, handle, actor=operator.actor, clock=clock)
@@ -129,7 +129,7 @@ def delete_person(handle: str, operator: Manager, session: SessionDep, clock: Cl
 # --- schedules -------------------------------------------------------------------------------
 
 
-@router.get("/v1/oncall/schedules")
+@router.get("/oncall/schedules")
 def list_schedules(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[ScheduleOut]:
     with answering():
         found, total = directory.list_schedules(session, offset=params.offset,
@@ -137,13 +137,13 @@ def list_schedules(_: Reader, session: SessionDep, params: PageParamsDep) -> Pag
         return make_page([directory.schedule_out(s) for s in found], total, params)
 
 
-@router.get("/v1/oncall/schedules/{name}")
+@router.get("/oncall/schedules/{name}")
 def get_schedule(name: str, _: Reader, session: SessionDep) -> ScheduleOut:
     with answering():
         return directory.schedule_out(directory.get_schedule(session, name))
 
 
-@router.put("/v1/oncall/schedules/{name}")
+@router.put("/oncall/schedules/{name}")
 def put_schedule(
     name: str, body: ScheduleIn, operator: Manager, session: SessionDep, clock: ClockDep
 ) -> ScheduleOut:
@@ -155,14 +155,14 @@ def put_schedule(
         return directory.schedule_out(schedule)
 
 
-@router.delete("/v1/oncall/schedules/{name}", status_code=204)
+@router.delete("/oncall/schedules/{name}", status_code=204)
 def delete_schedule(name: str, operator: Manager, session: SessionDep, clock: ClockDep) -> Response:
     with answering():
         directory.delete_schedule(session, name, actor=operator.actor, clock=clock)
     return Response(status_code=204)
 
 
-@router.get("/v1/oncall/schedules/{name}/on-call")
+@router.get("/oncall/schedules/{name}/on-call")
 def who_is_on_call(
     name: str, _: Reader, session: SessionDep, clock: ClockDep,
     at: Annotated[datetime | None, Query(description="When (ISO 8601 with zone); now if absent")]
@@ -172,7 +172,7 @@ def who_is_on_call(
         return directory.on_call(session, name, _aware(at, "at") if at else clock.now())
 
 
-@router.get("/v1/oncall/schedules/{name}/shifts")
+@router.get("/oncall/schedules/{name}/shifts")
 def list_shifts(
     name: str, *, _: Reader, session: SessionDep, clock: ClockDep, params: PageParamsDep,
     start: Annotated[datetime | None, Query(description="Window start; now if absent")] = None,
@@ -184,7 +184,7 @@ def list_shifts(
     return _slice(shifts, params)
 
 
-@router.post("/v1/oncall/schedules/{name}/overrides", status_code=201)
+@router.post("/oncall/schedules/{name}/overrides", status_code=201)
 def add_override(
     name: str, body: OverrideIn, operator: Manager, session: SessionDep, clock: ClockDep
 ) -> OverrideOut:
@@ -197,7 +197,7 @@ def add_override(
                            created_by=override.created_by)
 
 
-@router.delete("/v1/oncall/schedules/{name}/overrides/{override_id}", status_code=204)
+@router.delete("/oncall/schedules/{name}/overrides/{override_id}", status_code=204)
 def remove_override(
     name: str, override_id: int, operator: Manager, session: SessionDep, clock: ClockDep
 ) -> Response:
@@ -209,7 +209,7 @@ def remove_override(
 # --- policies, routes, contact tree, whole config --------------------------------------------
 
 
-@router.get("/v1/oncall/policies")
+@router.get("/oncall/policies")
 def list_policies(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[PolicyOut]:
     with answering():
         found, total = directory.list_policies(session, offset=params.offset,
@@ -217,13 +217,13 @@ def list_policies(_: Reader, session: SessionDep, params: PageParamsDep) -> Page
         return make_page([directory.policy_out(p) for p in found], total, params)
 
 
-@router.get("/v1/oncall/policies/{name}")
+@router.get("/oncall/policies/{name}")
 def get_policy(name: str, _: Reader, session: SessionDep) -> PolicyOut:
     with answering():
         return directory.policy_out(directory.get_policy(session, name))
 
 
-@router.put("/v1/oncall/policies/{name}")
+@router.put("/oncall/policies/{name}")
 def put_policy(
     name: str, body: PolicyIn, operator: Manager, session: SessionDep, clock: ClockDep
 ) -> PolicyOut:
@@ -235,20 +235,20 @@ def put_policy(
         return directory.policy_out(policy)
 
 
-@router.delete("/v1/oncall/policies/{name}", status_code=204)
+@router.delete("/oncall/policies/{name}", status_code=204)
 def delete_policy(name: str, operator: Manager, session: SessionDep, clock: ClockDep) -> Response:
     with answering():
         directory.delete_policy(session, name, actor=operator.actor, clock=clock)
     return Response(status_code=204)
 
 
-@router.get("/v1/oncall/routes")
+@router.get("/oncall/routes")
 def list_routes(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[RouteOut]:
     with answering():
         return _slice(directory.list_routes(session), params)
 
 
-@router.put("/v1/oncall/routes")
+@router.put("/oncall/routes")
 def set_routes(
     body: list[RouteIn], operator: Manager, session: SessionDep, clock: ClockDep
 ) -> list[RouteOut]:
@@ -262,13 +262,13 @@ def _tree_answer(tree: contact_rules.ContactTree) -> dict[str, object]:
             "categories_without_contacts": tree.gaps()}
 
 
-@router.get("/v1/oncall/contact-tree")
+@router.get("/oncall/contact-tree")
 def get_contact_tree(_: Reader, session: SessionDep) -> dict[str, object]:
     with answering():
         return _tree_answer(directory.contact_tree(session))
 
 
-@router.put("/v1/oncall/contact-tree")
+@router.put("/oncall/contact-tree")
 def replace_contact_tree(
     body: dict[str, list[ContactIn]], operator: Manager, session: SessionDep, clock: ClockDep
 ) -> dict[str, object]:
@@ -283,7 +283,7 @@ def replace_contact_tree(
         return _tree_answer(directory.contact_tree(session))
 
 
-@router.put("/v1/oncall/contact-tree/{category}")
+@router.put("/oncall/contact-tree/{category}")
 def set_category_contacts(
     category: str, body: list[ContactIn], operator: Manager, session: SessionDep,
     clock: ClockDep,
@@ -294,7 +294,7 @@ def set_category_contacts(
         return _tree_answer(directory.contact_tree(session))
 
 
-@router.post("/v1/oncall/config")
+@router.post("/oncall/config")
 def apply_config(
     body: OncallConfig, operator: Manager, session: SessionDep, clock: ClockDep
 ) -> dict[str, object]:
@@ -306,7 +306,7 @@ def apply_config(
 # --- pages -----------------------------------------------------------------------------------
 
 
-@router.post("/v1/pages", status_code=201)
+@router.post("/pages", status_code=201)
 def send_page(
     body: PageIn, operator: Sender, session: SessionDep, clock: ClockDep, settings: SettingsDep
 ) -> PageOut:
@@ -317,7 +317,7 @@ def send_page(
         return paging.page_out(sent)
 
 
-@router.get("/v1/pages")
+@router.get("/pages")
 def list_pages(
     _: Reader, session: SessionDep, params: PageParamsDep,
     incident_id: Annotated[str | None, Query()] = None,
@@ -330,13 +330,13 @@ def list_pages(
         return make_page([paging.page_out(p) for p in found], total, params)
 
 
-@router.get("/v1/pages/{page_id}")
+@router.get("/pages/{page_id}")
 def get_page(page_id: int, _: Reader, session: SessionDep) -> PageOut:
     with answering():
         return paging.page_out(paging.get_page(session, page_id))
 
 
-@router.get("/v1/pages/{page_id}/events")
+@router.get("/pages/{page_id}/events")
 def list_page_events(
     page_id: int, _: Reader, session: SessionDep, params: PageParamsDep
 ) -> Page[PageEventOut]:
@@ -347,7 +347,7 @@ def list_page_events(
         return make_page(events, total, params)
 
 
-@router.post("/v1/pages/{page_id}/ack")
+@router.post("/pages/{page_id}/ack")
 def acknowledge(
     page_id: int, operator: Acker, session: SessionDep, clock: ClockDep,
     body: AckIn | None = None,
@@ -358,7 +358,7 @@ def acknowledge(
         return paging.page_out(acked)
 
 
-@router.post("/v1/pages/{page_id}/cancel")
+@router.post("/pages/{page_id}/cancel")
 def cancel(
     page_id: int, body: CancelIn, operator: Sender, session: SessionDep, clock: ClockDep
 ) -> PageOut:
@@ -368,7 +368,7 @@ def cancel(
         return paging.page_out(cancelled)
 
 
-@router.get("/v1/pages/{page_id}/ack", response_class=HTMLResponse)
+@router.get("/pages/{page_id}/ack", response_class=HTMLResponse)
 def acknowledge_by_link(
     page_id: int, session: SessionDep, clock: ClockDep, settings: SettingsDep,
     token: Annotated[str, Query(max_length=1024, description="from the page's ack link")],

@@ -47,6 +47,20 @@ class Action(StrEnum):
     TOKEN_MANAGE_OWN = "token.manage_own"
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"
+    # status page
+    STATUS_READ = "status.read"
+    STATUS_DRAFT = "status.draft"
+    STATUS_PUBLISH = "status.publish"
+    STATUS_OVERRIDE = "status.override"
+    STATUS_MAINTENANCE = "status.maintenance"
+    # detection and automatic protection
+    DETECTION_READ = "detection.read"
+    DETECTION_RULES_CHECK = "detection.rules_check"
+    DETECTION_RULES_RELOAD = "detection.rules_reload"
+    DETECTION_DRY_RUN = "detection.dry_run"
+    # customer notices
+    NOTIFY_READ = "notify.read"
+    NOTIFY_MANAGE = "notify.manage"
 
 
 _VIEWER = {
@@ -54,8 +68,11 @@ _VIEWER = {
     Action.INCIDENT_READ,
     Action.ONCALL_READ,
     Action.TOKEN_MANAGE_OWN,
+    Action.STATUS_READ,
 }
-_SUPPORT = _VIEWER | {Action.INCIDENT_COMMENT, Action.TASK_UPDATE}
+# Support staff write customer-facing status drafts; publishing one is a responder's call.
+_SUPPORT = _VIEWER | {Action.INCIDENT_COMMENT, Action.TASK_UPDATE, Action.NOTIFY_READ,
+                      Action.STATUS_DRAFT}
 _RESPONDER = _SUPPORT | {
     Action.INCIDENT_CREATE,
     Action.INCIDENT_UPDATE,
@@ -67,6 +84,9 @@ _RESPONDER = _SUPPORT | {
     Action.MARKET_HALT,
     Action.WITHDRAWALS_FREEZE,
     Action.KILL_SWITCH_ENGAGE,
+    Action.DETECTION_READ,
+    Action.DETECTION_RULES_CHECK,
+    Action.STATUS_PUBLISH,
 }
 _COMMANDER = _RESPONDER | {
     Action.INCIDENT_ASSIGN_COMMANDER,
@@ -76,6 +96,12 @@ _COMMANDER = _RESPONDER | {
     Action.WITHDRAWALS_UNFREEZE,
     Action.APPROVAL_GRANT,
     Action.AUDIT_READ,
+    Action.NOTIFY_MANAGE,
+    Action.STATUS_OVERRIDE,
+    Action.STATUS_MAINTENANCE,
+    # Rules decide what halts by itself; dry-run switches automatic protection off.
+    Action.DETECTION_RULES_RELOAD,
+    Action.DETECTION_DRY_RUN,
 }
 _ADMIN = set(Action)
 

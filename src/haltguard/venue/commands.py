@@ -8,7 +8,10 @@ The sequencer wraps each in a :class:`Sequenced` with its gap-free ``seq`` and i
 
 from __future__ import annotations
 
-from typing import Union
+import datetime
+import decimal
+import uuid
+from typing import Final, Union, get_args
 
 import msgspec
 
@@ -201,3 +204,43 @@ class Sequenced(msgspec.Struct, frozen=True, gc=False):
     seq: int
     ts: int
     command: Command
+
+
+COMMAND_TYPES: Final = frozenset(get_args(Command))
+
+# Passed through unchanged by the check below, so that none of them is quietly turned into
+# a string that a ``str`` field would then accept.
+_UNCONVERTED: Final = (
+    bytes, bytearray, memoryview, datetime.datetime, datetime.date, datetime.time,
+    datetime.timedelta, uuid.UUID, decimal.Decimal,
+)
+
+
+class MalformedCommandError(ValueError):
+    """Something that is not a command, or a command with a field of the wrong type."""
+
+
+def validated(command: object) -> Command:
+    """``command`` with every field checked against its declared type, or
+    :class:`MalformedCommandError` naming the first wrong field.
+
+    ``msgspec`` structs do not check types when built, so a hand-built command can carry a
+    float quantity or a plain string where a :class:`MarketState` belongs. Enum fields given
+    as their string value are converted to the enum; nothing else is coerced (no floats,
+    bools or strings for integers).
+    """
+    kind = type(command)
+    if kind not in COMMAND_TYPES:
+        raise MalformedCommandError(
+            f"{kind.__name__} is not a venue command; send one of "
+            f"{', '.join(sorted(t.__name__ for t in COMMAND_TYPES))}"
+        )
+    try:
+        builtins = msgspec.to_builtins(command, builtin_types=_UNCONVERTED)
+        checked: Command = msgspec.convert(builtins, Command)  # the tag picks the kind
+    except (msgspec.ValidationError, TypeError, ValueError) as error:
+        raise MalformedCommandError(
+            f"{kind.__name__} has a field of the wrong type: {error}; build commands with "
+            "the types haltguard.venue.commands declares"
+        ) from None
+    return checked

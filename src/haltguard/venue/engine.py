@@ -66,11 +66,13 @@ from haltguard.venue.commands import (
     FreezeWithdrawals,
     Heartbeat,
     KillSwitch,
+    MalformedCommandError,
     PlaceOrder,
     SetMarketState,
     StartResumePlan,
     Uncross,
     Withdraw,
+    validated,
 )
 from haltguard.venue.events import (
     AssetAdded,
@@ -158,6 +160,10 @@ _TRADING_STATES = frozenset({MarketState.OPEN, MarketState.LIMIT_ONLY, MarketSta
 
 
 _T = TypeVar("_T")
+
+_NO_EVENTS: list[Event] = []
+"""What the order paths return when asked not to build events (replay). Never handed out:
+the replay entry points return None."""
 
 
 class SequenceError(ValueError):
@@ -414,125 +420,218 @@ class Venue:
             Heartbeat: self._heartbeat,
         }
 
-    # --- the one entry point -------------------------------------------------------------
+    # --- entry points --------------------------------------------------------------------
 
     def apply(self, seq: int, ts: int, command: Command) -> list[Event]:
         """Apply one sequenced command; return everything it caused, in order.
 
         Raises :class:`SequenceError` (changing nothing) if ``seq`` is not ``last_seq + 1``
-        or ``ts`` is before ``last_ts``: the caller has lost its place in the journal.
+        or ``ts`` is before ``last_ts``: the caller has lost its place in the journal. Any
+        other problem with the command, a wrongly typed field included, is a rejection event.
         """
         if seq != self.last_seq + 1 or ts < self.last_ts:
-            raise SequenceError(
-                f"command seq {seq} at ts {ts} cannot follow seq {self.last_seq} at ts "
-                f"{self.last_ts}: seq must be exactly {self.last_seq + 1} and ts must not go "
-                "back; replay the journal from the last applied command"
-            )
+            raise self._out_of_sequence(seq, ts)
         self.last_seq = seq
         self.last_ts = ts
         if ts >= self._next_deadline:
             early = self._advance_time(ts)
-            return early + self._dispatch(seq, ts, command)
-        kind = type(command)
-        if kind is PlaceOrder:
-            # The common orders (a GTC limit or an IOC market order, no client id, default
-            # self-trade prevention, open market) pass every check of _place in these tests
-            # and skip it; anything else takes the full path with its detailed rejections.
-            market = self._markets.get(command.market)  # type: ignore[union-attr]
-            side = command.side  # type: ignore[union-attr]
-            qty = command.qty  # type: ignore[union-attr]
-            if (
-                market is not None
-                and market.state is _OPEN
-                and command.stp is _CANCEL_TAKER  # type: ignore[union-attr]
-                and not command.post_only  # type: ignore[union-attr]
-                and not command.client_order_id  # type: ignore[union-attr]
-                and command.account > 0  # type: ignore[union-attr]
-                and (side is _BUY or side is _SELL)
-                and market.min_qty <= qty <= market.max_qty
-            ):
-                order_type = command.order_type  # type: ignore[union-attr]
-                tif = command.tif  # type: ignore[union-attr]
-                price = command.price  # type: ignore[union-attr]
-                if order_type is _LIMIT and tif is _GTC and 0 < price <= INT64_MAX:
-                    # Inlined, as most commands are this: hold the funds, and rest the order
-                    # unless it crosses (then _place_limit_fully matches it).
-                    account = command.account  # type: ignore[union-attr]
-                    if side is _BUY:
-                        hold_per_lot = market.buy_holds.get(price)
-                        if hold_per_lot is None:
-                            hold_per_lot = market.cache_buy_hold(price)
-                        hold_row = market.quote_rows.get(account)
-                        own, opposite, limit_key = market.bids, market.asks, price
-                    else:
-                        hold_per_lot = market.base_per_lot
-                        hold_row = market.base_rows.get(account)
-                        own, opposite, limit_key = market.asks, market.bids, -price
-                    need = qty * hold_per_lot
-                    if hold_row is None or hold_row[0] < need:
-                        return [
-                            self._funds_rejected(
-                                command, market, side is _BUY, need, hold_row  # type: ignore[arg-type]
-                            )
-                        ]
-                    heap = opposite.heap
-                    if heap and heap[0] <= limit_key:
-                        return self._place_limit_fully(
-                            seq, ts, command, market, side is _BUY, price, qty,  # type: ignore[arg-type]
-                            hold_per_lot, hold_row, limit_key,
-                        )
-                    level = own.levels.get(-limit_key)
-                    if level is None:
-                        level = own.level_for(price)
-                    tail = level.tail
-                    order = RestingOrder(
-                        seq, account, side is _BUY, price, qty, qty, "", hold_per_lot, hold_row,
-                        tail, None, level,
-                    )
-                    market.orders[seq] = order
-                    if tail is None:
-                        level.head = order
-                    else:
-                        tail.next = order
-                    level.tail = order
-                    level.qty += qty
-                    level.count += 1
-                    hold_row[0] -= need
-                    hold_row[1] += need
-                    return [
-                        OrderAccepted(
-                            market.symbol, seq, account, side, _LIMIT, _GTC, price, qty, ""
-                        )
-                    ]
-                if order_type is _MARKET and tif is _IOC and price == 0:
-                    return self._place_market(
-                        seq, ts, command, market, side is _BUY, qty  # type: ignore[arg-type]
-                    )
-            return self._place(seq, ts, command)  # type: ignore[arg-type]
-        if kind is CancelOrder:
-            return self._cancel(command)  # type: ignore[arg-type]
-        return self._dispatch(seq, ts, command)
+            return early + self._dispatch(seq, ts, command, True)
+        return self._dispatch(seq, ts, command, True)
 
-    def _dispatch(self, seq: int, ts: int, command: Command) -> list[Event]:
+    def replay(self, seq: int, ts: int, command: Command) -> None:
+        """Apply ``command`` exactly as :meth:`apply` does, without building its events.
+
+        For recovery, which needs the state and not the events: the same code runs with
+        event building switched off, so a replay reaches the same :meth:`state_hash`.
+        """
+        if seq != self.last_seq + 1 or ts < self.last_ts:
+            raise self._out_of_sequence(seq, ts)
+        self.last_seq = seq
+        self.last_ts = ts
+        if ts >= self._next_deadline:
+            self._advance_time(ts)
+        self._dispatch(seq, ts, command, False)
+
+    def replay_order(  # noqa: PLR0917 - the journal decoder's hot path: positional on purpose
+        self,
+        seq: int,
+        ts: int,
+        market: str,
+        account: int,
+        side: Side,
+        qty: int,
+        price: int,
+        order_type: OrderType,
+        tif: TimeInForce,
+    ) -> None:
+        """:meth:`replay` of ``PlaceOrder(market, account, side, qty, price, order_type, tif)``
+        (no client order id, default self-trade prevention, not post-only), taking the
+        fields as the journal decodes them, so the common order is replayed without
+        building a command object."""
+        if seq != self.last_seq + 1 or ts < self.last_ts:
+            raise self._out_of_sequence(seq, ts)
+        self.last_seq = seq
+        self.last_ts = ts
+        if ts >= self._next_deadline:
+            self._advance_time(ts)
+        self._order(seq, ts, market, account, side, qty, price, order_type, tif, None, False)
+
+    def replay_cancel(self, seq: int, ts: int, market: str, account: int, order_id: int) -> None:
+        """:meth:`replay` of ``CancelOrder(market, account, order_id)``, from its fields."""
+        if seq != self.last_seq + 1 or ts < self.last_ts:
+            raise self._out_of_sequence(seq, ts)
+        self.last_seq = seq
+        self.last_ts = ts
+        if ts >= self._next_deadline:
+            self._advance_time(ts)
+        self._cancel(market, account, order_id, None, False)
+
+    def _out_of_sequence(self, seq: int, ts: int) -> SequenceError:
+        return SequenceError(
+            f"command seq {seq} at ts {ts} cannot follow seq {self.last_seq} at ts "
+            f"{self.last_ts}: seq must be exactly {self.last_seq + 1} and ts must not go "
+            "back; replay the journal from the last applied command"
+        )
+
+    def _dispatch(self, seq: int, ts: int, command: Command, emit: bool) -> list[Event]:
+        """Route a command to its handler. ``emit`` False: skip building the order events.
+
+        Orders and cancels without the options that need the careful path go straight to
+        :meth:`_order` and :meth:`_cancel`; every other command has each field checked
+        against its declared type first (:func:`validated`).
+        """
+        if type(command) is PlaceOrder:
+            if (
+                command.client_order_id == ""
+                and command.stp is _CANCEL_TAKER
+                and command.post_only is False
+            ):
+                return self._order(
+                    seq, ts, command.market, command.account, command.side, command.qty,
+                    command.price, command.order_type, command.tif, command, emit,
+                )
+            return self._place(seq, ts, command, emit)
+        if type(command) is CancelOrder:
+            if command.client_order_id == "":
+                return self._cancel(
+                    command.market, command.account, command.order_id, command, emit
+                )
+            return self._cancel_checked(command)
         kind = type(command)
-        if kind is PlaceOrder:
-            return self._place(seq, ts, command)  # type: ignore[arg-type]
-        if kind is CancelOrder:
-            return self._cancel(command)  # type: ignore[arg-type]
         handler = self._admin.get(kind)
         if handler is None:
             return [
                 CommandRejected(
-                    kind.__name__, _R.INVALID_COMMAND, f"the venue has no command {kind.__name__}"
+                    kind.__name__, _R.INVALID_COMMAND,
+                    f"the venue has no command {kind.__name__}; send one of the commands in "
+                    "haltguard.venue.commands",
                 )
             ]
-        events = handler(seq, ts, command)
+        try:
+            checked = validated(command)
+        except MalformedCommandError as error:
+            return [_rejected(command, _R.INVALID_COMMAND, str(error))]
+        events = handler(seq, ts, checked)
         self._refresh_deadline()
         return events
 
     # --- placing orders ------------------------------------------------------------------
 
-    def _place(self, seq: int, ts: int, cmd: PlaceOrder) -> list[Event]:
+    def _order(  # noqa: PLR0917 - hot: positional on purpose
+        self,
+        seq: int,
+        ts: int,
+        symbol: str,
+        account: int,
+        side: Side,
+        qty: int,
+        price: int,
+        order_type: OrderType,
+        tif: TimeInForce,
+        command: PlaceOrder | None,
+        emit: bool,
+    ) -> list[Event]:
+        """An order without client order id, post-only or a self-trade option other than
+        the default: most orders. ``command`` is the order itself, or None when replay
+        passed only its fields (it is built when a less common path needs it).
+
+        A GTC limit order that rests, the usual case, is handled right here; anything not
+        plainly valid (wrong types included) takes :meth:`_place` with every check.
+        """
+        market = self._markets.get(symbol) if type(symbol) is str else None
+        if (
+            market is not None
+            and market.state is _OPEN
+            and type(qty) is type(price) is type(account) is int
+            and account > 0
+            and (side is _BUY or side is _SELL)
+            and market.min_qty <= qty <= market.max_qty
+        ):
+            if order_type is _LIMIT and tif is _GTC and 0 < price <= INT64_MAX:
+                # Hold the funds, and rest the order unless it crosses (then
+                # _place_limit_fully matches it).
+                if side is _BUY:
+                    hold_per_lot = market.buy_holds.get(price)
+                    if hold_per_lot is None:
+                        hold_per_lot = market.cache_buy_hold(price)
+                    hold_row = market.quote_rows.get(account)
+                    own, opposite, limit_key = market.bids, market.asks, price
+                else:
+                    hold_per_lot = market.base_per_lot
+                    hold_row = market.base_rows.get(account)
+                    own, opposite, limit_key = market.asks, market.bids, -price
+                need = qty * hold_per_lot
+                if hold_row is None or hold_row[0] < need:
+                    if not emit:
+                        return _NO_EVENTS
+                    command = command or PlaceOrder(symbol, account, side, qty, price)
+                    return [self._funds_rejected(command, market, side is _BUY, need, hold_row)]
+                heap = opposite.heap
+                if heap and heap[0] <= limit_key:
+                    return self._place_limit_fully(
+                        seq, ts, command or PlaceOrder(symbol, account, side, qty, price),
+                        market, side is _BUY, price, qty, hold_per_lot, hold_row, limit_key,
+                        emit,
+                    )
+                level = own.levels.get(-limit_key)
+                if level is None:
+                    level = own.level_for(price)
+                tail = level.tail
+                order = RestingOrder(
+                    seq, account, side is _BUY, price, qty, qty, "", hold_per_lot, hold_row,
+                    tail, None, level,
+                )
+                market.orders[seq] = order
+                if tail is None:
+                    level.head = order
+                else:
+                    tail.next = order
+                level.tail = order
+                level.qty += qty
+                level.count += 1
+                hold_row[0] -= need
+                hold_row[1] += need
+                if not emit:
+                    return _NO_EVENTS
+                return [
+                    OrderAccepted(market.symbol, seq, account, side, _LIMIT, _GTC, price, qty, "")
+                ]
+            if order_type is _MARKET and tif is _IOC and price == 0:
+                return self._place_market(
+                    seq, ts, command or PlaceOrder(symbol, account, side, qty, 0, _MARKET, _IOC),
+                    market, side is _BUY, qty, emit,
+                )
+        if command is None:
+            command = PlaceOrder(symbol, account, side, qty, price, order_type, tif)
+        return self._place(seq, ts, command, emit)
+
+    def _place(self, seq: int, ts: int, command: PlaceOrder, emit: bool) -> list[Event]:
+        """Any order, with every check spelled out (and each field's type checked first)."""
+        try:
+            cmd = validated(command)
+        except MalformedCommandError as error:
+            return [_rejected(command, _R.INVALID_COMMAND, str(error))]
+        assert type(cmd) is PlaceOrder
         market = self._markets.get(cmd.market)
         if market is None:
             return [_order_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
@@ -551,19 +650,8 @@ class Venue:
             repeated = self._repeated(cmd)
             if repeated is not None:
                 return [repeated]
-        side, order_type, tif, stp = cmd.side, cmd.order_type, cmd.tif, cmd.stp
-        if side is _BUY:
-            is_buy = True
-        elif side is _SELL:
-            is_buy = False
-        else:
-            return self._place_normalized(seq, ts, cmd)
-        if (
-            (order_type is not _LIMIT and order_type is not _MARKET)
-            or (tif is not _GTC and tif is not _IOC and tif is not _FOK)
-            or (stp is not _CANCEL_TAKER and stp is not _CANCEL_MAKER and stp is not _CANCEL_BOTH)
-        ):
-            return self._place_normalized(seq, ts, cmd)
+        is_buy = cmd.side is _BUY
+        order_type, tif = cmd.order_type, cmd.tif
         if market.state is not _OPEN:
             kind = order_kind(order_type, tif, cmd.post_only)
             reason = admits(market.state, market.cancels_allowed, kind)
@@ -608,7 +696,7 @@ class Venue:
                         "a post-only order must rest, so its time in force must be gtc",
                     )
                 ]
-            return self._place_limit(seq, ts, cmd, market, is_buy, price, qty)
+            return self._place_limit(seq, ts, cmd, market, is_buy, price, qty, emit)
         if cmd.price != 0 or tif is _GTC or cmd.post_only:
             return [
                 _order_rejected(
@@ -618,7 +706,7 @@ class Venue:
                     "post-only",
                 )
             ]
-        return self._place_market(seq, ts, cmd, market, is_buy, qty)
+        return self._place_market(seq, ts, cmd, market, is_buy, qty, emit)
 
     def _place_limit(  # noqa: PLR0917 - hot or internal: positional on purpose
         self,
@@ -629,8 +717,9 @@ class Venue:
         is_buy: bool,
         price: int,
         qty: int,
+        emit: bool,
     ) -> list[Event]:
-        """A validated limit order that is not the plain case :meth:`apply` handles itself:
+        """A validated limit order that is not the plain case :meth:`_order` handles itself:
         check its funds, then :meth:`_place_limit_fully`."""
         account = cmd.account
         if is_buy:
@@ -645,7 +734,7 @@ class Venue:
         if hold_row is None or hold_row[0] < need:
             return [self._funds_rejected(cmd, market, is_buy, need, hold_row)]
         return self._place_limit_fully(
-            seq, ts, cmd, market, is_buy, price, qty, hold_per_lot, hold_row, limit_key
+            seq, ts, cmd, market, is_buy, price, qty, hold_per_lot, hold_row, limit_key, emit
         )
 
     def _place_limit_fully(  # noqa: PLR0917 - hot or internal: positional on purpose
@@ -660,6 +749,7 @@ class Venue:
         hold_per_lot: int,
         hold_row: list[int],
         limit_key: int,
+        emit: bool,
     ) -> list[Event]:
         """A limit order that may cross, is IOC/FOK/post-only, has a client id, or arrives
         outside continuous trading; its funds are already checked."""
@@ -690,14 +780,16 @@ class Venue:
                 )
             ]
         client_id = cmd.client_order_id
-        events: list[Event] = [
-            OrderAccepted(
-                market.symbol, seq, account, cmd.side, _LIMIT, cmd.tif, price, qty, client_id
+        events: list[Event] = []
+        if emit:
+            events.append(
+                OrderAccepted(
+                    market.symbol, seq, account, cmd.side, _LIMIT, cmd.tif, price, qty, client_id
+                )
             )
-        ]
         if crossing:
             remaining, spent, received, fees, stop = self._match(
-                market, events, seq, ts, is_buy, account, limit_key, qty, cmd.stp, -1
+                market, events, seq, ts, is_buy, account, limit_key, qty, cmd.stp, -1, emit
             )
         else:
             remaining, spent, received, fees, stop = qty, 0, 0, 0, None
@@ -748,7 +840,14 @@ class Venue:
         return events
 
     def _place_market(  # noqa: PLR0917 - hot or internal: positional on purpose
-        self, seq: int, ts: int, cmd: PlaceOrder, market: _Market, is_buy: bool, qty: int
+        self,
+        seq: int,
+        ts: int,
+        cmd: PlaceOrder,
+        market: _Market,
+        is_buy: bool,
+        qty: int,
+        emit: bool,
     ) -> list[Event]:
         account = cmd.account
         if is_buy:
@@ -772,14 +871,17 @@ class Venue:
                 return [_order_rejected(cmd, _R.FOK_NOT_FILLABLE, problem)]
         assert pay_row is not None
         client_id = cmd.client_order_id
-        events: list[Event] = [
-            OrderAccepted(
-                market.symbol, seq, account, cmd.side, _MARKET, cmd.tif, 0, qty, client_id
+        events: list[Event] = []
+        if emit:
+            events.append(
+                OrderAccepted(
+                    market.symbol, seq, account, cmd.side, _MARKET, cmd.tif, 0, qty, client_id
+                )
             )
-        ]
         if opposite.best() is not None:
             remaining, spent, received, fees, stop = self._match(
-                market, events, seq, ts, is_buy, account, NO_LIMIT_KEY, qty, cmd.stp, budget
+                market, events, seq, ts, is_buy, account, NO_LIMIT_KEY, qty, cmd.stp, budget,
+                emit,
             )
         else:
             remaining, spent, received, fees, stop = qty, 0, 0, 0, None
@@ -806,6 +908,7 @@ class Venue:
         qty: int,
         stp: SelfTradePrevention,
         budget: int,
+        emit: bool,
     ) -> tuple[int, int, int, int, CancelReason | None]:
         """Cross an incoming order against the book, settling every maker as it goes.
 
@@ -813,7 +916,8 @@ class Venue:
         paid out (quote for a buy, base for a sell), what it received, the fees of all fills,
         and why matching stopped early (self-trade, price band, out of funds) or None. The
         caller settles the taker's own balances with those totals. ``budget`` is the quote a
-        market buy may spend; -1 means the order's hold already covers every fill.
+        market buy may spend; -1 means the order's hold already covers every fill. Without
+        ``emit`` no trade events are built.
         """
         opposite = market.asks if is_buy else market.bids
         heap, levels, orders = opposite.heap, opposite.levels, market.orders
@@ -890,12 +994,13 @@ class Venue:
                     receive_row[0] += fill * base_per_lot
                     received += notional - taker_fee
                 fees += taker_fee + maker_fee
-                append(
-                    Trade(
-                        symbol, trade_id, price, fill, taker_side, seq, account,
-                        maker.order_id, maker.account, taker_fee, maker_fee,
+                if emit:
+                    append(
+                        Trade(
+                            symbol, trade_id, price, fill, taker_side, seq, account,
+                            maker.order_id, maker.account, taker_fee, maker_fee,
+                        )
                     )
-                )
                 trade_id += 1
                 remaining -= fill
                 level_filled += fill
@@ -1034,17 +1139,29 @@ class Venue:
 
     # --- cancelling ----------------------------------------------------------------------
 
-    def _cancel(self, cmd: CancelOrder) -> list[Event]:
-        """Cancel one order; the common case (by order id, open market) in a straight line."""
-        market = self._markets.get(cmd.market)
-        order_id = cmd.order_id
-        if market is None or market.state is not _OPEN or not order_id:
-            return self._cancel_checked(cmd, market)
+    def _cancel(
+        self, symbol: str, account: int, order_id: int, command: CancelOrder | None, emit: bool
+    ) -> list[Event]:
+        """Cancel one order by id; the common case (open market, the owner asking) in a
+        straight line, anything else through :meth:`_cancel_checked`. ``command`` is None
+        when replay passed only the fields."""
+        market = self._markets.get(symbol) if type(symbol) is str else None
+        if (
+            market is None
+            or market.state is not _OPEN
+            or type(order_id) is not int
+            or type(account) is not int
+            or not order_id
+        ):
+            return self._cancel_checked(command or CancelOrder(symbol, account, order_id))
         order = market.orders.get(order_id)
         if order is None:
-            return [_cancel_rejected(cmd, _R.UNKNOWN_ORDER, _NOT_RESTING)]
-        if order.account != cmd.account:
-            return self._cancel_checked(cmd, market)
+            if not emit:
+                return _NO_EVENTS
+            command = command or CancelOrder(symbol, account, order_id)
+            return [_cancel_rejected(command, _R.UNKNOWN_ORDER, _NOT_RESTING)]
+        if order.account != account:
+            return self._cancel_checked(command or CancelOrder(symbol, account, order_id))
         del market.orders[order_id]
         level = order.level
         assert level is not None
@@ -1067,11 +1184,20 @@ class Venue:
         row[1] -= release
         row[0] += release
         if order.client_order_id:
-            self._finish_client_id(order.account, order.client_order_id, order_id)
-        return [OrderCancelled(market.symbol, order_id, order.account, remaining, _USER)]
+            self._finish_client_id(account, order.client_order_id, order_id)
+        if not emit:
+            return _NO_EVENTS
+        return [OrderCancelled(market.symbol, order_id, account, remaining, _USER)]
 
-    def _cancel_checked(self, cmd: CancelOrder, market: _Market | None) -> list[Event]:
-        """Cancel with every check spelled out, for rejections and non-open markets."""
+    def _cancel_checked(self, command: CancelOrder) -> list[Event]:
+        """Cancel with every check spelled out (each field's type first), for rejections,
+        cancels by client order id and markets that are not open."""
+        try:
+            cmd = validated(command)
+        except MalformedCommandError as error:
+            return [_rejected(command, _R.INVALID_COMMAND, str(error))]
+        assert type(cmd) is CancelOrder
+        market = self._markets.get(cmd.market)
         if market is None:
             return [_cancel_rejected(cmd, _R.UNKNOWN_MARKET, self._unknown_market(cmd.market))]
         if market.state is _HALTED and not market.cancels_allowed:
@@ -1428,6 +1554,8 @@ class Venue:
         return events
 
     def _configure_breaker(self, seq: int, ts: int, command: Command) -> list[Event]:
+        """Replace the breaker. The market's spec carries the new config from now on, so
+        everything that reads the spec (listings, the HTTP API, snapshots) shows it."""
         cmd = _as(command, ConfigureBreaker)
         market = self._markets.get(cmd.market)
         if market is None:
@@ -1437,6 +1565,7 @@ class Venue:
         except BreakerConfigError as error:
             return [_rejected(cmd, _R.INVALID_COMMAND, f"breaker: {error}")]
         market.breaker = breaker
+        market.spec = msgspec.structs.replace(market.spec, breaker=cmd.breaker)
         return [BreakerConfigured(market.symbol, breaker is not None, cmd.actor, cmd.reason)]
 
     # --- resume plans --------------------------------------------------------------------
@@ -1647,31 +1776,11 @@ class Venue:
             f"{available}; deposit or cancel orders first",
         )
 
-    def _place_normalized(self, seq: int, ts: int, cmd: PlaceOrder) -> list[Event]:
-        """Accept plain strings for the enum fields (hand-built commands), or reject them."""
-        try:
-            normalized = msgspec.structs.replace(
-                cmd,
-                side=Side(cmd.side),
-                order_type=OrderType(cmd.order_type),
-                tif=TimeInForce(cmd.tif),
-                stp=SelfTradePrevention(cmd.stp),
-            )
-        except ValueError as error:
-            return [_order_rejected(cmd, _R.INVALID_COMMAND, str(error))]
-        if (
-            normalized.side is cmd.side
-            and normalized.order_type is cmd.order_type
-            and normalized.tif is cmd.tif
-            and normalized.stp is cmd.stp
-        ):
-            return [_order_rejected(cmd, _R.INVALID_COMMAND, "unreadable order fields")]
-        return self._place(seq, ts, normalized)
-
     # --- reading -------------------------------------------------------------------------
 
     @property
     def markets(self) -> dict[str, MarketSpec]:
+        """Every market's spec as it is now (its ``breaker`` is the one in force)."""
         return {symbol: market.spec for symbol, market in self._markets.items()}
 
     @property

@@ -1,0 +1,526 @@
+"""The configuration of ``haltguard serve``: one TOML file, the environment, the command line.
+
+Every setting is declared once in :data:`SETTINGS` (its place in the file, type, default,
+the environment variable that overrides it, and what it means); the loader, the error
+messages and the reference table in ``docs/configuration.md`` all come from that list.
+
+A value is taken from, first to last: the command line, the environment, the file, the
+default. Everything is checked before anything starts; a problem raises
+:class:`ConfigError` naming the setting, where its value came from and what to write instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from haltguard.responders.service import ResponderSettings, SmtpSettings
+from haltguard.responders.settings import ACK_LINK_TTL_S_MAX, SmtpSecurity
+from haltguard.security.config import SecuritySettings, parse_networks
+
+CONFIG_FILE_ENV = "HALTGUARD_CONFIG_FILE"
+SQLITE_FILE_NAME = "haltguard.sqlite3"
+PORT_MAX = 65_535
+CHECKPOINT_EVERY_MAX = 100_000_000
+QUEUE_DEPTH_MAX_MAX = 1_000_000
+DEMO_RATE_PER_S_MIN = 0.1
+DEMO_RATE_PER_S_MAX = 10_000.0
+VENUE_TOKEN_LENGTH_MIN = 16
+ACK_SECRET_LENGTH_MIN = 32
+ACK_LINK_TTL_S_MIN = 60
+CONFIG_FILE_BYTES_MAX = 1_000_000
+
+Value = str | int | float | bool | tuple[str, ...]
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message says which, why, and what to write."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration field, as documented in ``docs/configuration.md``."""
+
+    name: str  # dotted place in the file: "server.port" is `port` under `[server]`
+    kind: str  # string, integer, number, boolean, list of strings
+    default: Value
+    env: str  # the environment variable that overrides the file ("" for none)
+    help: str
+    check: Callable[[Value], str] | None = None  # the problem with a value, or ""
+    secret: bool = False  # never echoed in messages
+
+    @property
+    def section(self) -> str:
+        return self.name.rpartition(".")[0]
+
+    @property
+    def key(self) -> str:
+        return self.name.rpartition(".")[2]
+
+
+def _between(low: float, high: float) -> Callable[[Value], str]:
+    def check(value: Value) -> str:
+        assert isinstance(value, int | float)
+        return "" if low <= value <= high else f"must be {low:g}..{high:g}"
+
+    return check
+
+
+def _url(*schemes: str, empty_ok: bool = True) -> Callable[[Value], str]:
+    def check(value: Value) -> str:
+        assert isinstance(value, str)
+        if (empty_ok and value == "") or value.startswith(schemes):
+            return ""
+        return "must start with " + " or ".join(schemes) + (" (or be empty)" if empty_ok else "")
+
+    return check
+
+
+def _secret(length_min: int) -> Callable[[Value], str]:
+    def check(value: Value) -> str:
+        assert isinstance(value, str)
+        if value == "":
+            return ""
+        if len(value) < length_min or any(ch.isspace() for ch in value):
+            return (
+                f"must be empty or at least {length_min} characters without spaces; generate "
+                "one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return ""
+
+    return check
+
+
+def _not_blank(value: Value) -> str:
+    assert isinstance(value, str)
+    return "" if value.strip() and value == value.strip() else "must not be empty or padded"
+
+
+def _networks(value: Value) -> str:
+    assert isinstance(value, tuple)
+    try:
+        parse_networks(",".join(value))
+    except ValueError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return ""
+
+
+def _smtp_security(value: Value) -> str:
+    choices = [choice.value for choice in SmtpSecurity]
+    return "" if value in choices else "must be one of " + ", ".join(choices)
+
+
+def _smtp_port(value: Value) -> str:
+    assert isinstance(value, int)
+    return "" if 0 <= value <= PORT_MAX else f"must be 0 (automatic) or 1..{PORT_MAX}"
+
+
+def _sender(value: Value) -> str:
+    assert isinstance(value, str)
+    local, _, domain = value.partition("@")
+    return "" if local and domain else "must be an address like pager@example.com"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir", "string", "data", "HALTGUARD_DATA_DIR",
+        "Where the venue's journal and snapshots and the SQLite database live; created if "
+        "missing. A relative path is taken from the directory haltguard is started in.",
+        _not_blank,
+    ),
+    Setting(
+        "server.host", "string", "127.0.0.1", "",
+        "The interface both APIs listen on. `0.0.0.0` listens on every interface: put a TLS "
+        "proxy in front and set `security.operator_networks` first.",
+        _not_blank,
+    ),
+    Setting(
+        "server.port", "integer", 8000, "",
+        "The TCP port of both APIs (the venue under `/v1`, operations under `/api`).",
+        _between(1, PORT_MAX),
+    ),
+    Setting(
+        "database.url", "string", "", "HALTGUARD_DATABASE_URL",
+        "The operations database. Empty: the SQLite file `haltguard.sqlite3` in `data_dir`. "
+        "For PostgreSQL: `postgresql://user:password@host:5432/haltguard`.",
+        _url("sqlite:///", "postgresql://", "postgresql+psycopg://"),
+    ),
+    Setting(
+        "venue.url", "string", "", "",
+        "Empty: run the venue in this process, on `data_dir`. Otherwise the address of a "
+        "haltguard venue running elsewhere (`http://venue-host:8000`); protective actions "
+        "then go to it over HTTP and `--demo` is refused.",
+        _url("http://", "https://"),
+    ),
+    Setting(
+        "venue.admin_token", "string", "", "HALTGUARD_VENUE_TOKEN",
+        "The secret of the venue's admin API (`Authorization: Bearer ...`): the one this "
+        "process's venue accepts, or with `venue.url` the one the remote venue expects. "
+        "Empty: a new one is generated at every start and printed.",
+        _secret(VENUE_TOKEN_LENGTH_MIN),
+        secret=True,
+    ),
+    Setting(
+        "venue.checkpoint_every", "integer", 100_000, "",
+        "The venue writes a snapshot every this many commands (a restart replays at most "
+        "that many).",
+        _between(1, CHECKPOINT_EVERY_MAX),
+    ),
+    Setting(
+        "venue.queue_depth_max", "integer", 10_000, "",
+        "Commands waiting for the venue before new ones are refused with 503 and "
+        "`Retry-After`.",
+        _between(1, QUEUE_DEPTH_MAX_MAX),
+    ),
+    Setting(
+        "demo.rate_per_s", "number", 20.0, "",
+        "Synthetic orders per second with `--demo`.",
+        _between(DEMO_RATE_PER_S_MIN, DEMO_RATE_PER_S_MAX),
+    ),
+    Setting(
+        "first_admin.username", "string", "admin", "",
+        "The login of the admin created at the first start, when the database has no "
+        "operator yet (3..64 lower-case letters, digits, `.`, `_`, `-`).",
+    ),
+    Setting(
+        "first_admin.email", "string", "admin@example.com", "",
+        "That admin's email address.",
+    ),
+    Setting(
+        "security.operator_networks", "list of strings", (), "HALTGUARD_OPERATOR_NETWORKS",
+        "CIDRs operators may act from, e.g. `[\"10.0.0.0/8\"]`; empty: anywhere. In the "
+        "environment: comma-separated.",
+        _networks,
+    ),
+    Setting(
+        "security.cookie_secure", "boolean", True, "HALTGUARD_COOKIE_SECURE",
+        "Mark the session cookie Secure (sent by browsers over HTTPS only). The `haltguard` "
+        "CLI works either way; set `false` only to use a browser over plain HTTP locally.",
+    ),
+    Setting(
+        "paging.public_url", "string", "", "HALTGUARD_PUBLIC_URL",
+        "The address responders reach this service at; acknowledgement links in pages are "
+        "built on it. Empty: `http://<server.host>:<server.port>`.",
+        _url("http://", "https://"),
+    ),
+    Setting(
+        "paging.ack_secret", "string", "", "HALTGUARD_ACK_SECRET",
+        "The key that signs acknowledgement links. Empty: one generated once and kept in "
+        "the database.",
+        _secret(ACK_SECRET_LENGTH_MIN),
+        secret=True,
+    ),
+    Setting(
+        "paging.ack_link_ttl_s", "integer", 24 * 3600, "HALTGUARD_ACK_LINK_TTL_S",
+        "How long an acknowledgement link works, in seconds.",
+        _between(ACK_LINK_TTL_S_MIN, ACK_LINK_TTL_S_MAX),
+    ),
+    Setting(
+        "paging.smtp.host", "string", "localhost", "HALTGUARD_SMTP_HOST",
+        "The SMTP server pages by email go through.",
+        _not_blank,
+    ),
+    Setting(
+        "paging.smtp.port", "integer", 0, "HALTGUARD_SMTP_PORT",
+        "Its port; 0: 25, or 465 when `security` is `ssl`.",
+        _smtp_port,
+    ),
+    Setting(
+        "paging.smtp.security", "string", "none", "HALTGUARD_SMTP_SECURITY",
+        "`none`, `starttls` or `ssl`.",
+        _smtp_security,
+    ),
+    Setting(
+        "paging.smtp.username", "string", "", "HALTGUARD_SMTP_USERNAME",
+        "Login for the SMTP server; empty: none.",
+    ),
+    Setting(
+        "paging.smtp.password", "string", "", "HALTGUARD_SMTP_PASSWORD",
+        "Its password. Prefer the environment variable to writing it in the file.",
+        secret=True,
+    ),
+    Setting(
+        "paging.smtp.sender", "string", "haltguard@localhost", "HALTGUARD_SMTP_FROM",
+        "The From address of pages.",
+        _sender,
+    ),
+)
+
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+SECTIONS = frozenset(setting.section for setting in SETTINGS if setting.section)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything ``haltguard serve`` needs, checked and with every default filled in."""
+
+    source: str  # the file read, or "built-in defaults"
+    data_dir: Path
+    host: str
+    port: int
+    database_url: str
+    venue_url: str
+    venue_admin_token: str  # "" when none was set: the system generates one
+    checkpoint_every: int
+    queue_depth_max: int
+    demo_rate_per_s: float
+    first_admin_username: str
+    first_admin_email: str
+    security: SecuritySettings
+    paging: ResponderSettings
+    origins: Mapping[str, str]  # setting name -> where its value came from
+
+    @property
+    def base_url(self) -> str:
+        return base_url_for(self.host, self.port)
+
+
+# --- reading values -----------------------------------------------------------------------
+
+
+def _from_toml(setting: Setting, raw: object) -> Value:
+    """A value of the file in the setting's type, or ConfigError saying what was expected."""
+    kind = setting.kind
+    if kind == "string" and isinstance(raw, str):
+        return raw
+    if kind == "integer" and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if kind == "number" and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if kind == "boolean" and isinstance(raw, bool):
+        return raw
+    if (
+        kind == "list of strings"
+        and isinstance(raw, list)
+        and all(isinstance(item, str) for item in raw)
+    ):
+        return tuple(raw)
+    example = {"string": '"text"', "integer": "8000", "number": "20.0", "boolean": "true",
+               "list of strings": '["10.0.0.0/8"]'}[kind]
+    raise ConfigError(f"{setting.name} must be {_a(kind)} (e.g. {setting.key} = {example}), "
+                      f"got {raw!r}")
+
+
+def _a(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def _from_text(setting: Setting, text: str, origin: str) -> Value:
+    """A value given as text (environment or command line) in the setting's type."""
+    kind = setting.kind
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{origin} must be {_a(kind)} for {setting.name}, got {text!r}") from None
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{origin} must be true or false (1/0) for {setting.name}, "
+                          f"got {text!r}")
+    if kind == "list of strings":
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    return text
+
+
+def read_file(path: Path) -> dict[str, object]:
+    """The file's settings by dotted name; unknown tables and keys are errors."""
+    try:
+        if path.stat().st_size > CONFIG_FILE_BYTES_MAX:
+            raise ConfigError(f"{path} is larger than {CONFIG_FILE_BYTES_MAX} bytes; is it the "
+                              "right file?")
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"the configuration file {path} does not exist; create it (see "
+                          "docs/configuration.md) or leave out --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    found: dict[str, object] = {}
+    _flatten(document, "", found)
+    return found
+
+
+def _flatten(table: Mapping[str, object], prefix: str, found: dict[str, object]) -> None:
+    for key, raw in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(raw, dict) and name in SECTIONS:
+            _flatten(raw, f"{name}.", found)
+        elif name in SETTINGS_BY_NAME:
+            found[name] = raw
+        else:
+            raise ConfigError(_unknown(name, raw))
+
+
+def _unknown(name: str, raw: object) -> str:
+    where = "table" if isinstance(raw, dict) else "setting"
+    known = sorted(SECTIONS) if isinstance(raw, dict) else sorted(SETTINGS_BY_NAME)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return (f"unknown {where} {name!r}; {hint}the settings are listed in "
+            "docs/configuration.md")
+
+
+# --- resolving ----------------------------------------------------------------------------
+
+
+def resolve(
+    file_values: Mapping[str, object],
+    source: str,
+    *,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Value | None],
+) -> tuple[dict[str, Value], dict[str, str]]:
+    """Each setting's value and where it came from: command line, environment, file,
+    default (first found wins); every value checked."""
+    values: dict[str, Value] = {}
+    origins: dict[str, str] = {}
+    for setting in SETTINGS:
+        override = overrides.get(setting.name)
+        if override is not None:
+            value, origin = override, "the command line"
+        elif setting.env and environ.get(setting.env, "") != "":
+            origin = f"environment variable {setting.env}"
+            value = _from_text(setting, environ[setting.env], origin)
+        elif setting.name in file_values:
+            value, origin = _from_toml(setting, file_values[setting.name]), source
+        else:
+            value, origin = setting.default, "the default"
+        problem = setting.check(value) if setting.check else ""
+        if problem:
+            shown = "<hidden>" if setting.secret else repr(value)
+            raise ConfigError(f"{setting.name} = {shown} (from {origin}) {problem}")
+        values[setting.name] = value
+        origins[setting.name] = origin
+    return values, origins
+
+
+def load_config(
+    path: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Value | None] | None = None,
+) -> ServeConfig:
+    """The checked configuration from ``path`` (or the defaults), the environment and the
+    command-line ``overrides`` (by setting name; ``None`` means not given)."""
+    env = os.environ if environ is None else environ
+    file_values = read_file(path) if path is not None else {}
+    source = str(path) if path is not None else "built-in defaults"
+    values, origins = resolve(file_values, source, environ=env, overrides=overrides or {})
+    return _build(values, origins, source)
+
+
+def base_url_for(host: str, port: int) -> str:
+    """Where this machine reaches a service listening on ``host`` (a wildcard: loopback)."""
+    shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str) -> ServeConfig:
+    def text(name: str) -> str:
+        value = values[name]
+        assert isinstance(value, str)
+        return value
+
+    def whole(name: str) -> int:
+        value = values[name]
+        assert isinstance(value, int) and not isinstance(value, bool)
+        return value
+
+    if text("venue.url") and not text("venue.admin_token"):
+        raise ConfigError(
+            f"venue.url is {text('venue.url')} (from {origins['venue.url']}) but "
+            "venue.admin_token is empty; set it to the remote venue's admin token "
+            "(HALTGUARD_VENUE_TOKEN), or the protective actions would all be refused"
+        )
+    data_dir = Path(text("data_dir"))
+    host, port = text("server.host"), whole("server.port")
+    networks = values["security.operator_networks"]
+    cookie_secure = values["security.cookie_secure"]
+    rate = values["demo.rate_per_s"]
+    assert isinstance(networks, tuple) and isinstance(cookie_secure, bool)
+    assert isinstance(rate, float | int)
+    smtp_security = SmtpSecurity(text("paging.smtp.security"))
+    smtp = SmtpSettings(
+        host=text("paging.smtp.host"),
+        port=whole("paging.smtp.port") or (465 if smtp_security is SmtpSecurity.SSL else 25),
+        security=smtp_security,
+        username=text("paging.smtp.username"),
+        password=text("paging.smtp.password"),
+        sender=text("paging.smtp.sender"),
+    )
+    try:
+        security = SecuritySettings(
+            allowed_networks=parse_networks(",".join(networks)), cookie_secure=cookie_secure
+        )
+        paging = ResponderSettings(
+            smtp=smtp,
+            public_url=(text("paging.public_url") or base_url_for(host, port)).rstrip("/"),
+            ack_secret=text("paging.ack_secret").encode(),
+            ack_link_ttl_s=whole("paging.ack_link_ttl_s"),
+        )
+    except ValueError as exc:  # the checks above should have caught it; say it plainly
+        raise ConfigError(str(exc)) from exc
+    return ServeConfig(
+        source=source,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        database_url=(
+            text("database.url") or f"sqlite:///{(data_dir / SQLITE_FILE_NAME).resolve()}"
+        ),
+        venue_url=text("venue.url").rstrip("/"),
+        venue_admin_token=text("venue.admin_token"),
+        checkpoint_every=whole("venue.checkpoint_every"),
+        queue_depth_max=whole("venue.queue_depth_max"),
+        demo_rate_per_s=float(rate),
+        first_admin_username=text("first_admin.username"),
+        first_admin_email=text("first_admin.email"),
+        security=security,
+        paging=paging,
+        origins=dict(origins),
+    )
+
+
+# --- the reference ------------------------------------------------------------------------
+
+
+def _shown_default(setting: Setting) -> str:
+    default = setting.default
+    if isinstance(default, bool):
+        return "`true`" if default else "`false`"
+    if isinstance(default, tuple):
+        return "`[]`"
+    if isinstance(default, str):
+        return f'`"{default}"`'
+    if isinstance(default, float):
+        return f"`{default:g}`" if default != int(default) else f"`{default:.1f}`"
+    return f"`{default}`"
+
+
+def reference_table() -> str:
+    """The Markdown table of every setting, as ``docs/configuration.md`` shows it."""
+    lines = [
+        "| Setting | Type | Default | Environment | Meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        table = f"[{setting.section}] " if setting.section else ""
+        env = f"`{setting.env}`" if setting.env else "-"
+        lines.append(
+            f"| {table}`{setting.key}` | {setting.kind} | {_shown_default(setting)} | {env} "
+            f"| {setting.help} |"
+        )
+    return "\n".join(lines) + "\n"

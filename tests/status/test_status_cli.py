@@ -1,0 +1,92 @@
+"""``haltguard status``: export from the database to a directory, and operator commands over
+the operations API served by uvicorn."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+from status_support import SQLITE_ONLY, StatusApi
+from typer.testing import CliRunner
+
+from haltguard.cli.main import app as cli
+from haltguard.status.site import REVISION_FILE
+
+pytestmark = SQLITE_ONLY
+SERVER_START_S_MAX = 10.0
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, engine: Engine, tmp_path: Path) -> None:
+    monkeypatch.setenv("HALTGUARD_DATABASE_URL", str(engine.url))
+    monkeypatch.setenv("HALTGUARD_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("HALTGUARD_STATUS_URL", "https://status.example.test/")
+
+
+@pytest.fixture
+def live_url(api: StatusApi) -> Iterator[str]:
+    server = uvicorn.Server(uvicorn.Config(api.app, host="127.0.0.1", port=0,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_S_MAX
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server.should_exit = True
+    thread.join(SERVER_START_S_MAX)
+
+
+@pytest.mark.usefixtures("env")
+def test_export_writes_the_whole_page_from_the_database(api: StatusApi, tmp_path: Path) -> None:
+    api.page("/status/")
+    api.call("POST", "/api/status/components/website/override",
+             body={"status": "degraded_performance", "reason": "slow"})
+    target = tmp_path / "public"
+    result = CliRunner().invoke(cli, ["status", "export", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "exported" in result.output and "haltguard status serve" in result.output
+    assert (target / REVISION_FILE).is_file()
+    assert {path.relative_to(target).as_posix() for path in target.rglob("index.html")} == {
+        "index.html", "en/index.html"}
+    components = json.loads((target / "en/api/v2/components.json").read_text())["components"]
+    assert {c["id"]: c["status"] for c in components}["website"] == "degraded_performance"
+    assert json.loads((target / "api/v2/status.json").read_text())["page"]["url"] \
+        == "https://status.example.test/"
+
+
+@pytest.mark.usefixtures("env")
+def test_serve_refuses_a_directory_that_was_never_exported(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["status", "serve", str(tmp_path), "--port", "0"])
+    assert result.exit_code == 1
+    assert "run haltguard status export" in result.output.replace("\n", " ")
+
+
+@pytest.mark.usefixtures("env")
+def test_an_operator_drafts_and_publishes_from_the_terminal(
+    api: StatusApi, live_url: str
+) -> None:
+    incident = api.open_incident(affected_markets=["XRP-JPY"])
+    runner = CliRunner()
+    token = ["--url", live_url, "--token", api.operators["alice"].api_token]
+    drafted = runner.invoke(cli, ["status", "draft", str(incident["id"]), "--status",
+                                  "investigating", *token, "--json"])
+    assert drafted.exit_code == 0, drafted.output
+    update_id = json.loads(drafted.output)["id"]
+    listed = runner.invoke(cli, ["status", "drafts", *token])
+    assert f"{update_id}: investigating INC-{incident['id']} by alice" in listed.output
+    published = runner.invoke(cli, ["status", "publish", str(update_id), *token])
+    assert published.exit_code == 0, published.output
+    assert f"update {update_id} published" in published.output
+    assert "XRP/JPY 取引の障害について" in api.page("/status/").text
+    refused = runner.invoke(cli, ["status", "override", "website", "major_outage", "--reason",
+                                  "x", *token])
+    assert refused.exit_code == 1
+    assert "does not allow status.override" in refused.output.replace("\n", " ")
