@@ -31,7 +31,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
@@ -100,8 +100,25 @@ def _free_port() -> int:
         return port
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sink:
+    port: int
+    received: Synchronized[int]
+    pid: int
+
+
 @contextmanager
-def smtp_sink() -> Iterator[tuple[int, Synchronized[int]]]:
+def smtp_sink() -> Iterator[Sink]:
     context = multiprocessing.get_context("spawn")
     counter: Synchronized[int] = context.Value("q", 0)
     ready = context.Event()
@@ -111,8 +128,9 @@ def smtp_sink() -> Iterator[tuple[int, Synchronized[int]]]:
     if not ready.wait(30):
         process.kill()
         raise RuntimeError("the benchmark SMTP server did not start")
+    assert process.pid is not None
     try:
-        yield port, counter
+        yield Sink(port, counter, process.pid)
     finally:
         process.terminate()
         process.join(10)
@@ -130,6 +148,10 @@ class Result:
     delivered: int
     received: int
     senders: int
+    sender_cpu_us: float
+    """CPU of the sending process per message (user + system, all threads)."""
+    server_cpu_us: float
+    load_average: float
 
     @property
     def per_s(self) -> float:
@@ -187,9 +209,9 @@ def run_once(database: str, url: str, subscribers: int, senders: int, batch: int
     assert record.deliveries_queued == subscribers, record
     console.print(f"[{database}] queued {record.deliveries_queued:,} in {queue_s:.2f} s")
 
-    with smtp_sink() as (port, received):
+    with smtp_sink() as sink:
         settings = NotifySettings(
-            smtp=SmtpSettings(host="127.0.0.1", port=port, sender="status@bench.example"),
+            smtp=SmtpSettings(host="127.0.0.1", port=sink.port, sender="status@bench.example"),
             public_url="https://status.bench.example",
             secret=SECRET,
             senders=senders,
@@ -203,17 +225,24 @@ def run_once(database: str, url: str, subscribers: int, senders: int, batch: int
                 last[0] = time.perf_counter()
 
         worker = OutboxWorker(engine, settings, SECRET, on_progress=progress)
+        server_cpu_before = process_cpu_s(sink.pid)
+        own_cpu_before = time.process_time()
         started = time.perf_counter()
         stats = worker.run(until_idle=True)
         deliver_s = time.perf_counter() - started
+        own_cpu_s = time.process_time() - own_cpu_before
         time.sleep(0.2)
-        received_count = int(received.value)
+        server_cpu_s = process_cpu_s(sink.pid) - server_cpu_before
+        received_count = int(sink.received.value)
+        load_average = os.getloadavg()[0]
     with factory() as session:
         counts = outbox_counts(session)
     assert counts.sent == subscribers == stats.sent, (counts, stats)
     engine.dispose()
+    per_message_us = 1e6 / max(1, stats.sent)
     return Result(database, subscribers, queue_s, deliver_s, stats.sent, received_count,
-                  senders)
+                  senders, own_cpu_s * per_message_us, server_cpu_s * per_message_us,
+                  load_average)
 
 
 @contextmanager
@@ -238,18 +267,22 @@ def table(results: list[Result]) -> str:
     lines = [
         f"Fan-out of one notice, {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{results[0].senders} sender threads, SMTP server in its own process.",
+        f"{results[0].senders} sender threads, SMTP server in its own process; CPU is "
+        "user + system per message; load is the 1-minute load average at the end (other "
+        "work on the machine included).",
         "",
         "| database | subscribers | queued in (s) | target | delivered in (s) | messages/s "
-        "| target | received by SMTP |",
-        "|---|---:|---:|---|---:|---:|---|---:|",
+        "| target | received by SMTP | sender CPU (µs/msg) | SMTP server CPU (µs/msg) "
+        "| load |",
+        "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         queue_ok = "met" if r.queue_s < QUEUE_TARGET_S else "MISSED"
         rate_ok = "met" if r.per_s >= DELIVERY_TARGET_PER_S else "MISSED"
         lines.append(
             f"| {r.database} | {r.subscribers:,} | {r.queue_s:.2f} | < 10 s {queue_ok} "
-            f"| {r.deliver_s:.1f} | {r.per_s:,.0f} | ≥ 1,000/s {rate_ok} | {r.received:,} |"
+            f"| {r.deliver_s:.1f} | {r.per_s:,.0f} | ≥ 1,000/s {rate_ok} | {r.received:,} "
+            f"| {r.sender_cpu_us:.0f} | {r.server_cpu_us:.0f} | {r.load_average:.1f} |"
         )
     return "\n".join(lines)
 
@@ -273,7 +306,7 @@ def main() -> None:
             results.append(
                 run_once("PostgreSQL", url, args.subscribers, args.senders, args.batch)
             )
-    print(table([replace(r) for r in results]))
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ admitted stays near capacity, its latency stays flat) is the result.
 Usage::
 
     .venv/bin/python benchmarks/bench_load_shedding.py [--capacity 200] [--seconds 5]
-        [--loads 1,3,5] [--clients 20] [--data-parent DIR]
+        [--loads 1,3,5] [--clients 20] [--unshed] [--data-parent DIR]
+
+With ``--unshed`` the same offers also go to a venue whose shedder never sheds (capacity
+set out of reach), to show what the shedding buys.
 
 Prints a Markdown table.
 """
@@ -63,6 +66,7 @@ SERVER = textwrap.dedent("""
 """)
 ORDERS = f"/v1/markets/{WORKLOAD_MARKET}/orders"
 HEALTH_POLL_S = 0.05
+UNSHED_CAPACITY = 10_000_000  # orders/s: nothing is ever over its share
 
 
 @dataclass
@@ -172,6 +176,36 @@ def measure(url: str, load: int, capacity: int, clients: int, seconds: float) ->
     }
 
 
+def start_server(data_dir: Path, capacity: int, clients: int) -> tuple[subprocess.Popen[bytes],
+                                                                          str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(data_dir), str(port), str(capacity), str(clients)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            sys.exit("the venue did not start")
+        time.sleep(0.05)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--capacity", type=int, default=200, help="orders/s the venue admits")
@@ -179,51 +213,37 @@ def main() -> None:
     parser.add_argument("--loads", default="1,3,5", help="comma-separated multiples of capacity")
     parser.add_argument("--clients", type=int, default=20, help="client threads (one account "
                         "each)")
+    parser.add_argument("--unshed", action="store_true",
+                        help="also run the same offers against a venue whose capacity is set "
+                        "so high that nothing is shed, for comparison")
     parser.add_argument("--data-parent", type=Path, default=Path.cwd(),
                         help="where the temporary data directory is made")
     args = parser.parse_args()
     loads = [int(part) for part in args.loads.split(",")]
-    data_dir = Path(tempfile.mkdtemp(prefix="load-shedding-", dir=args.data_parent))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(data_dir / "venue"), str(port), str(args.capacity),
-         str(args.clients)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                sys.exit("the venue did not start")
-            time.sleep(0.05)
-        print(f"Python {platform.python_version()} on {platform.platform()}, "
-              f"{os.cpu_count()} CPUs; capacity {args.capacity} orders/s, {args.clients} "
-              f"clients, {args.seconds:g} s per level; venue and clients on one machine\n")
-        print("| load | offered/s | admitted/s | 429/s | 503/s | other | admitted p50 ms "
-              "| admitted p99 ms | health p99 ms |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for load in loads:
-            result = measure(url, load, args.capacity, args.clients, args.seconds)
-            print(f"| {load}x | {result['offered_per_s']:,.0f} | {result['admitted_per_s']:,.0f} "
-                  f"| {result['shed_429_per_s']:,.0f} | {result['shed_503_per_s']:,.0f} "
-                  f"| {result['other']:.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} "
-                  f"| {result['health_p99_ms']:.1f} |")
-            sys.stdout.flush()
-            time.sleep(2)  # let the buckets refill between levels
-    finally:
-        server.send_signal(signal.SIGTERM)
+    modes = [("shedding", args.capacity)] + ([("no shedding", UNSHED_CAPACITY)]
+                                            if args.unshed else [])
+    print(f"Python {platform.python_version()} on {platform.platform()}, "
+          f"{os.cpu_count()} CPUs; capacity {args.capacity} orders/s, {args.clients} "
+          f"clients, {args.seconds:g} s per level; venue and clients on one machine\n")
+    print("| venue | load | offered/s | admitted/s | 429/s | 503/s | other | admitted p50 ms "
+          "| admitted p99 ms | health p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, capacity in modes:
+        data_dir = Path(tempfile.mkdtemp(prefix="load-shedding-", dir=args.data_parent))
+        server, url = start_server(data_dir / "venue", capacity, args.clients)
         try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
-        shutil.rmtree(data_dir, ignore_errors=True)
+            for load in loads:
+                result = measure(url, load, args.capacity, args.clients, args.seconds)
+                print(f"| {mode} | {load}x | {result['offered_per_s']:,.0f} "
+                      f"| {result['admitted_per_s']:,.0f} | {result['shed_429_per_s']:,.0f} "
+                      f"| {result['shed_503_per_s']:,.0f} | {result['other']:.0f} "
+                      f"| {result['p50_ms']:.1f} | {result['p99_ms']:.1f} "
+                      f"| {result['health_p99_ms']:.1f} |")
+                sys.stdout.flush()
+                time.sleep(2)  # let the buckets refill between levels
+        finally:
+            stop_server(server)
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

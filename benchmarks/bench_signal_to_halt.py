@@ -15,10 +15,17 @@ command that halts the market is applied. Their difference is the
 signal-to-halt latency. Afterwards the journal is read back and, for every crashed market,
 the trades after its halt's seq are counted (must be zero).
 
+A full garbage collection stops every thread of the process, the venue's included, for as
+long as it takes to scan every live object; with the workload's book growing to hundreds
+of thousands of orders that is hundreds of milliseconds, which lands in the tail.
+``--freeze-gc`` calls ``gc.freeze()`` after the setup and after each trial, as a venue
+process can, so collections only scan what is new. The table says how many full
+collections ran and the longest ones.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_signal_to_halt.py [--trials N] [--in-flight W]
-        [--data-parent DIR]
+        [--freeze-gc] [--data-parent DIR]
 
 Prints a Markdown table.
 """
@@ -26,6 +33,7 @@ Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import shutil
@@ -41,7 +49,7 @@ from pathlib import Path
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_engine, make_session_factory
 from haltguard.detection.feed import GuardedVenueRuntime, protect_in_process
-from haltguard.detection.rulesfile import load_rules_file
+from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, load_rules_file
 from haltguard.detection.service import DetectionService
 from haltguard.gateway.runtime import CommandResult, RuntimeLimits
 from haltguard.journal.reader import JournalReader
@@ -52,7 +60,7 @@ from haltguard.venue.markets import make_market
 from haltguard.venue.types import MarketState, OrderType, Side, TimeInForce
 from haltguard.venue.workload import BASE_ASSET, QUOTE_ASSET, order_flow, setup_commands
 
-RULES = Path(__file__).parents[1] / "src" / "haltguard" / "detection" / "rules.example.yaml"
+RULES = DEFAULT_RULES_PATH
 CRASH_PRICE = 85_000
 CRASHER_BUY, CRASHER_SELL = 900_001, 900_002
 AFTERSHOCK_ORDERS = 20  # crossing pairs sent right behind each crash
@@ -87,6 +95,30 @@ class TimedRuntime(GuardedVenueRuntime):
                 self.halted_ns.setdefault(event.market, now)
                 self.halted_seq.setdefault(event.market, seq)
         return super()._record(seq, ts, command, events)
+
+
+class GcPauses:
+    """How long each full (generation 2) collection stopped the process."""
+
+    def __init__(self) -> None:
+        self.durations_ms: list[float] = []
+        self._began = 0.0
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.durations_ms.append((time.perf_counter() - self._began) * 1000)
+
+    def longest(self, count: int) -> str:
+        worst = sorted(self.durations_ms, reverse=True)[:count]
+        return f"{len(self.durations_ms)} (longest " + ", ".join(f"{d:.0f}" for d in worst) + ")"
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._note)
 
 
 class Driver(threading.Thread):
@@ -133,7 +165,9 @@ def trial_commands(market: str) -> list[Command]:
     return commands
 
 
-def run(trials: int, in_flight: int, data_parent: Path) -> dict[str, float]:
+def run(
+    trials: int, in_flight: int, data_parent: Path, *, freeze_gc: bool
+) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="signal-to-halt-", dir=data_parent))
     database = make_engine(f"sqlite:///{work / 'operations.sqlite3'}")
     upgrade(database)
@@ -153,6 +187,9 @@ def run(trials: int, in_flight: int, data_parent: Path) -> dict[str, float]:
                        clock=SystemClock())
     detection.start()
     driver = Driver(runtime, runtime.status().last_seq + 1, in_flight)
+    pauses = GcPauses()
+    if freeze_gc:
+        gc.freeze()
     try:
         driver.start()
         time.sleep(1.0)  # let the workload reach full speed
@@ -160,11 +197,15 @@ def run(trials: int, in_flight: int, data_parent: Path) -> dict[str, float]:
             for future in [runtime.submit(command) for command in trial_commands(market)]:
                 future.result(60)
             time.sleep(TRIAL_GAP_S)
+            if freeze_gc:  # what survived so far is never scanned by a collection again
+                gc.freeze()
         driver.stop_event.set()
         driver.join(120)
         assert detection.flush(60), "the detection worker did not finish"
         commands_per_s = driver.done / driver.elapsed_s
+        gen2_pauses = pauses.longest(5)
     finally:
+        pauses.stop()
         detection.stop()
         runtime.stop()
     trades_after_halt = count_trades_after_halt(work / "venue", runtime.halted_seq)
@@ -180,6 +221,7 @@ def run(trials: int, in_flight: int, data_parent: Path) -> dict[str, float]:
         "max_ms": latencies[-1] / 1e6,
         "trades_after_halt": trades_after_halt,
         "workload_per_s": commands_per_s,
+        "gc_pauses_ms": gen2_pauses,
     }
 
 
@@ -201,19 +243,25 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200, help="crashes, one market each")
     parser.add_argument("--in-flight", type=int, default=1_000,
                         help="workload commands kept queued (the runtime's batch is 1,000)")
+    parser.add_argument("--freeze-gc", action="store_true",
+                        help="gc.freeze() after each trial, as a venue process can do, so "
+                        "full collections stop scanning the long-lived book")
     parser.add_argument("--data-parent", type=Path, default=Path.cwd(),
                         help="where the temporary data directories are made")
     args = parser.parse_args()
     print(f"Python {platform.python_version()} on {platform.platform()}, "
           f"{os.cpu_count()} CPUs; data under {args.data_parent.resolve()}; "
-          f"{args.in_flight} workload commands in flight\n")
-    result = run(args.trials, args.in_flight, args.data_parent)
+          f"{args.in_flight} workload commands in flight; garbage collector: "
+          f"{'frozen after each trial' if args.freeze_gc else 'Python defaults'}; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    result = run(args.trials, args.in_flight, args.data_parent, freeze_gc=args.freeze_gc)
     print("| trials | halted | p50 ms | p90 ms | p99 ms | max ms | trades after halt "
-          "| workload commands/s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| workload commands/s | full GCs (longest ms) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     print(f"| {result['trials']:.0f} | {result['halted']:.0f} | {result['p50_ms']:.2f} "
           f"| {result['p90_ms']:.2f} | {result['p99_ms']:.2f} | {result['max_ms']:.2f} "
-          f"| {result['trades_after_halt']:.0f} | {result['workload_per_s']:,.0f} |")
+          f"| {result['trades_after_halt']:.0f} | {result['workload_per_s']:,.0f} "
+          f"| {result['gc_pauses_ms']} |")
     sys.stdout.flush()
 
 

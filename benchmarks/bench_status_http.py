@@ -6,26 +6,32 @@ Servers measured, each in its own process(es) on a loopback port:
 * ``nginx``: the exported directory, ``worker_processes`` as given, access log off;
 * ``haltguard status serve``: the dedicated static server (``haltguard.status.server``) with
   1 and 2 workers, serving the same directory from memory;
-* ``app (uvicorn)``: the operations app itself, serving the page from its in-memory cache
-  (``haltguard.status.views``) in one uvicorn process.
+* the operations app itself under uvicorn (httptools, uvloop), serving the page from its
+  in-memory cache: through the app's routes only (1 worker), and with
+  ``StatusPagesMiddleware`` in front of the routing (2 workers).
 
 Documents: ``/api/v2/summary.json`` and the Japanese page ``/`` (``/status/`` on the app),
-plain (no gzip), keep-alive. The page is built from a real database: the demo markets, a
+plain (no gzip), keep-alive. Each is measured twice: at saturation (every connection sends
+its next request as soon as the answer arrives: the most requests/s the server gives) and
+paced (each connection waits so the 500 together offer about 12,500 requests/s: the latency
+at the target load). The page is built from a real database: the demo markets, a
 halted market with a published update, a resolved incident and a scheduled maintenance.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_status_http.py [--duration 10] [--connections 500]
-        [--threads 2] [--nginx-workers 2]
+        [--threads 2] [--nginx-workers 2] [--rounds 3]
 
 Needs ``wrk`` and ``nginx`` (Debian: ``apt-get install -y wrk nginx``). The load generator
 shares the machine's cores with the server, as it would on a 2-core box; figures move with
-whatever else runs. Prints a Markdown table and writes ``benchmarks/results/status_http.json``.
+whatever else runs, so each figure is the median of several interleaved rounds. Prints a
+Markdown table and writes ``benchmarks/results/status_http.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -33,6 +39,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from haltguard.db.migrate import upgrade
@@ -58,7 +66,10 @@ from haltguard.status.models import IncidentDraftRequest, MaintenanceCreate
 from haltguard.status.rules import UpdateStatus
 from haltguard.status.settings import StatusSettings
 from haltguard.status.site import build_site, export_site
+from haltguard.status.views import StatusPagesMiddleware
 from haltguard.venue.types import MarketState
+from haltguard.web.app import create_app
+from haltguard.web.settings import Settings
 
 RESULTS = Path(__file__).with_name("results") / "status_http.json"
 START_S_MAX = 20.0
@@ -68,18 +79,27 @@ MARKETS = {"BTC-JPY": MarketState.OPEN, "ETH-JPY": MarketState.OPEN,
            "XRP-JPY": MarketState.OPEN}
 SETTINGS = StatusSettings(url="https://status.example.test/")
 
-APP_SCRIPT = """
-import sys, uvicorn
-from haltguard.web.app import create_app
-from haltguard.web.settings import Settings
-from haltguard.status.settings import StatusSettings
-app = create_app(Settings(database_url=sys.argv[1], migrate_on_start=False),
-                 escalation_interval_s=None)
-app.state.status_settings = StatusSettings(url="https://status.example.test/",
-                                           refresh_interval_s=1.0)
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
-            access_log=False)
+PACED_RPS = 12_500  # offered load of the paced runs: the target with a margin
+# Each connection waits between requests so 500 of them offer about PACED_RPS requests/s;
+# wrk measures latency from sending to the answer, without the wait.
+PACING_LUA = """
+function delay()
+   return {delay_ms}
+end
 """
+DATABASE_ENV = "HALTGUARD_BENCH_DATABASE_URL"
+MIDDLEWARE_ENV = "HALTGUARD_BENCH_STATUS_MIDDLEWARE"
+
+
+def app_factory() -> FastAPI:
+    """The operations app on the benchmark's database (for ``uvicorn --factory``)."""
+    app = create_app(Settings(database_url=os.environ[DATABASE_ENV], migrate_on_start=False),
+                     escalation_interval_s=None)
+    app.state.status_settings = SETTINGS
+    if os.environ.get(MIDDLEWARE_ENV) == "1":
+        app.add_middleware(StatusPagesMiddleware)
+    return app
+
 
 NGINX_CONF = """
 worker_processes {workers};
@@ -106,6 +126,7 @@ http {{
 @dataclass(frozen=True)
 class Result:
     server: str
+    mode: str
     document: str
     bytes: int
     rps: float
@@ -187,9 +208,9 @@ def wait_for(url: str) -> None:
 
 
 @contextmanager
-def process(command: list[str], ready_url: str) -> Iterator[None]:
+def process(command: list[str], ready_url: str, env: dict[str, str]) -> Iterator[None]:
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             start_new_session=True)
+                             start_new_session=True, env={**os.environ, **env})
     try:
         try:
             wait_for(ready_url)
@@ -212,9 +233,13 @@ _LATENCY = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILIN
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(url: str, *, duration_s: int, connections: int, threads: int) -> dict[str, float]:
-    """One wrk run after a short warm-up; requests/s, p50/p99 ms and errors."""
+def run_wrk(url: str, *, duration_s: int, connections: int, threads: int,
+            script: Path | None = None) -> dict[str, float]:
+    """One wrk run after a short warm-up; requests/s, p50/p99 ms and errors. With
+    ``script`` (the pacing script) each connection waits between requests."""
     base = ["wrk", f"-t{threads}", f"-c{connections}", "--latency", "--timeout", "5s"]
+    if script is not None:
+        base += ["-s", str(script)]
     subprocess.run([*base, "-d2s", url], check=True, capture_output=True)
     output = subprocess.run([*base, f"-d{duration_s}s", url], check=True, capture_output=True,
                             text=True).stdout
@@ -228,12 +253,29 @@ def run_wrk(url: str, *, duration_s: int, connections: int, threads: int) -> dic
             "socket_errors": float(socket_errors)}
 
 
+def medians(results: list[Result]) -> list[Result]:
+    """One result per (server, load, document): the median of each figure over the rounds."""
+    groups: dict[tuple[str, str, str], list[Result]] = {}
+    for result in results:
+        groups.setdefault((result.server, result.mode, result.document), []).append(result)
+    return [
+        Result(server, mode, document, runs[0].bytes,
+               statistics.median(r.rps for r in runs),
+               statistics.median(r.p50_ms for r in runs),
+               statistics.median(r.p99_ms for r in runs),
+               max(r.non_2xx for r in runs), max(r.socket_errors for r in runs))
+        for (server, mode, document), runs in groups.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--nginx-workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Rounds over all servers; the table shows each figure's median.")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -245,47 +287,64 @@ def main() -> None:
         site = root / "site"
         export(url, site)
         (root / "tmp").mkdir()
+        pacing = root / "pace.lua"
+        pacing.write_text(PACING_LUA.format(delay_ms=args.connections * 1000 // PACED_RPS))
         results: list[Result] = []
-        servers = []
+        servers: list[tuple[str, int, str, list[str], dict[str, str]]] = []
         nginx_port = free_port()
         (root / "nginx.conf").write_text(NGINX_CONF.format(
             workers=args.nginx_workers, root=root, port=nginx_port, site=site))
         servers.append((f"nginx ({args.nginx_workers} workers)", nginx_port, "",
                         [shutil.which("nginx") or "/usr/sbin/nginx", "-c",
-                         str(root / "nginx.conf"), "-g", "daemon off;"]))
+                         str(root / "nginx.conf"), "-g", "daemon off;"], {}))
         for workers in (1, 2):
             port = free_port()
             servers.append((f"haltguard status serve ({workers} worker{'s' * (workers > 1)})",
                             port, "", [sys.executable, "-m", "haltguard.cli.main", "status",
                                        "serve", str(site), "--port", str(port),
-                                       "--workers", str(workers)]))
-        app_port = free_port()
-        servers.append(("app: /status/ via uvicorn (1 process)", app_port, "/status",
-                        [sys.executable, "-c", APP_SCRIPT, url, str(app_port)]))
-        for name, port, prefix, command in servers:
+                                       "--workers", str(workers)], {}))
+        for middleware, workers in ((False, 1), (True, 2)):
+            port = free_port()
+            label = ("app + StatusPagesMiddleware" if middleware else "app (routes only)")
+            servers.append((f"{label}, uvicorn {workers} worker{'s' * (workers > 1)}", port,
+                            "/status", [
+                                sys.executable, "-m", "uvicorn", "bench_status_http:app_factory",
+                                "--factory", "--app-dir", str(Path(__file__).parent),
+                                "--host", "127.0.0.1", "--port", str(port), "--workers",
+                                str(workers), "--log-level", "warning", "--no-access-log"],
+                            {DATABASE_ENV: url, MIDDLEWARE_ENV: "1" if middleware else "0"}))
+        # Rounds interleave the servers, so a burst of other work on the machine lands on
+        # one round of each rather than on all runs of one server.
+        for _round, (name, port, prefix, command, env) in itertools.product(
+            range(args.rounds), servers
+        ):
             base = f"http://127.0.0.1:{port}{prefix}"
-            with process(command, f"{base}/api/v2/summary.json"):
+            with process(command, f"{base}/api/v2/summary.json", env):
                 for document in ("/api/v2/summary.json", "/"):
                     size = len(httpx.get(base + document).content)
-                    figures = run_wrk(base + document, duration_s=args.duration,
-                                      connections=args.connections, threads=args.threads)
-                    results.append(Result(name, document, size, **figures))
-                    print(f"{name:45} {document:22} {figures['rps']:>9.0f} req/s  "
-                          f"p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms",
-                          file=sys.stderr)
+                    for mode, script in (("saturation", None), ("paced", pacing)):
+                        figures = run_wrk(base + document, duration_s=args.duration,
+                                          connections=args.connections, threads=args.threads,
+                                          script=script)
+                        results.append(Result(name, mode, document, size, **figures))
+                        print(f"{name:45} {mode:10} {document:22} {figures['rps']:>9.0f} req/s"
+                              f"  p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms",
+                              file=sys.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    baseline = {r.document: r.rps for r in results if r.server.startswith("nginx")}
-    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s on "
+    results = medians(results)
+    baseline = {(r.mode, r.document): r.rps for r in results if r.server.startswith("nginx")}
+    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, median of "
+          f"{args.rounds} rounds, on "
           f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
           f"target >= {TARGET_RPS} req/s with p99 < {TARGET_P99_MS} ms\n")
-    print("| server | document | bytes | req/s | vs nginx | p50 ms | p99 ms | target |")
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print("| server | load | document | bytes | req/s | vs nginx | p50 ms | p99 ms | target |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---|")
     for r in results:
         met = r.rps >= TARGET_RPS and r.p99_ms < TARGET_P99_MS and not r.socket_errors
-        print(f"| {r.server} | `{r.document}` | {r.bytes} | {r.rps:,.0f} | "
-              f"{r.rps / baseline[r.document]:.2f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-              f"{'met' if met else 'missed'} |")
+        print(f"| {r.server} | {r.mode} | `{r.document}` | {r.bytes} | {r.rps:,.0f} | "
+              f"{r.rps / baseline[(r.mode, r.document)]:.2f} | {r.p50_ms:.2f} | "
+              f"{r.p99_ms:.2f} | {'met' if met else 'missed'} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"args": vars(args), "results": [asdict(r) for r in results]},
                                   indent=2) + "\n")

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-PEER_PACKAGE = "matching-engine==0.1.1"
+# With its gateway extra: the acknowledged-latency benchmark drives the peer's own gateway worker.
+PEER_PACKAGE = "matching-engine[gateway]==0.1.1"
 PEER_NAME = "matching-engine 0.1.1"
 PEER_VENV = Path(os.environ.get("HALTGUARD_PEER_VENV", "/tmp/peervenv"))
 PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
@@ -40,7 +41,8 @@ def ensure_peer() -> Path:
     python = PEER_VENV / "bin" / "python"
     if python.exists():
         check = subprocess.run(
-            [str(python), "-c", "import matching_engine"], capture_output=True, check=False
+            [str(python), "-c", "import matching_engine.gateway.worker"],
+            capture_output=True, check=False,
         )
         if check.returncode == 0:
             return python

@@ -218,6 +218,8 @@ def test_an_operator_runs_a_sev1_from_the_cli_against_haltguard_serve(
     assert serve.value("username") == "admin"
     assert "█" in serve.output  # the QR code of the otpauth URI
     assert "On-call      nobody yet, so pages reach no one" in serve.output
+    assert re.search(r"Detection    [1-9]\d* rules from the shipped rules, [1-9]\d* monitors, "
+                     r"alert intake off", serve.output), serve.output
 
     admin = Terminal(base, database_url, tmp_path / "admin")
     dave = Terminal(base, database_url, tmp_path / "dave")

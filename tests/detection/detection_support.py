@@ -20,7 +20,7 @@ from haltguard.detection.actions import ActionExecutor
 from haltguard.detection.feed import GuardedVenueRuntime, protect_in_process
 from haltguard.detection.models import DecisionRecord
 from haltguard.detection.policies import RuleSet
-from haltguard.detection.rulesfile import load_rules_text
+from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, load_rules_text
 from haltguard.detection.service import DetectionService
 from haltguard.detection.signals import Signal
 from haltguard.detection.views import router
@@ -41,8 +41,7 @@ from haltguard.venue.workload import WORKLOAD_MARKET, order_flow, setup_commands
 from haltguard.web.errors import install_error_handlers
 
 NS = 1_000_000_000
-EXAMPLE_RULES = (Path(__file__).parents[2] / "src" / "haltguard" / "detection"
-                 / "rules.example.yaml")
+EXAMPLE_RULES = DEFAULT_RULES_PATH
 DAY_START_NS = 1_767_225_600 * NS  # 2026-01-01 00:00 UTC
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from detection_support import START, detection_app, rules, signal
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.detection import flows, records
 from haltguard.detection.actions import ActionExecutor
 from haltguard.detection.service import DetectionService
 from haltguard.responders.service import ManualClock
@@ -145,3 +147,20 @@ def test_decisions_log_is_paged_newest_first_and_filters_dry_run(client: Client)
                           headers=reader).json()
     assert [item["labels"]["market"] for item in dry["items"]] == ["E-F"]
     assert dry["items"][0]["explanation"].startswith("rule crash fired")
+
+
+@SQLITE_ONLY
+def test_rules_in_force_at_start_are_kept_in_the_history_once(
+    session_factory: sessionmaker[Session], tmp_path: Path,
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES, encoding="utf-8")
+    detection = DetectionService(rules_path=path)
+    with session_factory() as session, session.begin():
+        assert flows.record_rules_in_force(session, detection, actor="system:serve",
+                                           now=START)
+        assert not flows.record_rules_in_force(session, detection, actor="system:serve",
+                                               now=START)
+    with session_factory() as session:
+        [kept] = records.rule_sets(session)
+        assert (kept.version, kept.text, kept.rule_count) == (detection.rules.version, RULES, 1)

@@ -164,3 +164,23 @@ def test_venue_breaker_trips_become_signals_and_repeated_trips_fire_the_rule() -
     decisions = detection.recent_decisions()
     assert [(d.rule_id, d.actions[1].target) for d in decisions] == [("trips", WORKLOAD_MARKET)]
     assert decisions[0].signal.details["band_bps"] == "300"
+
+
+def test_a_fall_from_a_new_high_is_measured_from_that_high() -> None:
+    detector = PriceMoveDetector("BTC-JPY", 60 * NS, [Decimal(500)])
+    assert detector.on_trade(0, 100_000) is not None  # the first look: 0 bps
+    assert detector.on_trade(NS // 10, 99_000) is None  # 100 bps: quiet
+    assert detector.on_trade(NS // 5, 103_000) is None  # a new high, 404 bps over the low
+    fall = detector.on_trade(NS // 2, 96_500)  # 631 bps below the new high
+    assert fall is not None and fall.labels["direction"] == "down"
+    assert (fall.value, fall.details["reference_price"]) == (Decimal(631), "103000")
+
+
+def test_the_way_back_below_a_level_is_reported_once_the_window_forgets_the_move() -> None:
+    detector = PriceMoveDetector("BTC-JPY", 2 * NS, [Decimal(500)])
+    detector.on_trade(0, 100_000)
+    crash = detector.on_trade(NS // 5, 94_000)
+    assert crash is not None and crash.value == 600
+    assert detector.on_trade(NS + NS // 2, 99_000) is None  # 531 bps up: still above
+    back = detector.on_trade(3 * NS + NS // 2, 98_900)  # seconds 0 and 1 have left
+    assert back is not None and back.value == 0

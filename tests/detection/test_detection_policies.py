@@ -202,3 +202,25 @@ def test_classification_and_severity_can_come_from_the_signals_labels() -> None:
     assert engine.evaluate(signal(name, 1, 0, alertname="Odd", category="weather",
                                   severity="SEV1")) == []
     assert engine.evaluate(signal(name, 1, 0, alertname="NoSeverity", category="network")) == []
+
+
+def test_counted_events_that_keep_coming_keep_the_episode_firing() -> None:
+    engine = PolicyEngine(rules("""
+        version: 1
+        rules:
+          - id: trips
+            signal: venue.circuit_breaker_tripped
+            when: ">= 1"
+            count: 2
+            within_s: 100
+            clear_after_s: 0
+            classification: market_volatility
+            severity: SEV2
+            group_by: [market]
+            actions: [open_or_update_incident]
+    """))
+    name = "venue.circuit_breaker_tripped"
+    fired = [d for t in range(0, 1000, 50) for d in engine.evaluate(signal(name, 1, t, market="M"))]
+    assert [d.kind for d in fired] == [DecisionKind.FIRED]  # a trip every 50 s for 1000 s
+    assert engine.tick(999 * 10**9) == []  # trips at 900 and 950 are still in the window
+    assert [d.kind for d in engine.tick(1000 * 10**9)] == [DecisionKind.RESOLVED]

@@ -266,12 +266,17 @@ def test_the_generic_webhook_fires_and_resolves_once_each(
 
 
 @SQLITE_ONLY
-def test_the_generic_webhook_refuses_a_source_that_is_not_a_plain_name(
-    client: TestClient,
+@pytest.mark.parametrize(("body", "field"), [
+    ({"source": "a b/c", "alerts": [{"name": "x"}]}, "source"),
+    ({"source": "kuma", "alerts": [{"name": "x", "value": "NaN"}]}, "value"),
+    ({"source": "kuma", "alerts": []}, "alerts"),
+])
+def test_the_generic_webhook_refuses_bad_input_naming_the_field(
+    client: TestClient, signals: list[Signal], body: dict[str, Any], field: str
 ) -> None:
-    response = client.post(WEBHOOK, json={"source": "a b/c", "alerts": [{"name": "x"}]},
-                           headers=AUTH)
-    assert response.status_code == 422 and "source" in response.json()["error"]["message"]
+    response = client.post(WEBHOOK, json=body, headers=AUTH)
+    assert response.status_code == 422 and field in response.json()["error"]["message"]
+    assert signals == []
 
 
 # --- the label mapping ---------------------------------------------------------------

@@ -351,11 +351,15 @@ def test_the_standard_venue_monitors_stay_quiet_on_a_healthy_venue_and_catch_a_s
     runtime = VenueRuntime(tmp_path / "venue").start()
     signals: list[Signal] = []
     scheduler = MonitorScheduler(signals.append)
-    fast = MonitorSettings(interval_ms=20, timeout_ms=20, failures_to_fail=2)
-    monitors = add_venue_monitors(scheduler, runtime.status, tmp_path / "venue", settings=fast)
+    # Fast checks, but limits a loaded CI machine's fsync cannot trip: this test is about the
+    # venue stopping, not about disk latency.
+    fast = MonitorSettings(interval_ms=200, timeout_ms=200, failures_to_fail=2)
+    monitors = add_venue_monitors(
+        scheduler, runtime.status, tmp_path / "venue", settings=fast, fsync_ms_max=5_000
+    )
     with scheduler:
-        wait_for(lambda: all(m.runs >= 3 for m in monitors))
+        wait_for(lambda: all(m.runs >= 3 for m in monitors), timeout_s=15.0)
         assert signals == [] and all(m.healthy for m in monitors)
         runtime.stop()
-        wait_for(lambda: bool(signals))
+        wait_for(lambda: bool(signals), timeout_s=15.0)
     assert (signals[0].labels["component"], signals[0].labels["check"]) == ("venue", "runtime")

@@ -20,12 +20,17 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy.orm import Session
 
 from haltguard.notify.models import Subscriber, SubscriberComponent
 from haltguard.notify.settings import NotifySettings
 from haltguard.responders.settings import SmtpSettings
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""For tests about HTTP and policy rather than storage; storage-critical tests (fan-out,
+claims, leases, the crash) run on SQLite and PostgreSQL."""
 
 PUBLIC_URL = "https://status.example.test"
 LINK_SECRET = b"notify-test-secret-0123456789abcdefghij"
@@ -58,9 +63,11 @@ class Received:
 class MailHandler:
     """Keeps every message; ``refuse`` maps an address to an SMTP reply such as
     ``"550 no such user"``; ``defer_first`` answers 451 to that many messages; ``stall_at``
-    holds the n-th message (1-based) after receiving it until ``release`` is set."""
+    holds the n-th message (1-based) after receiving it until ``release`` is set;
+    ``pipelining`` offers RFC 2920 pipelining in the EHLO answer."""
 
     refuse: dict[str, str] = field(default_factory=dict)
+    pipelining: bool = False
     defer_first: int = 0
     stall_at: int | None = None
     stalled: threading.Event = field(default_factory=threading.Event)
@@ -68,6 +75,14 @@ class MailHandler:
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     data_calls: int = 0
+
+    async def handle_EHLO(  # noqa: N802
+        self, _server: Any, session: Any, _envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if not self.pipelining:
+            return responses
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(  # noqa: N802
         self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from notify_support import (
     LINK_SECRET,
+    SQLITE_ONLY,
     START,
     MailHandler,
     SmtpServer,
@@ -146,6 +147,7 @@ def test_email_subscriber_gets_only_the_confirmation_until_the_link_is_followed(
     assert queued_for(session_factory, "after-confirming") == 1
 
 
+@SQLITE_ONLY
 def test_known_address_gets_the_same_answer_and_no_second_email_within_the_pause(
     api: Api,
 ) -> None:
@@ -160,6 +162,7 @@ def test_known_address_gets_the_same_answer_and_no_second_email_within_the_pause
     assert newest is not None and "赤い傘" in str(newest.get_content())
 
 
+@SQLITE_ONLY
 def test_older_confirmation_link_stops_working_after_a_new_one_is_sent(api: Api) -> None:
     subscribe(api)
     old_link = confirmation_link(api, "kenji@example.test")
@@ -188,6 +191,7 @@ def test_one_click_unsubscribe_from_the_message_header_stops_further_notices(
     assert queued_for(session_factory, "second") == 0
 
 
+@SQLITE_ONLY
 def test_unsubscribe_link_opened_in_a_browser_asks_before_it_acts(
     api: Api, engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
@@ -204,12 +208,14 @@ def test_unsubscribe_link_opened_in_a_browser_asks_before_it_acts(
     assert queued_for(session_factory, "still-subscribed") == 1
 
 
+@SQLITE_ONLY
 def test_forged_link_gets_a_page_saying_what_to_do(api: Api) -> None:
     answer = api.client.get("/api/notify/unsubscribe?token=u.1.0.0.AAAAAAAAAAAAAAAAAAAAAA")
     assert answer.status_code == 400
     assert "open the link from the email again" in answer.text
 
 
+@SQLITE_ONLY
 def test_subscribe_is_limited_per_client_and_says_when_to_retry(api: Api) -> None:
     api.use(replace(api.app.state.notify_settings, subscribe_requests_per_minute=2))
     assert subscribe(api, "a@example.test").status_code == 202
@@ -221,6 +227,7 @@ def test_subscribe_is_limited_per_client_and_says_when_to_retry(api: Api) -> Non
     assert api.smtp.handler.messages_to("c@example.test") == []
 
 
+@SQLITE_ONLY
 def test_mail_server_down_answers_503_and_the_person_may_retry_at_once(
     api: Api, session_factory: sessionmaker[Session]
 ) -> None:
@@ -235,6 +242,7 @@ def test_mail_server_down_answers_503_and_the_person_may_retry_at_once(
     assert len(api.smtp.handler.messages_to("kenji@example.test")) == 1
 
 
+@SQLITE_ONLY
 def test_invalid_subscription_says_what_was_wrong(api: Api) -> None:
     answer = subscribe(api, "not-an-address")
     assert answer.status_code == 422
@@ -283,6 +291,7 @@ def test_operators_list_and_remove_subscribers_and_the_removal_is_audited(
         assert entries[0].actor == f"operator:{commander.username}"
 
 
+@SQLITE_ONLY
 def test_only_subscribe_confirm_and_unsubscribe_are_public(api: Api) -> None:
     assert public_routes(api.app) == {
         ("POST", "/api/notify/subscriptions/email"),
@@ -294,6 +303,7 @@ def test_only_subscribe_confirm_and_unsubscribe_are_public(api: Api) -> None:
     }
 
 
+@SQLITE_ONLY
 def test_each_role_is_allowed_or_refused_exactly_as_the_permission_table_says(
     api: Api, session_factory: sessionmaker[Session]
 ) -> None:
@@ -306,6 +316,7 @@ def test_each_role_is_allowed_or_refused_exactly_as_the_permission_table_says(
     assert calls == 7 * len(Role)
 
 
+@SQLITE_ONLY
 def test_a_refused_address_in_the_smtp_server_keeps_the_subscriber_pending(
     session_factory: sessionmaker[Session],
 ) -> None:

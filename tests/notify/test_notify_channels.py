@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from notify_support import (
     LINK_SECRET,
+    SQLITE_ONLY,
     START,
     add_confirmed,
     http_receiver,
@@ -70,6 +71,7 @@ def test_webhook_receives_signed_json_with_a_delivery_id_stable_across_retries(
     assert signature == expected
 
 
+@SQLITE_ONLY
 def test_webhook_answering_a_client_error_fails_at_once_without_retries(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
@@ -87,6 +89,7 @@ def test_webhook_answering_a_client_error_fails_at_once_without_retries(
         assert delivery.status == "failed" and "404" in delivery.last_error
 
 
+@SQLITE_ONLY
 def test_operator_channel_posts_the_notice_through_apprise_in_its_language(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:

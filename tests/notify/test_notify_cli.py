@@ -49,6 +49,9 @@ def test_operator_adds_lists_and_removes_a_social_channel_and_each_change_is_aud
     engine.dispose()
     actor = f"cli:{getpass.getuser()}"
     assert actions == [("notify.channel_added", actor), ("notify.subscriber_removed", actor)]
+    again = runner.invoke(app, ["notify", "channel-add", "json://127.0.0.1:9/social",
+                                "--label", "Discord #status"])
+    assert "added channel 1 " in again.output
 
 
 def test_cli_refuses_a_channel_apprise_does_not_understand(database: str) -> None:

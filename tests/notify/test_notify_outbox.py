@@ -58,7 +58,7 @@ def test_notice_reaches_every_confirmed_subscriber_exactly_once(
         add_confirmed(session, 30, language="en", start=30)
         session.commit()
     assert queue(session_factory, a_notice()) == 60
-    with smtp_server() as smtp:
+    with smtp_server(MailHandler(pipelining=True)) as smtp:
         stats = OutboxWorker(engine, notify_settings(smtp), LINK_SECRET).run(until_idle=True)
         counts = smtp.handler.message_id_counts()
         assert stats.sent == 60
@@ -139,14 +139,16 @@ def test_subscriber_who_leaves_after_fan_out_is_skipped(
     assert (stats.sent, stats.skipped) == (2, 1)
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["step-by-step", "pipelined"])
 def test_deferred_email_is_retried_and_refused_address_fails_without_retry(
-    engine: Engine, session_factory: sessionmaker[Session]
+    engine: Engine, session_factory: sessionmaker[Session], pipelining: bool
 ) -> None:
     with session_factory() as session:
         add_confirmed(session, 4)
         enqueue_notice(session, a_notice(), now=START)
         session.commit()
-    handler = MailHandler(refuse={"user1@example.test": "550 no such user"}, defer_first=2)
+    handler = MailHandler(refuse={"user1@example.test": "550 no such user"}, defer_first=2,
+                          pipelining=pipelining)
     with smtp_server(handler) as smtp:
         stats = OutboxWorker(engine, notify_settings(smtp, senders=1), LINK_SECRET).run(
             until_idle=True
@@ -278,3 +280,41 @@ def test_row_claimed_the_last_allowed_time_by_a_dead_worker_fails(
     with session_factory() as session:
         delivery = session.scalars(select(Delivery)).one()
         assert (delivery.status, delivery.attempts) == ("failed", 2)
+
+
+def test_notice_is_not_queued_when_the_callers_transaction_rolls_back(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory() as session:
+        add_confirmed(session, 3)
+        session.commit()
+        enqueue_notice(session, a_notice(), now=START)
+        session.rollback()
+        assert session.scalars(select(Delivery)).all() == []
+        assert enqueue_notice(session, a_notice(), now=START).created
+
+
+def test_two_publishers_racing_with_one_key_queue_the_notice_once(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory() as session:
+        add_confirmed(session, 20)
+        session.commit()
+    barrier = threading.Barrier(2)
+    created: list[bool] = []
+
+    def publish() -> None:
+        with session_factory() as session:
+            barrier.wait()
+            record = enqueue_notice(session, a_notice(), now=START)
+            session.commit()
+            created.append(record.created)
+
+    threads = [threading.Thread(target=publish) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created) == [False, True]
+    with session_factory() as session:
+        assert len(session.scalars(select(Delivery)).all()) == 20

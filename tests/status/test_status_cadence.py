@@ -74,3 +74,16 @@ def test_incidents_without_a_cadence_or_already_resolved_page_nobody(
     api.clock.advance(timedelta(hours=5))
     assert status_tick(api.publisher).paged == []
     assert _overdue_emails(mailbox) == []
+
+
+def test_an_incident_resolved_inside_but_not_on_the_page_still_needs_its_update(
+    api: StatusApi, mailbox: Mailbox
+) -> None:
+    incident = api.open_incident(severity="SEV3")
+    api.publish(incident["id"], "investigating")
+    api.call("POST", f"/api/incidents/{incident['id']}/transition", body={"status": "resolved"})
+    api.clock.advance(timedelta(minutes=61))
+    assert status_tick(api.publisher).paged == [f"INC-{incident['id']}"]
+    api.publish(incident["id"], "resolved")
+    api.clock.advance(timedelta(hours=3))
+    assert status_tick(api.publisher).paged == []

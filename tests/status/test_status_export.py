@@ -15,15 +15,24 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from status_support import SQLITE_ONLY, StatusApi
 
+from haltguard.gateway.control import InProcessVenueControl
+from haltguard.responders.service import ManualClock
+from haltguard.security.testing import fast_test_settings
 from haltguard.status.publisher import DirectoryExporter
+from haltguard.status.settings import StatusSettings
 from haltguard.status.site import REVISION_FILE, export_site, load_directory
 from haltguard.status.statuspage import DOCUMENTS
+from haltguard.web.app import create_app
+from haltguard.web.settings import Settings
 
 pytestmark = SQLITE_ONLY
 
 SERVER_START_S_MAX = 10.0
+LOOP_WAIT_S_MAX = 10.0
 LINK = re.compile(r'(?:href|src)="([^"]*)"')
 
 
@@ -131,3 +140,21 @@ def test_every_change_is_exported_again_by_the_hook(api: StatusApi, tmp_path: Pa
     assert load_directory(directory).version == second.strip()
     summary = (directory / "api/v2/components.json").read_text(encoding="utf-8")
     assert '"id":"website","name":"ウェブサイト","status":"major_outage"' in summary
+
+
+def test_the_loop_started_with_the_app_exports_the_page_without_any_request(
+    engine: Engine, venue: InProcessVenueControl, clock: ManualClock, tmp_path: Path
+) -> None:
+    directory = tmp_path / "cdn-origin"
+    app = create_app(Settings(database_url=str(engine.url), migrate_on_start=False),
+                     venue_control=venue, clock=clock, engine=engine,
+                     security_settings=fast_test_settings(), escalation_interval_s=None)
+    app.state.status_settings = StatusSettings(url="https://status.example.test/",
+                                               loop_interval_s=0.5, export_dirs=(directory,))
+    with TestClient(app):
+        deadline = time.monotonic() + LOOP_WAIT_S_MAX
+        while not (directory / REVISION_FILE).exists():
+            assert time.monotonic() < deadline, "the status loop exported nothing"
+            time.sleep(0.05)
+    page = (directory / "index.html").read_text(encoding="utf-8")
+    assert "BTC/JPY 取引" in page and "すべてのシステムが正常に稼働しています" in page

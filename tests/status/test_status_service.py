@@ -1,6 +1,7 @@
-"""The status service on SQLite and PostgreSQL: components from the venue's markets, statuses
-with their history, overrides in the audit chain, publishing as the one record of what
-customers were told, and notices queued for subscribers."""
+"""The status service: components from the venue's markets, statuses with their history,
+overrides in the audit chain, publishing as the one record of what customers were told, and
+notices queued for subscribers. The tests that write history, audit entries, timeline entries
+and notices run on SQLite and PostgreSQL; the rest on SQLite."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from status_support import START
+from status_support import SQLITE_ONLY, START
 
 from haltguard.incidents import flows as incident_flows
 from haltguard.incidents import service as incidents
@@ -66,6 +67,7 @@ def ready(session: Session, clock: ManualClock) -> Session:
     return session
 
 
+@SQLITE_ONLY
 def test_components_cover_each_market_each_assets_funds_and_the_services(
     ready: Session,
 ) -> None:
@@ -81,6 +83,7 @@ def test_components_cover_each_market_each_assets_funds_and_the_services(
     assert service.get_component(ready, "market:BTC-JPY").group_key == "group:markets"
 
 
+@SQLITE_ONLY
 def test_a_market_listed_later_gets_its_components_in_display_order(
     ready: Session, clock: ManualClock
 ) -> None:
@@ -109,6 +112,7 @@ def test_a_halted_market_is_a_major_outage_recorded_in_the_history_with_its_reas
     assert _status(ready, "group:markets") == ComponentStatus.MAJOR_OUTAGE
 
 
+@SQLITE_ONLY
 def test_an_open_incident_degrades_the_components_it_names_until_resolved(
     ready: Session, clock: ManualClock
 ) -> None:
@@ -125,6 +129,7 @@ def test_an_open_incident_degrades_the_components_it_names_until_resolved(
     assert _status(ready, "order-api") == ComponentStatus.OPERATIONAL
 
 
+@SQLITE_ONLY
 def test_frozen_withdrawals_show_as_a_major_outage_of_that_asset(
     ready: Session, clock: ManualClock
 ) -> None:
@@ -137,6 +142,7 @@ def test_frozen_withdrawals_show_as_a_major_outage_of_that_asset(
     assert f"withdrawals of BTC frozen by INC-{incident_id}" in btc.reason
 
 
+@SQLITE_ONLY
 def test_without_the_venue_markets_keep_their_last_known_status(
     ready: Session, clock: ManualClock
 ) -> None:
@@ -167,6 +173,7 @@ def test_an_override_is_shown_audited_and_survives_refreshes_until_cleared(
     assert audit.verify(ready).ok
 
 
+@SQLITE_ONLY
 def test_clearing_an_override_that_is_not_there_says_what_the_component_shows(
     ready: Session, clock: ManualClock
 ) -> None:
@@ -218,6 +225,7 @@ def test_a_public_update_recorded_on_the_incident_appears_on_the_page_once(
     assert event.name.en == "Service disruption: ETH/JPY trading"
 
 
+@SQLITE_ONLY
 def test_a_postmortem_needs_a_resolved_update_first(ready: Session, clock: ManualClock) -> None:
     incident_id = _open(ready, clock)
     draft = service.draft_incident_update(
@@ -228,6 +236,7 @@ def test_a_postmortem_needs_a_resolved_update_first(ready: Session, clock: Manua
     assert service.get_update(ready, draft.id).state == UpdateState.DRAFT
 
 
+@SQLITE_ONLY
 def test_a_draft_naming_an_unknown_component_lists_the_known_ones(
     ready: Session, clock: ManualClock
 ) -> None:
@@ -239,6 +248,7 @@ def test_a_draft_naming_an_unknown_component_lists_the_known_ones(
                                       now=clock.now(), settings=SETTINGS)
 
 
+@SQLITE_ONLY
 def test_each_change_customers_can_see_bumps_the_revision(
     ready: Session, clock: ManualClock
 ) -> None:

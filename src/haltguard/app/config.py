@@ -33,6 +33,8 @@ VENUE_TOKEN_LENGTH_MIN = 16
 ACK_SECRET_LENGTH_MIN = 32
 ACK_LINK_TTL_S_MIN = 60
 CONFIG_FILE_BYTES_MAX = 1_000_000
+ORDER_CAPACITY_PER_S_MAX = 10_000_000
+INTAKE_TOKEN_LENGTH_MIN = 16
 
 Value = str | int | float | bool | tuple[str, ...]
 
@@ -109,6 +111,15 @@ def _networks(value: Value) -> str:
     return ""
 
 
+def _intake_tokens(value: Value) -> str:
+    assert isinstance(value, tuple)
+    if all(len(token) >= INTAKE_TOKEN_LENGTH_MIN and not any(ch.isspace() for ch in token)
+           for token in value):
+        return ""
+    return (f"must each be at least {INTAKE_TOKEN_LENGTH_MIN} characters without spaces; "
+            "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+
+
 def _smtp_security(value: Value) -> str:
     choices = [choice.value for choice in SmtpSecurity]
     return "" if value in choices else "must be one of " + ", ".join(choices)
@@ -177,6 +188,12 @@ SETTINGS: tuple[Setting, ...] = (
         _between(1, QUEUE_DEPTH_MAX_MAX),
     ),
     Setting(
+        "venue.order_capacity_per_s", "integer", 1_000, "HALTGUARD_ORDER_CAPACITY_PER_S",
+        "New orders a second the venue is provisioned for: above it new orders are shed with "
+        "429/503 and `Retry-After`, and near it the load detector raises `load.order_rate`.",
+        _between(1, ORDER_CAPACITY_PER_S_MAX),
+    ),
+    Setting(
         "demo.rate_per_s", "number", 20.0, "",
         "Synthetic orders per second with `--demo`.",
         _between(DEMO_RATE_PER_S_MIN, DEMO_RATE_PER_S_MAX),
@@ -200,6 +217,31 @@ SETTINGS: tuple[Setting, ...] = (
         "security.cookie_secure", "boolean", True, "HALTGUARD_COOKIE_SECURE",
         "Mark the session cookie Secure (sent by browsers over HTTPS only). The `haltguard` "
         "CLI works either way; set `false` only to use a browser over plain HTTP locally.",
+    ),
+    Setting(
+        "detection.rules_file", "string", "", "HALTGUARD_DETECTION_RULES",
+        "The detection rules (YAML, see docs/rules-reference.md). Empty: the rules shipped "
+        "with haltguard (`src/haltguard/detection/rules.example.yaml`).",
+    ),
+    Setting(
+        "detection.intake_tokens", "list of strings", (), "HALTGUARD_INTAKE_TOKENS",
+        "Bearer tokens monitors post alerts with (`/api/detection/alerts/...`), one per "
+        "monitor so each can be rotated alone; empty: alert intake is refused. In the "
+        "environment: comma-separated.",
+        _intake_tokens,
+        secret=True,
+    ),
+    Setting(
+        "detection.intake_mapping", "string", "", "HALTGUARD_INTAKE_MAPPING",
+        "A YAML file mapping alert labels to components and severities; empty: the built-in "
+        "mapping.",
+    ),
+    Setting(
+        "detection.operator_networks", "list of strings", (),
+        "HALTGUARD_DETECTION_OPERATOR_NETWORKS",
+        "CIDRs where operator activity is expected; activity from elsewhere raises a "
+        "security signal. Empty: `security.operator_networks`.",
+        _networks,
     ),
     Setting(
         "paging.public_url", "string", "", "HALTGUARD_PUBLIC_URL",
@@ -268,6 +310,11 @@ class ServeConfig:
     checkpoint_every: int
     queue_depth_max: int
     demo_rate_per_s: float
+    order_capacity_per_s: int
+    detection_rules_file: Path | None  # None: the rules shipped with haltguard
+    intake_tokens: tuple[str, ...]
+    intake_mapping: Path | None  # None: the built-in label mapping
+    detection_networks: tuple[str, ...]  # CIDRs; empty: those of `security`
     first_admin_username: str
     first_admin_email: str
     security: SecuritySettings
@@ -448,6 +495,9 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
     data_dir = Path(text("data_dir"))
     host, port = text("server.host"), whole("server.port")
     networks = values["security.operator_networks"]
+    detection_networks = values["detection.operator_networks"]
+    intake_tokens = values["detection.intake_tokens"]
+    assert isinstance(detection_networks, tuple) and isinstance(intake_tokens, tuple)
     cookie_secure = values["security.cookie_secure"]
     rate = values["demo.rate_per_s"]
     assert isinstance(networks, tuple) and isinstance(cookie_secure, bool)
@@ -486,6 +536,13 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
         checkpoint_every=whole("venue.checkpoint_every"),
         queue_depth_max=whole("venue.queue_depth_max"),
         demo_rate_per_s=float(rate),
+        order_capacity_per_s=whole("venue.order_capacity_per_s"),
+        detection_rules_file=Path(text("detection.rules_file")) if text("detection.rules_file")
+        else None,
+        intake_tokens=intake_tokens,
+        intake_mapping=Path(text("detection.intake_mapping"))
+        if text("detection.intake_mapping") else None,
+        detection_networks=detection_networks or networks,
         first_admin_username=text("first_admin.username"),
         first_admin_email=text("first_admin.email"),
         security=security,

@@ -11,6 +11,10 @@ The venue runs in this process on ``data_dir`` unless ``venue.url`` names one el
 operations service opens its database (SQLite in ``data_dir`` or PostgreSQL), brings the
 schema up to date and, on a database with no operator, creates the first admin. With the
 demo, the venue gets its JPY markets, funded accounts and a synthetic order flow.
+
+Detection runs in the same process: the rules engine (its actions on its own worker), the
+market detectors on the venue's thread, the health monitors and security feeds on a
+scheduler, the alert intake on the operations API, and load shedding in front of the venue.
 """
 
 from __future__ import annotations
@@ -33,6 +37,27 @@ from starlette.types import Receive, Scope, Send
 from haltguard.app.config import ConfigError, ServeConfig
 from haltguard.app.first_admin import FirstAdmin, create_first_admin
 from haltguard.db.session import session_scope
+from haltguard.detection import service as detection
+from haltguard.detection.actions import ActionExecutor
+from haltguard.detection.feed import GuardedVenueRuntime, VenueFeed, protect_in_process
+from haltguard.detection.intake import MAPPING_ENV, TOKENS_ENV, IntakeSettings
+from haltguard.detection.load import SheddingSettings
+from haltguard.detection.monitors import (
+    MonitorScheduler,
+    ProcessCheck,
+    SignalOutbox,
+    add_venue_monitors,
+    database_probe,
+    service_sink,
+)
+from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, RulesError
+from haltguard.detection.security_detectors import (
+    OperatorNetworkDetector,
+    OperatorNetworkMiddleware,
+    add_security_feeds,
+    operator_networks_from_env,
+    parse_networks,
+)
 from haltguard.gateway.app import create_venue_app
 from haltguard.gateway.control import HttpVenueControl, InProcessVenueControl
 from haltguard.gateway.demo import DemoFlow, set_up_demo
@@ -120,6 +145,9 @@ class System:
     venue_admin_token: str
     venue_token_generated: bool
     runtime: VenueRuntime | None = None
+    detection: detection.DetectionService | None = None
+    monitors: MonitorScheduler | None = None
+    market_feed: VenueFeed | None = None  # the market detectors on the venue's thread
     venue_app: FastAPI | None = None
     demo_flow: DemoFlow | None = None
     first_admin: FirstAdmin | None = None
@@ -131,15 +159,21 @@ class System:
         return SystemApp(self.operations, self.venue_app)
 
     def stop(self) -> None:
-        """Stop the demo flow, then the venue (it finishes what is queued and writes a
-        snapshot), then close the database. Safe to call twice."""
+        """Stop the monitors and the demo flow, then the venue (it finishes what is queued
+        and writes a snapshot), then detection (it finishes the decisions queued), then close
+        the database. Safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
+        if self.monitors is not None:
+            self.monitors.stop()
         if self.demo_flow is not None:
             self.demo_flow.stop()
         if self.runtime is not None:
             self.runtime.stop()
+        if self.detection is not None:
+            self.detection.stop()
+            detection.uninstall()
         if isinstance(self.venue_control, HttpVenueControl):
             self.venue_control.close()
         self.operations.state.engine.dispose()
@@ -150,7 +184,7 @@ def _start_venue(config: ServeConfig) -> VenueRuntime:
         checkpoint_every=config.checkpoint_every, queue_depth_max=config.queue_depth_max
     )
     try:
-        return VenueRuntime(config.data_dir, limits=limits).start()
+        return GuardedVenueRuntime(config.data_dir, limits=limits).start()
     except (JournalError, RuntimeError, OSError) as exc:
         raise StartError(
             f"cannot start the venue on {config.data_dir}: {exc}. Check the journal with "
@@ -173,6 +207,66 @@ def _open_operations(config: ServeConfig, venue_control: VenueControl) -> FastAP
             f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}. Check database.url (or "
             f"HALTGUARD_DATABASE_URL) and that the server is running."
         ) from exc
+
+
+def _start_detection(system: System) -> None:
+    """Load the rules, wire their actions to the venue and the database, install the service
+    as this process's detection door and start it; refused rules stop the start."""
+    config, operations = system.config, system.operations
+    rules_path = config.detection_rules_file or DEFAULT_RULES_PATH
+    try:
+        service = detection.DetectionService(rules_path=rules_path)
+    except (RulesError, OSError) as exc:
+        raise ConfigError(
+            f"detection.rules_file {rules_path} (from "
+            f"{config.origins['detection.rules_file']}) cannot be used: {exc}"
+        ) from exc
+    if isinstance(system.runtime, GuardedVenueRuntime):
+        system.market_feed = protect_in_process(
+            system.runtime, service, session_factory=operations.state.session_factory,
+            clock=operations.state.clock, responder_settings=config.paging,
+        )
+    else:
+        service.set_executor(ActionExecutor(
+            session_factory=operations.state.session_factory, venue=system.venue_control,
+            clock=operations.state.clock, responder_settings=config.paging,
+        ))
+    system.detection = service.start()
+    detection.install(service)
+
+
+def _configure_intake(config: ServeConfig, operations: FastAPI) -> None:
+    """Give the alert intake the configured tokens and mapping, and watch where operators act
+    from when the allow-list came from the file (from the environment it already is)."""
+    try:
+        operations.state.intake_settings = IntakeSettings.from_env({
+            TOKENS_ENV: ",".join(config.intake_tokens),
+            MAPPING_ENV: str(config.intake_mapping or ""),
+        })
+    except ValueError as exc:
+        raise ConfigError(f"detection.intake_mapping: {exc}") from exc
+    if config.detection_networks and not operator_networks_from_env():
+        operations.add_middleware(
+            OperatorNetworkMiddleware,
+            detector=OperatorNetworkDetector(parse_networks(",".join(config.detection_networks))),
+            outbox=SignalOutbox(service_sink),
+        )
+
+
+def _start_monitors(system: System) -> MonitorScheduler:
+    """The health monitors (venue, journal disk, database) and the security feeds (audit
+    log, withdrawals), on one scheduler whose results ``/metrics`` shows."""
+    operations, runtime = system.operations, system.runtime
+    scheduler = MonitorScheduler(metrics=operations.state.detection_metrics)
+    scheduler.add("database", "operations", ProcessCheck(database_probe(operations.state.engine)))
+    if runtime is not None:
+        add_venue_monitors(scheduler, runtime.status, system.config.data_dir)
+    add_security_feeds(
+        scheduler, service_sink, session_factory=operations.state.session_factory,
+        venue_data_dir=system.config.data_dir if runtime is not None else None,
+        venue_last_seq=runtime.status().last_seq if runtime is not None else 0,
+    )
+    return scheduler.start()
 
 
 def _first_admin(config: ServeConfig, operations: FastAPI, now: datetime) -> FirstAdmin | None:
@@ -230,14 +324,22 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
         system.first_admin = _first_admin(config, operations, utc_now())
         with session_scope(operations.state.session_factory) as session:
             system.oncall_people = responders.list_people(session, limit=1)[1]
+        _configure_intake(config, operations)
+        _start_detection(system)
+        assert system.detection is not None
         if runtime is not None:
-            system.venue_app = create_venue_app(runtime, token)
+            system.venue_app = create_venue_app(
+                runtime, token,
+                load_shedding=SheddingSettings(order_capacity_per_s=config.order_capacity_per_s),
+            )
+            system.venue_app.state.load_guard.attach(system.detection)
             add_venue_docs(system.venue_app)
             if demo:
                 set_up_demo(runtime)
                 system.demo_flow = DemoFlow(runtime, rate_per_s=config.demo_rate_per_s).start()
         else:
             system.remote_venue_problem = _reach(venue_control)
+        system.monitors = _start_monitors(system)
     except BaseException:
         system.stop()
         raise

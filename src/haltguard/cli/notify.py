@@ -69,8 +69,10 @@ def worker(
         int | None, typer.Option(min=1, max=32, help="Sender threads (default: settings).")
     ] = None,
 ) -> None:
-    """Deliver queued notices: email, webhooks and social channels. Stop with Ctrl-C or
-    SIGTERM; claimed but unsent deliveries are handed back."""
+    """Deliver queued notices: email, webhooks and social channels.
+
+    Stop with Ctrl-C or SIGTERM: deliveries claimed but not yet sent are handed back.
+    """
     try:
         settings = notify_settings_from_env()
     except NotifySettingsError as exc:

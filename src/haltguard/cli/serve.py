@@ -215,6 +215,7 @@ def announce(system: System, *, demo: bool) -> None:
         f"Paging       SMTP {config.paging.smtp.host}:{config.paging.smtp.port}, "
         f"ack links on {config.paging.public_url}",
         f"On-call      {_oncall(system)}",
+        f"Detection    {_detection(system)}",
         "",
         "In another shell:",
         f"  export HALTGUARD_URL={base}",
@@ -231,6 +232,17 @@ def announce(system: System, *, demo: bool) -> None:
         console.print(escape(line))
     console.rule()
     sys.stdout.flush()
+
+
+def _detection(system: System) -> str:
+    """What detection runs on: its rules, its monitors, and whether alerts are taken in."""
+    config = system.config
+    rules = len(system.detection.rules.rules) if system.detection is not None else 0
+    monitors = len(system.monitors.monitors) if system.monitors is not None else 0
+    intake = (f"alert intake on ({len(config.intake_tokens)} tokens)" if config.intake_tokens
+              else "alert intake off (set detection.intake_tokens)")
+    source = config.detection_rules_file or "the shipped rules"
+    return f"{rules} rules from {source}, {monitors} monitors, {intake}"
 
 
 def _extra_lines(system: System) -> list[str]:

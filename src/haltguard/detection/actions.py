@@ -134,7 +134,6 @@ class ActionExecutor:
         self._started: dict[int, tuple[Decision, _Started]] = {}
         self._incident_refs: dict[str, str] = {}  # episode key -> incident ref, for the venue
         self._lock = threading.Lock()
-        self.applied: list[tuple[Decision, list[ActionOutcome]]] = []
 
     def prepare(self, decision: Decision) -> None:
         """Put the decision's brakes into the venue's brake lane now, without waiting.
@@ -325,8 +324,6 @@ class ActionExecutor:
             records.add_decision(session, decision, now=now,
                                  incident_id=incident.id if incident is not None else None,
                                  outcomes=[outcome.as_dict() for outcome in outcomes])
-        with self._lock:
-            self.applied.append((decision, outcomes))
 
     def _open_or_update(
         self, session: Session, decision: Decision, now: datetime, why: dict[str, Any]
@@ -441,8 +438,6 @@ class ActionExecutor:
         with self.session_factory() as session, session.begin():
             records.add_decision(session, decision, now=self.clock.now(), incident_id=None,
                                  outcomes=[outcome.as_dict() for outcome in would])
-        with self._lock:
-            self.applied.append((decision, would))
 
     def _remember(self, key: str, ref: str) -> None:
         if len(self._incident_refs) >= INCIDENT_CACHE_MAX:

@@ -113,7 +113,7 @@ class VenueFeed:
         return dict(self.detectors.market_states)
 
     def _submit(self, signal: Signal) -> None:
-        self.service.submit(signal)
+        self.service.submit(signal, inline=False)  # the venue's thread must never wait
 
     def on_batch(self, venue: Venue, applied: Sequence[Applied]) -> None:
         if not applied:
@@ -197,6 +197,7 @@ def follow_journal(
 
 BRAKES_QUEUED_MAX = 1_000
 _BRAKE_STATES = frozenset({MarketState.HALTED, MarketState.CANCEL_ONLY})
+_BRAKE_KINDS = frozenset({SetMarketState, KillSwitch, FreezeWithdrawals})
 
 
 def is_brake(command: Command) -> bool:
@@ -238,7 +239,7 @@ class GuardedVenueRuntime(VenueRuntime):
         self._listeners.append(listener)
 
     def submit(self, command: Command) -> Future[CommandResult]:
-        if not is_brake(command):
+        if type(command) not in _BRAKE_KINDS or not is_brake(command):
             return super().submit(command)
         future: Future[CommandResult] = Future()
         future.set_running_or_notify_cancel()

@@ -80,3 +80,21 @@ def set_dry_run(
     detection.set_dry_run(enabled)
     audit.record(session, actor=actor, action="detection.dry_run", target="detection",
                  at=now, details={"enabled": enabled, "was": was, "reason": reason})
+
+
+def record_rules_in_force(
+    session: Session, detection: DetectionService, *, actor: str, now: datetime
+) -> bool:
+    """Keep the rule set the service started with in the history (once per version), so
+    every decision traces to the rules' text. Returns True when it was recorded now."""
+    ruleset = detection.rules
+    latest = records.rule_sets(session, limit=1)
+    if latest and latest[0].version == ruleset.version:
+        return False
+    path = detection.rules_path
+    text = read_rules_file(path) if path is not None else ""
+    records.add_rule_set(session, ruleset, text, loaded_by=actor, now=now)
+    audit.record(session, actor=actor, action="detection.rules_in_force",
+                 target=ruleset.source[:200], at=now,
+                 details={"version": ruleset.version, "rules": len(ruleset.rules)})
+    return True

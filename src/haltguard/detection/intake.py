@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -112,7 +112,7 @@ class GenericAlert(_Wire):
                                 "absent. Repeats of the same id and status are dropped.")
     labels: _LabelMap = Field(default_factory=dict, max_length=LABELS_PER_ALERT_MAX)
     annotations: _LabelMap = Field(default_factory=dict, max_length=LABELS_PER_ALERT_MAX)
-    value: str = Field(default="1", max_length=64,
+    value: str = Field(default="1", max_length=64, pattern=r"^[-+]?[0-9]+(\.[0-9]+)?$",
                        description="The measurement as a decimal string, e.g. '93.5'.")
     started_at: str = Field(default="", max_length=64,
                             description="When it began (any text the sender keeps stable).")
@@ -421,12 +421,7 @@ class AlertIntake:
                                     alert.started_at):
                 outcome.duplicates += 1
                 continue
-            try:
-                value = Decimal(alert.value)
-            except InvalidOperation:
-                value = Decimal(1)
-            if not value.is_finite():
-                value = Decimal(1)
+            value = Decimal(alert.value)  # the pattern admits plain decimals only
             details = {
                 "summary": alert.annotations.get("summary", ""),
                 "description": alert.annotations.get("description", ""),

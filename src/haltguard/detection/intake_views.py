@@ -162,6 +162,7 @@ def install_operations_detection(app: FastAPI, *, sink: SignalSink = service_sin
     """Give the operations API the alert intake routes, ``/metrics``, and (when an operator
     allow-list is configured, see :func:`operator_networks_from_env`) the watch on where
     operators act from. Reads its settings now, so a bad one stops the service at start."""
+    app.state.intake_settings = IntakeSettings.from_env()
     networks = operator_networks_from_env()
     if networks:
         app.add_middleware(OperatorNetworkMiddleware,

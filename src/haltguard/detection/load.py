@@ -249,8 +249,6 @@ class FloodSettings:
         RateLimit(self.rate_per_s, self.burst)
 
 
-
-
 @dataclass(frozen=True)
 class SheddingSettings:
     """The knobs of load shedding and load detection; fractions are basis points."""
@@ -501,9 +499,10 @@ def address_of(scope: Scope) -> str:
 
 
 def account_of(body: bytes) -> int | None:
+    """The order's account, or None for a body the route will refuse anyway."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     account = data.get("account") if isinstance(data, dict) else None
     return account if isinstance(account, int) and account > 0 else None
@@ -701,12 +700,13 @@ class LoadSheddingMiddleware:
         guard.start()
         refusal = guard.check_flood(scope)
         if not refusal.admitted:
-            await self._refuse(scope, send, refusal)
+            await self._refuse(send, refusal)
             return
         if scope["method"] != "POST" or not _ORDER_PATH.match(scope["path"]):
             await self.app(scope, receive, send)
             return
         start_ns = time.perf_counter_ns()
+        scope[ROUTE_SCOPE_KEY] = ORDER_ROUTE  # for metrics, when answered before routing
         body = await _read_body(receive, ORDER_BODY_BYTES_MAX)
         if body is None:
             await _answer(send, 413, "request_too_large",
@@ -718,14 +718,12 @@ class LoadSheddingMiddleware:
             client = f"account:{account}" if account else "address:" + address_of(scope)
         admission = guard.admit_order(client)
         if not admission.admitted:
-            await self._refuse(scope, send, admission)
+            await self._refuse(send, admission)
             return
         await self.app(scope, _replay(body, receive), send)
         guard.order_answered(time.perf_counter_ns() - start_ns)
 
-    async def _refuse(self, scope: Scope, send: Send, refusal: Admission) -> None:
-        if _ORDER_PATH.match(scope["path"]):
-            scope[ROUTE_SCOPE_KEY] = ORDER_ROUTE
+    async def _refuse(self, send: Send, refusal: Admission) -> None:
         self.guard.count_shed(refusal.code)
         await _answer(send, refusal.status, refusal.code, refusal.message,
                       refusal.retry_after_s)

@@ -106,6 +106,14 @@ class LevelCrossing:
         self._levels = [int(level) if level == int(level) else level for level in levels]
         self._position = self._UNKNOWN
 
+    def quiet_below(self) -> int:
+        """The lowest level, when the last value was below every level and that level is a
+        positive whole number (so a caller may skip values that stay below it); else 0."""
+        if self._position != (0, 0) or not self._levels:
+            return 0
+        lowest = self._levels[0]
+        return lowest if isinstance(lowest, int) and lowest > 0 else 0
+
     def crossed(self, value: int) -> bool:
         levels = self._levels
         if not levels:
@@ -118,40 +126,80 @@ class LevelCrossing:
 
 
 class PriceMoveDetector:
-    """The largest move within a window, from monotonic queues of the window's highs and
-    lows (each trade enters and leaves each queue once)."""
+    """The largest move within a window: down from the window's highest trade, or up from
+    its lowest.
 
-    __slots__ = ("_crossing", "_highs", "_labels", "_lows", "window_ns")
+    Prices are kept as the low and high of each second of venue time (so the window is
+    ``window_ns`` to within a second and memory is bounded however fast the market
+    trades). While the move is below every level, a trade inside the *quiet band* (the
+    prices that keep it there, from the window's extremes) costs two comparisons; any
+    other trade is measured exactly.
+    """
+
+    __slots__ = ("_band_high", "_band_low", "_bucket_end", "_buckets", "_crossing",
+                 "_current", "_high", "_labels", "_low", "window_ns")
 
     def __init__(self, market: str, window_ns: int, levels: Sequence[Decimal] = ()) -> None:
         assert window_ns > 0, "the price window must be positive"
         self.window_ns = window_ns
         self._labels = market_labels(market)
-        self._highs: deque[tuple[int, int]] = deque()  # (ts, price), prices decreasing
-        self._lows: deque[tuple[int, int]] = deque()  # (ts, price), prices increasing
+        self._buckets: deque[list[int]] = deque()  # closed seconds: [start_ts, low, high]
+        self._current = [0, 0, 0]  # the second being filled: [start_ts, low, high]
+        self._bucket_end = -1  # when the current second ends (-1: no trade yet)
+        self._high = 0  # the window's extremes, the current second included
+        self._low = 0
+        self._band_low, self._band_high = 1, 0  # empty: measure every trade
         self._crossing = LevelCrossing(levels)
 
     def set_levels(self, levels: Sequence[Decimal]) -> None:
         self._crossing.set_levels(levels)
+        self._band_low, self._band_high = 1, 0
 
     def on_trade(self, ts: int, price: int) -> Signal | None:
-        highs, lows = self._highs, self._lows
-        while highs and highs[-1][1] <= price:
-            highs.pop()
-        highs.append((ts, price))
-        while lows and lows[-1][1] >= price:
-            lows.pop()
-        lows.append((ts, price))
-        oldest = ts - self.window_ns
-        while highs[0][0] < oldest:
-            highs.popleft()
-        while lows[0][0] < oldest:
-            lows.popleft()
-        high, low = highs[0][1], lows[0][1]
+        if ts >= self._bucket_end:
+            self._roll(ts, price)
+        current = self._current
+        if price > current[2]:
+            current[2] = price
+            if price > self._high:  # a new extreme moves the band: measure from it
+                self._high, self._band_high = price, 0
+        elif price < current[1]:
+            current[1] = price
+            if price < self._low:
+                self._low, self._band_high = price, 0
+        if self._band_low <= price <= self._band_high:
+            return None
+        return self._measure(ts, price)
+
+    def _roll(self, ts: int, price: int) -> None:
+        """Close the current second, start the one holding ``ts``, forget what left the
+        window, and recompute the extremes."""
+        buckets = self._buckets
+        if self._bucket_end >= 0:
+            buckets.append(self._current)
+        start = ts - ts % NS_PER_SECOND
+        self._current = [start, price, price]
+        self._bucket_end = start + NS_PER_SECOND
+        oldest = start - self.window_ns
+        while buckets and buckets[0][0] <= oldest:
+            buckets.popleft()
+        self._low = min([price, *(bucket[1] for bucket in buckets)])
+        self._high = max([price, *(bucket[2] for bucket in buckets)])
+        self._band_low, self._band_high = 1, 0
+
+    def _measure(self, ts: int, price: int) -> Signal | None:
+        high, low = self._high, self._low
         down = (high - price) * BPS // high
         up = (price - low) * BPS // low
         move, direction = (down, "down") if down >= up else (up, "up")
-        if not self._crossing.crossed(move):
+        crossed = self._crossing.crossed(move)
+        quiet_below = self._crossing.quiet_below()
+        if quiet_below:  # p >= band_low keeps down < level, p <= band_high keeps up < level
+            self._band_low = high - (quiet_below * high) // BPS + 1
+            self._band_high = low + (quiet_below * low) // BPS - 1
+        else:  # above a level: every trade is measured, so the way back is seen
+            self._band_low, self._band_high = 1, 0
+        if not crossed:
             return None
         reference = high if direction == "down" else low
         return Signal(
@@ -191,12 +239,16 @@ class TradeRateDetector:
         self._crossing.set_levels(levels)
 
     def on_trade(self, ts: int) -> Signal | None:
+        return self.on_trades(ts, 1)
+
+    def on_trades(self, ts: int, count: int) -> Signal | None:
+        """``count`` trades up to ``ts`` (a batch's trades are counted at its last ts)."""
         signal = None
         if self._bucket_start < 0:
             self._bucket_start, self._first_ts = ts, ts
         elif ts - self._bucket_start >= NS_PER_SECOND:
             signal = self._close_buckets(ts)
-        self._bucket_count += 1
+        self._bucket_count += count
         return signal
 
     def _close_buckets(self, ts: int) -> Signal | None:
@@ -297,8 +349,7 @@ class MarketDetectors:
         self.settings = settings
         self._emit = emit
         self._levels = levels
-        self._price: dict[str, PriceMoveDetector] = {}
-        self._rate: dict[str, TradeRateDetector] = {}
+        self._watches: dict[str, tuple[PriceMoveDetector, TradeRateDetector]] = {}
         self._books: dict[str, BookDetector] = {}
         self._book_sample_ns = settings.book_sample_ms * 1_000_000
         self._next_book_ts = -1
@@ -311,12 +362,10 @@ class MarketDetectors:
         if settings is not None and settings != self.settings:
             self.settings = settings
             self._book_sample_ns = settings.book_sample_ms * 1_000_000
-            self._price.clear()
-            self._rate.clear()
+            self._watches.clear()
             self._books.clear()
-        for price in self._price.values():
+        for price, rate in self._watches.values():
             price.set_levels(self._levels(PRICE_MOVE))
-        for rate in self._rate.values():
             rate.set_levels(self._levels(TRADE_RATE))
         for book in self._books.values():
             book.set_levels(self._levels(SPREAD), self._levels(DEPTH))
@@ -325,8 +374,13 @@ class MarketDetectors:
         """The hot path: a batch of commands, each with its ``ts`` and events.
 
         A command with one event cannot hold a trade or a breaker trip (those come with the
-        order that caused them), so only its kind is checked, for state changes.
+        order that caused them), so only its kind is checked, for state changes. Each trade
+        goes to its market's price detector; the trade-rate detectors get each market's
+        count once per batch.
         """
+        watches = self._watches
+        counts: dict[str, int] = {}
+        last_ts = 0
         for item in applied:
             events = item.events
             if len(events) == 1:
@@ -334,16 +388,25 @@ class MarketDetectors:
                 if kind is MarketStateChanged or kind is MarketAdded:
                     self._note_state(events[0])
                 continue
-            ts = item.ts
+            ts = last_ts = item.ts
             for event in events:
                 kind = type(event)
                 if kind is Trade:
-                    self._on_trade(ts, event)  # type: ignore[arg-type]
+                    market = event.market  # type: ignore[union-attr]
+                    watch = watches.get(market) or self._watch(market)
+                    signal = watch[0].on_trade(ts, event.price)  # type: ignore[union-attr]
+                    if signal is not None:
+                        self._send(signal)
+                    counts[market] = counts.get(market, 0) + 1
                 elif kind in _RARE_EVENTS:
                     if kind is CircuitBreakerTripped:
                         self._send(breaker_signal(ts, event))  # type: ignore[arg-type]
                     else:
                         self._note_state(event)
+        for market, count in counts.items():
+            signal = watches[market][1].on_trades(last_ts, count)
+            if signal is not None:
+                self._send(signal)
 
     def _note_state(self, event: Event) -> None:
         if isinstance(event, MarketStateChanged):
@@ -351,23 +414,16 @@ class MarketDetectors:
         elif isinstance(event, MarketAdded):
             self.market_states[event.market] = event.state
 
-    def _on_trade(self, ts: int, trade: Trade) -> None:
-        market = trade.market
-        price = self._price.get(market)
-        if price is None:
-            price = self._price[market] = PriceMoveDetector(
-                market, self.settings.price_window_s * NS_PER_SECOND, self._levels(PRICE_MOVE)
-            )
-            self._rate[market] = TradeRateDetector(
-                market, self.settings.trade_rate_window_s, self.settings.trade_rate_baseline_s,
-                self._levels(TRADE_RATE), self.settings.trade_rate_min_trades,
-            )
-        signal = price.on_trade(ts, trade.price)
-        if signal is not None:
-            self._send(signal)
-        signal = self._rate[market].on_trade(ts)
-        if signal is not None:
-            self._send(signal)
+    def _watch(self, market: str) -> tuple[PriceMoveDetector, TradeRateDetector]:
+        settings = self.settings
+        watch = self._watches[market] = (
+            PriceMoveDetector(market, settings.price_window_s * NS_PER_SECOND,
+                              self._levels(PRICE_MOVE)),
+            TradeRateDetector(market, settings.trade_rate_window_s,
+                              settings.trade_rate_baseline_s, self._levels(TRADE_RATE),
+                              settings.trade_rate_min_trades),
+        )
+        return watch
 
     def book_due(self, ts: int) -> bool:
         """True when the books should be sampled at ``ts`` (the caller reads the venue)."""

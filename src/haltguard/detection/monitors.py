@@ -25,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -143,21 +142,31 @@ def _elapsed_ms(start_ns: int) -> Decimal:
     return Decimal(time.perf_counter_ns() - start_ns) / NS_PER_MS
 
 
-@dataclass(frozen=True)
+@dataclass(eq=True)
 class HttpCheck:
     """GET ``url``; healthy if the status is in ``status_ok`` and the answer came within
-    ``latency_ms_max`` (0: any time within the timeout)."""
+    ``latency_ms_max`` (0: any time within the timeout).
+
+    Each run opens a new connection (no keep-alive), so a server that stopped accepting
+    connections fails the check; the HTTP client itself is built once, since building one
+    costs tens of milliseconds of CPU.
+    """
 
     url: str
     status_ok: frozenset[int] = frozenset(range(200, 300))
     latency_ms_max: int = 0
     headers: tuple[tuple[str, str], ...] = ()
     kind: str = "http"
+    _client: httpx.Client | None = field(default=None, init=False, repr=False, compare=False)
 
     def run(self, timeout_s: float) -> CheckResult:
+        if self._client is None:
+            self._client = httpx.Client(
+                headers=dict(self.headers), limits=httpx.Limits(max_keepalive_connections=0)
+            )
         start = time.perf_counter_ns()
         try:
-            response = httpx.get(self.url, timeout=timeout_s, headers=dict(self.headers))
+            response = self._client.get(self.url, timeout=timeout_s)
         except httpx.HTTPError as exc:
             return CheckResult(False, f"GET {self.url} failed: {exc!r}", _elapsed_ms(start))
         latency_ms = _elapsed_ms(start).quantize(Decimal("0.1"))
@@ -425,17 +434,21 @@ class Monitor:
 class _Slot:
     monitor: Monitor
     due_s: float
-    running: Future[CheckResult] | None = None
+    running: bool = False
     started_s: float = 0.0
     timed_out: bool = False
 
 
+_Done = tuple[_Slot, CheckResult, float]  # the slot, its result, how long it took (s)
+
+
 class MonitorScheduler:
-    """One thread that runs every monitor on its interval, on a pool of ``workers_max``.
+    """One thread that runs every monitor on its interval, on ``workers_max`` workers.
 
     Each monitor has at most one run outstanding; a run past its timeout is recorded as a
     failure and its late result ignored. While a timed-out run still occupies a worker the
     monitor is not started again (it keeps failing), so a hung check cannot pile up work.
+    Workers are daemon threads: a check hung for good never keeps the process from exiting.
     """
 
     def __init__(
@@ -451,11 +464,12 @@ class MonitorScheduler:
             raise ValueError(f"workers_max must be 1..32, got {workers_max}")
         self.sink = sink
         self.clock = clock
+        self.workers_max = workers_max
         self.monitors_max = monitors_max
         self.metrics = metrics
         self._slots: list[_Slot] = []
-        self._pool = ThreadPoolExecutor(workers_max, thread_name_prefix="monitor-check")
-        self._done: queue.Queue[_Slot | None] = queue.Queue()  # None: wake up to stop
+        self._jobs: queue.Queue[_Slot | None] = queue.Queue()  # None: a worker stops
+        self._done: queue.Queue[_Done | None] = queue.Queue()  # None: wake up to stop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.signals_emitted = 0
@@ -483,6 +497,9 @@ class MonitorScheduler:
     def start(self) -> MonitorScheduler:
         if self._thread is not None:
             raise RuntimeError("the monitor scheduler was already started")
+        for index in range(min(self.workers_max, max(1, len(self._slots)))):
+            threading.Thread(target=self._work, name=f"monitor-check-{index}",
+                             daemon=True).start()
         self._thread = threading.Thread(target=self._run, name="monitor-scheduler", daemon=True)
         self._thread.start()
         return self
@@ -490,15 +507,29 @@ class MonitorScheduler:
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._done.put_nowait(None)
+        for _ in range(self.workers_max):
+            self._jobs.put_nowait(None)
         if self._thread is not None:
             self._thread.join(timeout_s)
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> MonitorScheduler:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def _work(self) -> None:
+        while True:
+            slot = self._jobs.get()
+            if slot is None:
+                return
+            timeout_s = slot.monitor.settings.timeout_ms / 1000
+            began = time.monotonic()
+            try:
+                result = slot.monitor.check.run(timeout_s)
+            except Exception as exc:
+                result = CheckResult(False, f"the check raised {exc!r}")
+            self._done.put_nowait((slot, result, time.monotonic() - began))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -510,14 +541,14 @@ class MonitorScheduler:
             if self._stop.is_set():
                 return
             if finished is not None:
-                self._collect(finished)
+                self._collect(*finished)
             self._expire_overdue()
 
     def _wait_s(self) -> float:
         now = time.monotonic()
         deadlines = [
             slot.started_s + slot.monitor.settings.timeout_ms / 1000
-            if slot.running is not None and not slot.timed_out else slot.due_s
+            if slot.running and not slot.timed_out else slot.due_s
             for slot in self._slots
         ]
         return min([TICK_S_MAX, *(max(0.0, d - now) for d in deadlines)])
@@ -525,60 +556,42 @@ class MonitorScheduler:
     def _start_due(self) -> None:
         now = time.monotonic()
         for slot in self._slots:
-            if slot.running is not None or now < slot.due_s:
+            if slot.running or now < slot.due_s:
                 continue
-            timeout_s = slot.monitor.settings.timeout_ms / 1000
-            slot.running = self._pool.submit(slot.monitor.check.run, timeout_s)
+            slot.running = True
             slot.started_s = now
             slot.timed_out = False
             slot.due_s = now + slot.monitor.settings.interval_ms / 1000
-            slot.running.add_done_callback(self._notify_done(slot))
+            self._jobs.put_nowait(slot)
 
-    def _notify_done(self, slot: _Slot) -> Callable[[Future[CheckResult]], None]:
-        def notify(_: Future[CheckResult]) -> None:
-            self._done.put_nowait(slot)
-
-        return notify
-
-    def _collect(self, slot: _Slot) -> None:
-        future = slot.running
-        if future is None or not future.done():
-            return
-        slot.running = None
+    def _collect(self, slot: _Slot, result: CheckResult, took_s: float) -> None:
+        slot.running = False
         if slot.timed_out:
             return  # already recorded as a failure when it ran out of time
-        try:
-            result = future.result()
-        except Exception as exc:
-            result = CheckResult(False, f"the check raised {exc!r}")
         if self.metrics is not None:
             self.metrics.check_duration.labels(slot.monitor.component, slot.monitor.name).observe(
-                time.monotonic() - slot.started_s
+                took_s
             )
         self._record(slot.monitor, result)
 
     def _expire_overdue(self) -> None:
         now = time.monotonic()
         for slot in self._slots:
-            if slot.running is None:
+            if not slot.running:
                 continue
-            if slot.running.done():
-                self._collect(slot)
-                continue
-            timeout_s = slot.monitor.settings.timeout_ms / 1000
+            settings = slot.monitor.settings
+            timeout_s = settings.timeout_ms / 1000
             if not slot.timed_out and now - slot.started_s > timeout_s:
                 slot.timed_out = True
                 self._record(slot.monitor, CheckResult(
-                    False, f"no answer within {slot.monitor.settings.timeout_ms} ms",
-                    Decimal(slot.monitor.settings.timeout_ms),
-                    f"<= {slot.monitor.settings.timeout_ms} ms",
+                    False, f"no answer within {settings.timeout_ms} ms",
+                    Decimal(settings.timeout_ms), f"<= {settings.timeout_ms} ms",
                 ))
             elif slot.timed_out and now >= slot.due_s:
-                slot.due_s = now + slot.monitor.settings.interval_ms / 1000
+                slot.due_s = now + settings.interval_ms / 1000
                 self._record(slot.monitor, CheckResult(
                     False, "the previous run is still hanging past its timeout",
-                    Decimal(int((now - slot.started_s) * 1000)),
-                    f"<= {slot.monitor.settings.timeout_ms} ms",
+                    Decimal(int((now - slot.started_s) * 1000)), f"<= {settings.timeout_ms} ms",
                 ))
 
     def _record(self, monitor: Monitor, result: CheckResult) -> None:

@@ -92,7 +92,7 @@ class Rule:
     clear_after_s: int = 60
     cooldown_s: int = 300
     dry_run: bool = False
-    line: int = 0
+    line: int = field(default=0, compare=False)  # moving a rule in its file changes nothing
     classification_label: str = ""  # take the classification from this label instead
     severity_label: str = ""  # take the severity from this label instead
 
@@ -324,7 +324,11 @@ class PolicyEngine:
         if episode.phase is _Phase.FIRING:
             if active:
                 episode.clear_since_ns = -1
-                self._timed.discard(episode.key)
+                if rule.within_s:  # counted: each hit keeps the episode firing longer
+                    episode.hits.append(ts)
+                    self._drop_old_hits(episode, ts)
+                else:
+                    self._timed.discard(episode.key)
                 self.counters[rule.id].suppressed += 1
                 return None
             if rule.clears(signal):

@@ -30,6 +30,8 @@ from haltguard.detection.policies import (
 )
 from haltguard.incidents.rules import Category, Severity
 
+DEFAULT_RULES_PATH = Path(__file__).with_name("rules.example.yaml")
+"""The rules shipped with haltguard, used when no rules file is configured."""
 RULES_FILE_BYTES_MAX = 1 << 20
 RULES_MAX = 1_000
 ACTIONS_PER_RULE_MAX = 16

@@ -160,17 +160,20 @@ class DetectionService:
 
     # -- signals in, decisions out ---------------------------------------------------------
 
-    def submit(self, signal: Signal) -> list[Decision]:
+    def submit(self, signal: Signal, *, inline: bool = True) -> list[Decision]:
         """Evaluate ``signal`` now; queue the actions of the decisions it causes.
 
-        Returns the decisions (usually none). Never blocks on I/O: when the worker's queue
-        is full the decision is logged as dropped and counted, and still returned.
+        Returns the decisions (usually none). Never blocks on I/O while the service runs:
+        when the worker's queue is full the decision is logged as dropped and counted, and
+        still returned. Before :meth:`start` the actions run on the caller's thread, unless
+        ``inline`` is False (a caller that must never wait, like the venue's own thread):
+        then they are only logged as not performed.
         """
         with self._lock:
             self.signals_seen += 1
             decisions = self._engine.evaluate(signal)
         if decisions:
-            self._dispatch(decisions)
+            self._dispatch(decisions, inline=inline)
         return decisions
 
     def tick(self, ts_ns: int | None = None) -> list[Decision]:
@@ -181,10 +184,10 @@ class DetectionService:
             self._dispatch(decisions)
         return decisions
 
-    def _dispatch(self, decisions: list[Decision]) -> None:
+    def _dispatch(self, decisions: list[Decision], *, inline: bool = True) -> None:
         for decision in decisions:
             self._recent.append(decision)
-            if self._executor is not None:
+            if self._executor is not None and self._worker is not None:
                 try:
                     self._executor.prepare(decision)
                 except Exception:
@@ -194,7 +197,11 @@ class DetectionService:
         for listener in list(self._listeners):
             listener(decisions)
         if self._worker is None:
-            if self._executor is not None or self._enforcers:
+            if not inline and (self._executor is not None or self._enforcers):
+                self.decisions_dropped += len(decisions)
+                log.critical("the detection service is not started: %d decision(s) not "
+                             "executed, first: %s", len(decisions), decisions[0].explanation())
+            elif self._executor is not None or self._enforcers:
                 for decision in decisions:
                     self._execute(decision)
             return

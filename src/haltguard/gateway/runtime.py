@@ -331,6 +331,9 @@ class VenueRuntime:
             return batch, True
         if first is not None:
             batch.append(first)
+            # Let submitters woken by the last batch's acknowledgements queue their next
+            # command before this batch is closed: a yield of the GIL, not a timer.
+            time.sleep(0)
         while len(batch) < self.limits.batch_max:
             try:
                 item = self._queue.get_nowait()

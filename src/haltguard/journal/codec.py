@@ -47,9 +47,10 @@ _PLACE: Final = struct.Struct("<BQqHqHqqH")
 # kind seq ts market_code account order_id client_order_id_len
 _CANCEL: Final = struct.Struct("<BQqHqqH")
 _LENGTH: Final = struct.Struct("<I")
-# The same two layouts with the frame in front: one unpack reads a whole plain record.
-_PLACE_RECORD: Final = struct.Struct("<II" + _PLACE.format[1:])
-_CANCEL_RECORD: Final = struct.Struct("<II" + _CANCEL.format[1:])
+# The same two layouts with the frame in front: one unpack reads a whole plain record (the
+# kind byte, already looked at, is skipped).
+_PLACE_RECORD: Final = struct.Struct("<IIx" + _PLACE.format[2:])
+_CANCEL_RECORD: Final = struct.Struct("<IIx" + _CANCEL.format[2:])
 
 # A payload larger than this is refused when written and treated as damage when read.
 RECORD_PAYLOAD_BYTES_MAX: Final = 1 << 20
@@ -473,7 +474,7 @@ class RecordDecoder:
             if kind == KIND_PLACE_ORDER:
                 stop = pos + place_bytes
                 if stop <= end:
-                    (length, crc, _, seq, ts, code, account, enum_codes, qty, price, id_bytes) = (
+                    (length, crc, seq, ts, code, account, enum_codes, qty, price, id_bytes) = (
                         unpack_place(data, pos)
                     )
                     if (
@@ -483,9 +484,11 @@ class RecordDecoder:
                         and not id_bytes
                         and crc32c(data[body:stop], place_seed) == crc
                     ):
-                        enums = plain_enums[enum_codes]
-                        if enums is not None:
-                            side, order_type, tif = enums
+                        try:
+                            side, order_type, tif = plain_enums[enum_codes]
+                        except TypeError:  # None: other options, or not a valid word
+                            pass
+                        else:
                             order_sink(
                                 seq, ts, symbols[code], account, side, qty, price, order_type,
                                 tif,
@@ -496,7 +499,7 @@ class RecordDecoder:
             elif kind == KIND_CANCEL_ORDER:
                 stop = pos + cancel_bytes
                 if stop <= end:
-                    (length, crc, _, seq, ts, code, account, order_id, id_bytes) = (
+                    (length, crc, seq, ts, code, account, order_id, id_bytes) = (
                         unpack_cancel(data, pos)
                     )
                     if (

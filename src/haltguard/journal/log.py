@@ -33,14 +33,14 @@ from haltguard.journal.segments import (
 )
 from haltguard.journal.snapshots import (
     SNAPSHOTS_KEEP_DEFAULT,
-    encode_snapshot,
+    encode_state_snapshot,
     list_snapshots,
     prune,
     read_snapshot,
     write_snapshot_bytes,
 )
 from haltguard.venue.commands import Command
-from haltguard.venue.engine import Venue
+from haltguard.venue.engine import Venue, hash_state
 
 
 class Journal:
@@ -129,10 +129,11 @@ class Journal:
                 f"checkpoint of a venue at seq {venue.last_seq} but the journal is at seq "
                 f"{self._writer.durable_seq}; apply every synced command first"
             )
-        state_hash = venue.state_hash()
-        seq, blob = encode_snapshot(venue, last_ts, state_hash)
+        state = venue.export_state()
+        state_hash = hash_state(state)
+        blob = encode_state_snapshot(state, state_hash, last_ts)
         path = write_snapshot_bytes(
-            self.data_dir, seq, blob, unsafe_skip_fsync=self.unsafe_skip_fsync
+            self.data_dir, state.last_seq, blob, unsafe_skip_fsync=self.unsafe_skip_fsync
         )
         self._check_loads(path, state_hash)
         self._writer.roll()

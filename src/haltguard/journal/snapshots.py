@@ -28,7 +28,7 @@ from crc32c import crc32c
 
 from haltguard.journal.errors import SnapshotError
 from haltguard.journal.segments import fsync_directory, list_segments
-from haltguard.venue.engine import Venue, VenueState
+from haltguard.venue.engine import Venue, VenueState, hash_state
 
 SNAPSHOTS_DIR: Final = "snapshots"
 SNAPSHOT_SUFFIX: Final = ".snap"
@@ -79,20 +79,19 @@ def list_snapshots(data_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def encode_snapshot(
-    venue: Venue, last_ts: int, state_hash: str | None = None
-) -> tuple[int, bytes]:
-    """The snapshot of ``venue`` as ``(seq, file bytes)``. Run it while nothing applies.
+def encode_snapshot(venue: Venue, last_ts: int) -> tuple[int, bytes]:
+    """The snapshot of ``venue`` as ``(seq, file bytes)``. Run it while nothing applies."""
+    state = venue.export_state()
+    return venue.last_seq, encode_state_snapshot(state, hash_state(state), last_ts)
 
-    ``state_hash`` is ``venue.state_hash()`` when the caller already has it.
-    """
-    seq = venue.last_seq
-    if state_hash is None:
-        state_hash = venue.state_hash()
-    body = msgspec.msgpack.encode(SnapshotBody(state_hash, venue.export_state()))
+
+def encode_state_snapshot(state: VenueState, state_hash: str, last_ts: int) -> bytes:
+    """The snapshot file's bytes for an exported ``state`` whose hash is ``state_hash``."""
+    seq = state.last_seq
+    body = msgspec.msgpack.encode(SnapshotBody(state_hash, state))
     header_without_crc = _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, seq, last_ts, len(body), 0)
     crc = crc32c(body, crc32c(header_without_crc[8:-4]))
-    return seq, _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, seq, last_ts, len(body), crc) + body
+    return _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, seq, last_ts, len(body), crc) + body
 
 
 def write_snapshot_bytes(

@@ -1,5 +1,9 @@
 """The edge where notices leave the process: SMTP, webhooks and apprise URLs.
 
+Social and chat channels are apprise URLs an operator sets: X/Twitter ``x://``, Mastodon
+``mastodon://`` / ``mastodons://``, Slack ``slack://``, Discord ``discord://``, Telegram
+``tgram://``, LINE ``line://`` (all in the installed apprise), or any other it knows.
+
 SMTP connections are opened with paging's ``open_smtp`` (one place knows TLS and login) and
 kept open across messages; apprise goes through paging's ``send_apprise``. Every failure is
 sorted into :class:`PermanentError` (do not retry: the address is refused) or

@@ -18,7 +18,16 @@ Guarantees, and where they stop:
   crash came before the server's reply; for customer notices a rare duplicate is the
   smaller harm.
 * Failures are retried with exponential backoff up to ``attempts_max`` attempts (a crash
-  mid-attempt counts as one), then the row is ``failed`` with the last error kept.
+  mid-attempt counts as one), then the row is ``failed`` with the last error kept. A
+  permanent refusal (SMTP 5xx for the recipient, a webhook's 4xx) fails at once.
+* Other ways to get a duplicate, all of the same kind (sent twice, never lost): a sender so
+  slow that its lease runs out although it renews at half-lease; a PostgreSQL *server*
+  crash losing the last marks written with ``synchronous_commit = off``; an SMTP server
+  that accepted a message but whose reply was lost in a timeout.
+
+``tests/notify/test_notify_crash.py`` kills a real worker process with SIGKILL while the
+SMTP server holds a message, restarts it, and counts Message-IDs: every subscriber once,
+the held one twice.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from haltguard.db.types import UtcDateTime
 from haltguard.notify.channels import (
@@ -369,12 +379,17 @@ class OutboxStore:
             for language in Language
         }
 
-    def counts(self, notice_id: int | None = None) -> dict[str, int]:
-        query = select(Delivery.status, func.count()).group_by(Delivery.status)
-        if notice_id is not None:
-            query = query.where(Delivery.notice_id == notice_id)
+    def work_remains(self) -> bool:
+        """True while a row is pending (due or not) or held by a sender."""
         with self._transaction() as connection:
-            return {str(status): int(count) for status, count in connection.execute(query)}
+            found = connection.execute(
+                select(Delivery.id)
+                .where(Delivery.status.in_(
+                    [DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value]
+                ))
+                .limit(1)
+            ).first()
+        return found is not None
 
 
 class ChannelSenders:
@@ -538,18 +553,19 @@ class OutboxWorker:
         senders = ChannelSenders(self.store, self.settings, self.secret)
         try:
             while not self.stop_event.is_set():
-                if self._work_batch(senders):
-                    continue
-                if until_idle and not self._work_remains():
-                    return
+                try:
+                    if self._work_batch(senders):
+                        continue
+                    if until_idle and not self.store.work_remains():
+                        return
+                except SQLAlchemyError:
+                    # The database went away or stayed locked: rows in hand return after
+                    # their lease; try again after a pause rather than lose the thread.
+                    log.exception("outbox database error; retrying")
+                    self.store.close_connection()
                 self.stop_event.wait(self.settings.poll_interval_s)
         finally:
             senders.close()
-
-    def _work_remains(self) -> bool:
-        """True while rows are pending or held by a sender (whose lease may yet expire)."""
-        counts = self.store.counts()
-        return bool(counts.get("pending", 0) or counts.get("sending", 0))
 
     def run(self, *, until_idle: bool = False) -> OutboxStats:
         """Send until :attr:`stop_event` is set, or (``until_idle``) until nothing is due

@@ -56,6 +56,7 @@ from haltguard.notify.models import (
     NoticeKind,
     NoticeRead,
     NoticeRecord,
+    NoticeText,
     NotifySecret,
     OutboxCounts,
     StoredNotice,
@@ -70,7 +71,8 @@ from haltguard.notify.settings import NotifySettings
 from haltguard.notify.tokens import LinkToken, TokenError, TokenPurpose, sign, verify
 from haltguard.security import audit
 
-__all__ = ["Notice", "NoticeKind", "NoticeRecord", "enqueue_notice"]
+# What other domains use; the rest serves this domain's views and CLI.
+__all__ = ["Notice", "NoticeKind", "NoticeRecord", "NoticeText", "enqueue_notice"]
 
 SYSTEM_ACTOR = "system:notify"
 PUBLIC_ACTOR = "public"
@@ -525,7 +527,8 @@ def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
 
 def add_channel(session: Session, request: ChannelCreate, *, actor: str,
                 now: datetime) -> Subscriber:
-    """An operator's social or chat channel: confirmed at once, because an operator set it."""
+    """An operator's social or chat channel: confirmed at once, because an operator set it.
+    A removed channel added again keeps its id and delivery history."""
     try:
         url = channels.check_apprise_url(request.url)
     except channels.AddressError as exc:
@@ -542,16 +545,23 @@ def add_channel(session: Session, request: ChannelCreate, *, actor: str,
             "first to change it"
         )
     if existing is not None:
-        session.delete(existing)
-        session.flush()
-    subscriber = Subscriber(
-        kind=SubscriberKind.APPRISE.value, address=url, address_digest=digest,
-        contact_email=None, label=request.label, language=request.language.value,
-        status=SubscriberStatus.CONFIRMED.value, all_components=not request.component_ids,
-        anti_phishing_phrase="", signing_secret="", token_generation=0, created_by=actor,
-        created_at=now, confirmed_at=now,
-    )
-    session.add(subscriber)
+        subscriber = existing
+        subscriber.label = request.label
+        subscriber.language = request.language.value
+        subscriber.status = SubscriberStatus.CONFIRMED.value
+        subscriber.all_components = not request.component_ids
+        subscriber.created_by = actor
+        subscriber.confirmed_at = now
+        subscriber.unsubscribed_at = None
+    else:
+        subscriber = Subscriber(
+            kind=SubscriberKind.APPRISE.value, address=url, address_digest=digest,
+            contact_email=None, label=request.label, language=request.language.value,
+            status=SubscriberStatus.CONFIRMED.value, all_components=not request.component_ids,
+            anti_phishing_phrase="", signing_secret="", token_generation=0, created_by=actor,
+            created_at=now, confirmed_at=now,
+        )
+        session.add(subscriber)
     session.flush()
     _set_components(session, subscriber.id, request.component_ids)
     audit.record(

@@ -109,11 +109,7 @@ class StatusPublisher:
         with self._lock:
             self._stale = False
             self._refreshed_at = time.monotonic()
-            try:
-                snapshot = self._snapshot_now()
-            except Exception:
-                self._stale = self._site is None
-                raise
+            snapshot = self._snapshot_now()  # a failure is retried after the interval
             if snapshot == self._snapshot and self._site is not None:
                 return False
             site = build_site(snapshot)
@@ -129,9 +125,11 @@ class StatusPublisher:
 
     def current(self) -> Site:
         """The page, refreshed first when due (waits for a refresh already running)."""
-        if self.needs_refresh() or self._site is None:
+        if self.needs_refresh():
             self.refresh()
-        assert self._site is not None
+        if self._site is None:
+            raise RuntimeError("the status page could not be built yet; the last refresh "
+                               "failed (see the log) and is retried after the interval")
         return self._site
 
     def refresh_if_idle(self) -> None:

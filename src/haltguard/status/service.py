@@ -833,10 +833,25 @@ def advance_maintenances(session: Session, *, now: datetime, settings: StatusSet
 # --- update cadence -------------------------------------------------------------------------
 
 
+def _publicly_unresolved(session: Session) -> list[Incident]:
+    """Incidents customers were told about whose last public word is not "resolved"."""
+    found = []
+    for public in session.scalars(select(PublicIncident).order_by(PublicIncident.id)):
+        updates = _published_updates(session, incident_id=public.incident_id)
+        if updates and updates[-1].status not in {UpdateStatus.RESOLVED,
+                                                   UpdateStatus.POSTMORTEM}:
+            found.append(incidents.get(session, public.incident_id))
+    return found
+
+
 def cadence(session: Session, *, now: datetime, settings: StatusSettings) -> list[CadenceRead]:
-    """Every open incident with a cadence: when its next public update is due."""
+    """When the next public update is due for every open incident, and for every incident
+    resolved inside but not yet on the page (customers still read "investigating")."""
     rows = []
-    for incident in _open_incidents(session):
+    candidates = {incident.id: incident for incident in _open_incidents(session)}
+    for incident in _publicly_unresolved(session):
+        candidates.setdefault(incident.id, incident)
+    for incident in sorted(candidates.values(), key=lambda each: each.id, reverse=True):
         last = last_published_at(session, incident.id)
         due = cadence_due(incident.severity, detected_at=incident.detected_at,
                           last_published_at=last,

@@ -4,6 +4,9 @@
 ``ts`` with each command and returns the complete list of events the command caused. The
 engine reads no clock, draws no random number and does no I/O, so replaying the same
 commands into a fresh venue reproduces every event and :meth:`Venue.state_hash` exactly.
+Recovery, which needs the state but not the events, uses :meth:`Venue.replay`,
+``Venue.replay_order`` and ``Venue.replay_cancel``: the same code with event building
+switched off (``emit``), the last two taking a journal record's fields directly.
 
 Rules worth knowing before reading the code:
 
@@ -157,6 +160,7 @@ _PRICE_BAND, _OUT_OF_FUNDS = CancelReason.PRICE_BAND, CancelReason.INSUFFICIENT_
 _R = RejectReason
 _NOT_RESTING = "the order is not resting in this market: filled, cancelled or never placed"
 _TRADING_STATES = frozenset({MarketState.OPEN, MarketState.LIMIT_ONLY, MarketState.POST_ONLY})
+_PRICES = range(1, INT64_MAX + 1)  # every valid limit price in ticks; for ints only (see qty_range)
 
 
 _T = TypeVar("_T")
@@ -308,6 +312,7 @@ class _Market:
         "plan_actor",
         "plan_incident_id",
         "plan_reason",
+        "qty_range",
         "quote_per_tick_lot",
         "quote_rows",
         "spec",
@@ -341,6 +346,9 @@ class _Market:
         self.buy_holds: dict[int, int] = {}
         self.min_qty = spec.min_qty
         self.max_qty = spec.max_qty
+        # ``qty in qty_range``: one C-level test on the hot path. Only for ints: a range
+        # tests anything else by iterating (callers check types first).
+        self.qty_range = range(spec.min_qty, spec.max_qty + 1)
         self.breaker: BreakerState | None = (
             None if spec.breaker is None else BreakerState(spec.breaker)
         )
@@ -422,69 +430,41 @@ class Venue:
 
     # --- entry points --------------------------------------------------------------------
 
-    def apply(self, seq: int, ts: int, command: Command) -> list[Event]:
+    def apply(self, seq: int, ts: int, command: Command, *, emit: bool = True) -> list[Event]:
         """Apply one sequenced command; return everything it caused, in order.
 
         Raises :class:`SequenceError` (changing nothing) if ``seq`` is not ``last_seq + 1``
         or ``ts`` is before ``last_ts``: the caller has lost its place in the journal. Any
         other problem with the command, a wrongly typed field included, is a rejection event.
+
+        ``emit=False`` runs the same code without building the events of orders, cancels
+        and trades (recovery needs the state, not the events); what it returns is then
+        incomplete and should be ignored. See :meth:`replay`.
         """
         if seq != self.last_seq + 1 or ts < self.last_ts:
             raise self._out_of_sequence(seq, ts)
         self.last_seq = seq
         self.last_ts = ts
-        if ts >= self._next_deadline:
-            early = self._advance_time(ts)
-            return early + self._dispatch(seq, ts, command, True)
-        return self._dispatch(seq, ts, command, True)
+        early = self._advance_time(ts) if ts >= self._next_deadline else None
+        if type(command) is PlaceOrder:
+            events = self._order(
+                seq, ts, command.market, command.account, command.side, command.qty,
+                command.price, command.order_type, command.tif, command, emit,
+            )
+        elif type(command) is CancelOrder:
+            events = self._cancel(
+                seq, ts, command.market, command.account, command.order_id, command, emit
+            )
+        else:
+            events = self._dispatch(seq, ts, command)
+        return events if early is None else early + events
 
     def replay(self, seq: int, ts: int, command: Command) -> None:
-        """Apply ``command`` exactly as :meth:`apply` does, without building its events.
+        """Apply ``command`` for recovery: :meth:`apply` without building events.
 
-        For recovery, which needs the state and not the events: the same code runs with
-        event building switched off, so a replay reaches the same :meth:`state_hash`.
+        The same code runs either way, so a replay reaches the same :meth:`state_hash`.
         """
-        if seq != self.last_seq + 1 or ts < self.last_ts:
-            raise self._out_of_sequence(seq, ts)
-        self.last_seq = seq
-        self.last_ts = ts
-        if ts >= self._next_deadline:
-            self._advance_time(ts)
-        self._dispatch(seq, ts, command, False)
-
-    def replay_order(  # noqa: PLR0917 - the journal decoder's hot path: positional on purpose
-        self,
-        seq: int,
-        ts: int,
-        market: str,
-        account: int,
-        side: Side,
-        qty: int,
-        price: int,
-        order_type: OrderType,
-        tif: TimeInForce,
-    ) -> None:
-        """:meth:`replay` of ``PlaceOrder(market, account, side, qty, price, order_type, tif)``
-        (no client order id, default self-trade prevention, not post-only), taking the
-        fields as the journal decodes them, so the common order is replayed without
-        building a command object."""
-        if seq != self.last_seq + 1 or ts < self.last_ts:
-            raise self._out_of_sequence(seq, ts)
-        self.last_seq = seq
-        self.last_ts = ts
-        if ts >= self._next_deadline:
-            self._advance_time(ts)
-        self._order(seq, ts, market, account, side, qty, price, order_type, tif, None, False)
-
-    def replay_cancel(self, seq: int, ts: int, market: str, account: int, order_id: int) -> None:
-        """:meth:`replay` of ``CancelOrder(market, account, order_id)``, from its fields."""
-        if seq != self.last_seq + 1 or ts < self.last_ts:
-            raise self._out_of_sequence(seq, ts)
-        self.last_seq = seq
-        self.last_ts = ts
-        if ts >= self._next_deadline:
-            self._advance_time(ts)
-        self._cancel(market, account, order_id, None, False)
+        self.apply(seq, ts, command, emit=False)
 
     def _out_of_sequence(self, seq: int, ts: int) -> SequenceError:
         return SequenceError(
@@ -493,30 +473,9 @@ class Venue:
             "back; replay the journal from the last applied command"
         )
 
-    def _dispatch(self, seq: int, ts: int, command: Command, emit: bool) -> list[Event]:
-        """Route a command to its handler. ``emit`` False: skip building the order events.
-
-        Orders and cancels without the options that need the careful path go straight to
-        :meth:`_order` and :meth:`_cancel`; every other command has each field checked
-        against its declared type first (:func:`validated`).
-        """
-        if type(command) is PlaceOrder:
-            if (
-                command.client_order_id == ""
-                and command.stp is _CANCEL_TAKER
-                and command.post_only is False
-            ):
-                return self._order(
-                    seq, ts, command.market, command.account, command.side, command.qty,
-                    command.price, command.order_type, command.tif, command, emit,
-                )
-            return self._place(seq, ts, command, emit)
-        if type(command) is CancelOrder:
-            if command.client_order_id == "":
-                return self._cancel(
-                    command.market, command.account, command.order_id, command, emit
-                )
-            return self._cancel_checked(command)
+    def _dispatch(self, seq: int, ts: int, command: Command) -> list[Event]:
+        """Every command but orders and cancels, each field checked against its declared
+        type first (:func:`validated`)."""
         kind = type(command)
         handler = self._admin.get(kind)
         if handler is None:
@@ -548,57 +507,86 @@ class Venue:
         price: int,
         order_type: OrderType,
         tif: TimeInForce,
-        command: PlaceOrder | None,
-        emit: bool,
+        command: PlaceOrder | None = None,
+        emit: bool = False,
     ) -> list[Event]:
-        """An order without client order id, post-only or a self-trade option other than
-        the default: most orders. ``command`` is the order itself, or None when replay
-        passed only its fields (it is built when a less common path needs it).
+        """Place an order: ``command`` from :meth:`apply`, which has already sequenced it,
+        or, as :meth:`replay_order` (``command`` None), the fields of a journal record.
 
-        A GTC limit order that rests, the usual case, is handled right here; anything not
-        plainly valid (wrong types included) takes :meth:`_place` with every check.
+        A record's fields are those of an order without client order id, post-only or a
+        self-trade option other than the default, typed as the journal stores them
+        (``int`` numbers, enum members), so they skip the command's type checks; the
+        record is sequenced here, and a command is built only if a less common path needs
+        one. Such an order, if it is a GTC limit order that rests (the usual case), is
+        handled right here; any other order, or a command with a wrongly typed field,
+        takes :meth:`_place` with every check.
         """
-        market = self._markets.get(symbol) if type(symbol) is str else None
+        if command is None:
+            if seq != self.last_seq + 1 or ts < self.last_ts:
+                raise self._out_of_sequence(seq, ts)
+            self.last_seq = seq
+            self.last_ts = ts
+            if ts >= self._next_deadline:
+                self._advance_time(ts)
+        elif not (
+            command.client_order_id == ""
+            and command.stp is _CANCEL_TAKER
+            and command.post_only is False
+            and type(qty) is type(price) is type(account) is int
+        ):
+            return self._place(seq, ts, command, emit)
+        # Subscripts in try blocks rather than .get(): the hot path's lookups nearly always
+        # hit, and a try costs nothing until something is raised.
+        try:
+            market: _Market | None = self._markets[symbol]
+        except (KeyError, TypeError):  # unknown, or unhashable: _place says which
+            market = None
+        is_buy = side is _BUY
         if (
             market is not None
             and market.state is _OPEN
-            and type(qty) is type(price) is type(account) is int
             and account > 0
-            and (side is _BUY or side is _SELL)
-            and market.min_qty <= qty <= market.max_qty
+            and (is_buy or side is _SELL)
+            and qty in market.qty_range
         ):
-            if order_type is _LIMIT and tif is _GTC and 0 < price <= INT64_MAX:
+            if order_type is _LIMIT and tif is _GTC and price in _PRICES:
                 # Hold the funds, and rest the order unless it crosses (then
                 # _place_limit_fully matches it).
-                if side is _BUY:
-                    hold_per_lot = market.buy_holds.get(price)
-                    if hold_per_lot is None:
-                        hold_per_lot = market.cache_buy_hold(price)
-                    hold_row = market.quote_rows.get(account)
-                    own, opposite, limit_key = market.bids, market.asks, price
-                else:
-                    hold_per_lot = market.base_per_lot
-                    hold_row = market.base_rows.get(account)
-                    own, opposite, limit_key = market.asks, market.bids, -price
+                try:
+                    if is_buy:
+                        own, opposite, limit_key = market.bids, market.asks, price
+                        hold_row: list[int] | None = market.quote_rows[account]
+                        hold_per_lot = market.buy_holds[price]
+                    else:
+                        own, opposite, limit_key = market.asks, market.bids, -price
+                        hold_row = market.base_rows[account]
+                        hold_per_lot = market.base_per_lot
+                except KeyError:  # no balance at all, or a price not seen lately
+                    rows = market.quote_rows if is_buy else market.base_rows
+                    hold_row = rows.get(account)
+                    hold_per_lot = (
+                        market.cache_buy_hold(price) if is_buy else market.base_per_lot
+                    )
                 need = qty * hold_per_lot
                 if hold_row is None or hold_row[0] < need:
                     if not emit:
                         return _NO_EVENTS
                     command = command or PlaceOrder(symbol, account, side, qty, price)
-                    return [self._funds_rejected(command, market, side is _BUY, need, hold_row)]
+                    return [self._funds_rejected(command, market, is_buy, need, hold_row)]
                 heap = opposite.heap
                 if heap and heap[0] <= limit_key:
                     return self._place_limit_fully(
                         seq, ts, command or PlaceOrder(symbol, account, side, qty, price),
-                        market, side is _BUY, price, qty, hold_per_lot, hold_row, limit_key,
-                        emit,
+                        market, is_buy, price, qty, hold_per_lot, hold_row, limit_key, emit,
                     )
-                level = own.levels.get(-limit_key)
-                if level is None:
+                try:
+                    level = own.levels[-limit_key]
+                except KeyError:
                     level = own.level_for(price)
                 tail = level.tail
+                # The level's price object, not the command's: one int shared by the level.
                 order = RestingOrder(
-                    seq, account, side is _BUY, price, qty, qty, "", hold_per_lot, hold_row,
+                    seq, account, is_buy, level.price, qty, qty, "", hold_per_lot, hold_row,
                     tail, None, level,
                 )
                 market.orders[seq] = order
@@ -619,11 +607,16 @@ class Venue:
             if order_type is _MARKET and tif is _IOC and price == 0:
                 return self._place_market(
                     seq, ts, command or PlaceOrder(symbol, account, side, qty, 0, _MARKET, _IOC),
-                    market, side is _BUY, qty, emit,
+                    market, is_buy, qty, emit,
                 )
         if command is None:
             command = PlaceOrder(symbol, account, side, qty, price, order_type, tif)
         return self._place(seq, ts, command, emit)
+
+    # The journal decoder's entry for a plain order, ``replay_order(seq, ts, market, account,
+    # side, qty, price, order_type, tif)``: :meth:`_order` itself with no command and no
+    # events (see there), so replaying a record costs no extra call.
+    replay_order = _order
 
     def _place(self, seq: int, ts: int, command: PlaceOrder, emit: bool) -> list[Event]:
         """Any order, with every check spelled out (and each field's type checked first)."""
@@ -828,11 +821,7 @@ class Venue:
         hold_row[0] -= spent + rest_hold
         hold_row[1] += rest_hold
         if received:
-            receive_rows = market.base_rows if is_buy else market.quote_rows
-            receive_row = receive_rows.get(account)
-            if receive_row is None:
-                receive_row = receive_rows[account] = [0, 0]
-            receive_row[0] += received
+            _receive_row(market.base_rows if is_buy else market.quote_rows, account)[0] += received
         if fees:
             market.fee_row[0] += fees
         if market.state is _AUCTION:
@@ -979,8 +968,9 @@ class Venue:
                         taker_fee = notional * taker_bps // BPS_PER_UNIT
                     budget -= notional + taker_fee
                 maker_fee = notional * maker_bps // BPS_PER_UNIT
-                receive_row = maker_receive_rows.get(maker.account)
-                if receive_row is None:
+                try:
+                    receive_row = maker_receive_rows[maker.account]
+                except KeyError:  # the maker's first receipt of this asset
                     receive_row = maker_receive_rows[maker.account] = [0, 0]
                 if is_buy:
                     maker.hold_row[1] -= fill * base_per_lot
@@ -1139,20 +1129,35 @@ class Venue:
 
     # --- cancelling ----------------------------------------------------------------------
 
-    def _cancel(
-        self, symbol: str, account: int, order_id: int, command: CancelOrder | None, emit: bool
+    def _cancel(  # noqa: PLR0917 - hot: positional on purpose
+        self,
+        seq: int,
+        ts: int,
+        symbol: str,
+        account: int,
+        order_id: int,
+        command: CancelOrder | None = None,
+        emit: bool = False,
     ) -> list[Event]:
-        """Cancel one order by id; the common case (open market, the owner asking) in a
-        straight line, anything else through :meth:`_cancel_checked`. ``command`` is None
-        when replay passed only the fields."""
-        market = self._markets.get(symbol) if type(symbol) is str else None
-        if (
-            market is None
-            or market.state is not _OPEN
-            or type(order_id) is not int
-            or type(account) is not int
-            or not order_id
-        ):
+        """Cancel one order: ``command`` from :meth:`apply`, or, as :meth:`replay_cancel`
+        (``command`` None), a journal record's cancel by order id, sequenced here and
+        trusted to be typed as in :meth:`_order`. The common case (by order id, open
+        market, the owner asking) runs in a straight line, anything else through
+        :meth:`_cancel_checked`."""
+        if command is None:
+            if seq != self.last_seq + 1 or ts < self.last_ts:
+                raise self._out_of_sequence(seq, ts)
+            self.last_seq = seq
+            self.last_ts = ts
+            if ts >= self._next_deadline:
+                self._advance_time(ts)
+        elif not (command.client_order_id == "" and type(order_id) is type(account) is int):
+            return self._cancel_checked(command)
+        try:
+            market: _Market | None = self._markets[symbol]
+        except (KeyError, TypeError):  # unknown, or unhashable: _cancel_checked says which
+            market = None
+        if market is None or market.state is not _OPEN or not order_id:
             return self._cancel_checked(command or CancelOrder(symbol, account, order_id))
         order = market.orders.get(order_id)
         if order is None:
@@ -1188,6 +1193,9 @@ class Venue:
         if not emit:
             return _NO_EVENTS
         return [OrderCancelled(market.symbol, order_id, account, remaining, _USER)]
+
+    # ``replay_cancel(seq, ts, market, account, order_id)``: see :meth:`_cancel`.
+    replay_cancel = _cancel
 
     def _cancel_checked(self, command: CancelOrder) -> list[Event]:
         """Cancel with every check spelled out (each field's type first), for rejections,
@@ -1948,14 +1956,21 @@ class Venue:
             market.plan = ResumePlan.restore(entry.resume_plan)
         market.plan_actor, market.plan_reason = entry.plan_actor, entry.plan_reason
         market.plan_incident_id = entry.plan_incident_id
-        ledger = self.ledger
+        # A deep book is hundreds of thousands of orders: look up each hold per lot once
+        # per price, and each ledger row through its asset's dictionary.
+        holds: dict[tuple[bool, int], int] = {}
+        rows = {True: market.quote_rows, False: market.base_rows}
+        add = market.book.add
         for o in entry.orders:
-            hold_asset = entry.spec.quote if o.is_buy else entry.spec.base
-            order = RestingOrder(
+            key = (o.is_buy, o.price)
+            hold_per_lot = holds.get(key)
+            if hold_per_lot is None:
+                hold_per_lot = holds[key] = market.hold_per_lot(o.is_buy, o.price)
+            hold_row = _receive_row(rows[o.is_buy], o.account)
+            add(RestingOrder(
                 o.order_id, o.account, o.is_buy, o.price, o.qty, o.remaining, o.client_order_id,
-                market.hold_per_lot(o.is_buy, o.price), ledger.row(hold_asset, o.account),
-            )
-            market.book.add(order)
+                hold_per_lot, hold_row,
+            ))
             if o.client_order_id:
                 self._live_client_ids[(o.account, o.client_order_id)] = o.order_id
         self._markets[entry.spec.symbol] = market
@@ -1966,8 +1981,7 @@ class Venue:
         Two venues with the same hash hold the same books, balances, states and counters,
         and react identically to any future command.
         """
-        encoded = _STATE_ENCODER.encode(self.export_state())
-        return hashlib.blake2b(encoded, digest_size=32).hexdigest()
+        return hash_state(self.export_state())
 
     def check_invariants(self) -> list[str]:
         """Every broken invariant, as sentences; empty when the venue is sound."""
@@ -2008,6 +2022,13 @@ class Venue:
 # --- small helpers -------------------------------------------------------------------
 
 
+def hash_state(state: VenueState) -> str:
+    """:meth:`Venue.state_hash` of the venue that exported ``state`` (for callers that
+    already hold the export, such as a snapshot writer)."""
+    encoded = _STATE_ENCODER.encode(state)
+    return hashlib.blake2b(encoded, digest_size=32).hexdigest()
+
+
 def _affordable_lots(budget: int, unit: int, taker_bps: int, most: int) -> int:
     """The most lots (up to ``most``) whose notional plus fee fits in ``budget``."""
     lots = budget * BPS_PER_UNIT // (unit * (BPS_PER_UNIT + taker_bps))
@@ -2021,10 +2042,11 @@ def _affordable_lots(budget: int, unit: int, taker_bps: int, most: int) -> int:
 
 def _receive_row(rows: dict[int, list[int]], account: int) -> list[int]:
     """The account's row in ``rows``, created on first receipt."""
-    row = rows.get(account)
-    if row is None:
+    try:
+        return rows[account]
+    except KeyError:
         row = rows[account] = [0, 0]
-    return row
+        return row
 
 
 def _order_rejected(cmd: PlaceOrder, reason: RejectReason, detail: str) -> OrderRejected:
