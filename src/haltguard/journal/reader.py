@@ -166,12 +166,13 @@ class JournalReader:
                 path, self._offset + stop.offset,
                 f"{stop.reason} {stop.detail} inside the durable part of the log",
             )
-        apply, emit_from = self._venue.apply, self._emit_from_seq
+        apply, replay, emit_from = self._venue.apply, self._venue.replay, self._emit_from_seq
         with gc_paused():
             for seq, ts, command in decoded:
-                events = apply(seq, ts, command)
                 if seq >= emit_from:
-                    entries.append((Sequenced(seq, ts, command), events))
+                    entries.append((Sequenced(seq, ts, command), apply(seq, ts, command)))
+                else:  # catching up to the requested seq: the state is enough
+                    replay(seq, ts, command)
         decoded.clear()
         self._offset += end
         self._next_seq_in_segment = next_seq

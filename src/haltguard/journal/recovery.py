@@ -1,9 +1,9 @@
 """Recovery: rebuild the venue from disk after a restart or a crash.
 
 The newest snapshot that verifies (older ones if it does not), then every later record
-replayed in order through :meth:`Venue.replay` (the same code as :meth:`Venue.apply`, without
-building events), with sequence numbers checked gap-free
-within and across segments. A torn tail of the newest segment is cut off (only with
+replayed in order through :meth:`Venue.replay` (the same code as :meth:`Venue.apply`,
+without building events), with sequence numbers checked gap-free within and across
+segments. A torn tail of the newest segment is cut off (only with
 ``repair``) and reported; anything else wrong stops recovery with
 :class:`JournalCorruptionError`. With ``repair=False`` nothing on disk changes, which is what
 ``haltguard venue verify`` needs.

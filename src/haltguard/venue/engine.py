@@ -165,10 +165,6 @@ _PRICES = range(1, INT64_MAX + 1)  # every valid limit price in ticks; for ints 
 
 _T = TypeVar("_T")
 
-_NO_EVENTS: list[Event] = []
-"""What the order paths return when asked not to build events (replay). Never handed out:
-the replay entry points return None."""
-
 
 class SequenceError(ValueError):
     """A command arrived out of sequence (``seq`` not last + 1) or with time going back."""
@@ -570,7 +566,7 @@ class Venue:
                 need = qty * hold_per_lot
                 if hold_row is None or hold_row[0] < need:
                     if not emit:
-                        return _NO_EVENTS
+                        return []
                     command = command or PlaceOrder(symbol, account, side, qty, price)
                     return [self._funds_rejected(command, market, is_buy, need, hold_row)]
                 heap = opposite.heap
@@ -600,7 +596,7 @@ class Venue:
                 hold_row[0] -= need
                 hold_row[1] += need
                 if not emit:
-                    return _NO_EVENTS
+                    return []
                 return [
                     OrderAccepted(market.symbol, seq, account, side, _LIMIT, _GTC, price, qty, "")
                 ]
@@ -1162,7 +1158,7 @@ class Venue:
         order = market.orders.get(order_id)
         if order is None:
             if not emit:
-                return _NO_EVENTS
+                return []
             command = command or CancelOrder(symbol, account, order_id)
             return [_cancel_rejected(command, _R.UNKNOWN_ORDER, _NOT_RESTING)]
         if order.account != account:
@@ -1191,7 +1187,7 @@ class Venue:
         if order.client_order_id:
             self._finish_client_id(account, order.client_order_id, order_id)
         if not emit:
-            return _NO_EVENTS
+            return []
         return [OrderCancelled(market.symbol, order_id, account, remaining, _USER)]
 
     # ``replay_cancel(seq, ts, market, account, order_id)``: see :meth:`_cancel`.
