@@ -14,7 +14,7 @@ through the policy engine. Two measurements, each over ``--rounds``:
   keeping 1,000 commands queued, off and on back to back in each round; commands per
   wall-clock second, and per CPU second of the whole process (every thread), which other
   work on a shared machine hardly moves. Off: a plain ``VenueRuntime``. On:
-  ``GuardedVenueRuntime`` (listener hook and brake lane) with the feed attached.
+  ``VenueRuntime`` with the feed attached through its listener hook.
 
 Usage::
 
@@ -42,7 +42,6 @@ from pathlib import Path
 
 from haltguard.detection.feed import (
     AppliedCommand,
-    GuardedVenueRuntime,
     VenueFeed,
     attach_runtime,
 )
@@ -94,13 +93,12 @@ def runtime_round(count: int, data_parent: Path, detectors: bool) -> tuple[float
     its threads) through a live runtime."""
     data_dir = Path(tempfile.mkdtemp(prefix="detector-overhead-", dir=data_parent))
     limits = RuntimeLimits(checkpoint_every=10**9)
-    runtime = (GuardedVenueRuntime(data_dir, limits=limits) if detectors
-               else VenueRuntime(data_dir, limits=limits))
+    runtime = VenueRuntime(data_dir, limits=limits)
     runtime.start()
     try:
         for future in [runtime.submit(command) for command in setup_commands()]:
             future.result()
-        if isinstance(runtime, GuardedVenueRuntime):
+        if detectors:
             attach_runtime(runtime, VenueFeed(DetectionService(rules=load_rules_file(RULES))))
         flow = list(order_flow(SEED, count, first_seq=runtime.status().last_seq + 1))
         pending: deque[Future[CommandResult]] = deque()

@@ -4,10 +4,11 @@ Both sides recover the same seeded order flow (``order_flow(seed=42)``, checked 
 from their own on-disk journal, in the same run:
 
 * full replay: ``--records`` orders (default 1,000,000), no snapshot. Ours is
-  ``haltguard.journal.recover``: read each segment once, check every record's CRC32C and
-  sequence number, decode, and replay it through the venue with its ledger (the same code
-  as ``Venue.apply``, building no events; our log also holds the 2,003 setup commands that
-  list the market and fund 1,000 accounts). The peer's is ``Journal.recover`` of its own
+  ``haltguard.journal.recover``: read each segment once, check every record's CRC32C (runs
+  of plain orders and cancels with one call, see ADR 0001) and sequence number, decode, and
+  replay it through the venue with its ledger (``Venue.replay_batch``, reaching the state
+  ``Venue.apply`` reaches, building no events; our log also holds the 2,003 setup commands
+  that list the market and fund 1,000 accounts). The peer's is ``Journal.recover`` of its own
   WAL into its engine, which has no ledger. Target: at least 2x the peer.
 * snapshot + tail: the same log with a snapshot ``--tail`` records (default 100,000) before
   its end: load and verify the snapshot, then replay the tail. Target: ours under 1 s.
@@ -43,7 +44,7 @@ from bench_journal import RESULTS_DIR, SEED, TS_START, flow_digest
 from haltguard.journal import Journal, recover
 from haltguard.journal.codec import RecordDecoder
 from haltguard.journal.recovery import gc_paused
-from haltguard.journal.segments import SEGMENT_HEADER_BYTES, list_segments
+from haltguard.journal.segments import SEGMENT_HEADER_BYTES, check_segment_header, list_segments
 from haltguard.venue.commands import Command
 from haltguard.venue.engine import Venue
 from haltguard.venue.workload import order_flow, setup_commands
@@ -137,13 +138,14 @@ def _ignore(*fields: object) -> None:
 
 
 def decode_only(root: Path) -> float:
-    """Read + CRC + decode every record (into fields, as recovery does), applying nothing."""
+    """Read + CRC + decode every record (into the runs recovery hands to the venue),
+    applying nothing."""
     start = time.process_time()
     for first_seq, path in list_segments(root):
         data = path.read_bytes()
-        RecordDecoder().decode_span(
-            data, SEGMENT_HEADER_BYTES, first_seq, sink=_ignore, order_sink=_ignore,
-            cancel_sink=_ignore,
+        version = check_segment_header(path, data, first_seq)
+        RecordDecoder(version).decode_span(
+            data, SEGMENT_HEADER_BYTES, first_seq, sink=_ignore, batch_sink=_ignore
         )
     return time.process_time() - start
 

@@ -1,6 +1,6 @@
 """Signal-to-halt: from the trade that trips a rule to the halt in force in the venue.
 
-A live :class:`GuardedVenueRuntime` (journal, fsync group commit) runs the standard
+A live :class:`VenueRuntime` (journal, fsync group commit, brake lane) runs the standard
 workload (``haltguard.venue.workload.order_flow``) on ``SIM-JPY`` at full speed: one driver
 thread keeps ``--in-flight`` commands queued at all times. Detection runs in process with the
 shipped rules (``rules.example.yaml``: every market detector on) and the real action
@@ -17,15 +17,16 @@ the trades after its halt's seq are counted (must be zero).
 
 A full garbage collection stops every thread of the process, the venue's included, for as
 long as it takes to scan every live object; with the workload's book growing to hundreds
-of thousands of orders that is hundreds of milliseconds, which lands in the tail.
-``--freeze-gc`` calls ``gc.freeze()`` after the setup and after each trial, as a venue
-process can, so collections only scan what is new. The table says how many full
-collections ran and the longest ones.
+of thousands of orders that is hundreds of milliseconds, which lands in the tail. The
+runtime's own policy (``RuntimeLimits.gc_freeze_every``: ``gc.freeze()`` at a batch
+boundary every N commands, after recovery and after each snapshot) keeps collections to
+what is new; ``--no-gc-policy`` turns it off to show the difference, and ``--gc-freeze-every``
+changes N. The table says how many full collections ran and the longest ones.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_signal_to_halt.py [--trials N] [--in-flight W]
-        [--freeze-gc] [--data-parent DIR]
+        [--no-gc-policy] [--gc-freeze-every N] [--data-parent DIR]
 
 Prints a Markdown table.
 """
@@ -48,10 +49,10 @@ from pathlib import Path
 
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_engine, make_session_factory
-from haltguard.detection.feed import GuardedVenueRuntime, protect_in_process
+from haltguard.detection.feed import protect_in_process
 from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, load_rules_file
 from haltguard.detection.service import DetectionService
-from haltguard.gateway.runtime import CommandResult, RuntimeLimits
+from haltguard.gateway.runtime import CommandResult, RuntimeLimits, VenueRuntime
 from haltguard.journal.reader import JournalReader
 from haltguard.responders.clock import SystemClock
 from haltguard.venue.commands import AddMarket, Command, Deposit, PlaceOrder
@@ -76,9 +77,10 @@ def crash_market(index: int) -> str:
     return f"C{index:03d}-JPY"
 
 
-class TimedRuntime(GuardedVenueRuntime):
+class TimedRuntime(VenueRuntime):
     """Notes, on the venue thread as each command is applied, when each crash trade and
-    each halt comes into force, by market."""
+    each halt comes into force, by market. (An instrument: it hooks the runtime's per-command
+    bookkeeping, which the batch listeners cannot time, since they run after the batch.)"""
 
     def __init__(self, data_dir: Path, limits: RuntimeLimits) -> None:
         super().__init__(data_dir, limits=limits)
@@ -114,6 +116,8 @@ class GcPauses:
             self.durations_ms.append((time.perf_counter() - self._began) * 1000)
 
     def longest(self, count: int) -> str:
+        if not self.durations_ms:
+            return "0"
         worst = sorted(self.durations_ms, reverse=True)[:count]
         return f"{len(self.durations_ms)} (longest " + ", ".join(f"{d:.0f}" for d in worst) + ")"
 
@@ -166,12 +170,13 @@ def trial_commands(market: str) -> list[Command]:
 
 
 def run(
-    trials: int, in_flight: int, data_parent: Path, *, freeze_gc: bool
+    trials: int, in_flight: int, data_parent: Path, *, gc_freeze_every: int
 ) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="signal-to-halt-", dir=data_parent))
     database = make_engine(f"sqlite:///{work / 'operations.sqlite3'}")
     upgrade(database)
-    runtime = TimedRuntime(work / "venue", RuntimeLimits(checkpoint_every=10**9))
+    runtime = TimedRuntime(work / "venue", RuntimeLimits(checkpoint_every=10**9,
+                                                         gc_freeze_every=gc_freeze_every))
     runtime.start()
     markets = [crash_market(n) for n in range(trials)]
     setup: list[Command] = [*setup_commands()]
@@ -188,8 +193,6 @@ def run(
     detection.start()
     driver = Driver(runtime, runtime.status().last_seq + 1, in_flight)
     pauses = GcPauses()
-    if freeze_gc:
-        gc.freeze()
     try:
         driver.start()
         time.sleep(1.0)  # let the workload reach full speed
@@ -197,8 +200,6 @@ def run(
             for future in [runtime.submit(command) for command in trial_commands(market)]:
                 future.result(60)
             time.sleep(TRIAL_GAP_S)
-            if freeze_gc:  # what survived so far is never scanned by a collection again
-                gc.freeze()
         driver.stop_event.set()
         driver.join(120)
         assert detection.flush(60), "the detection worker did not finish"
@@ -243,18 +244,28 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200, help="crashes, one market each")
     parser.add_argument("--in-flight", type=int, default=1_000,
                         help="workload commands kept queued (the runtime's batch is 1,000)")
-    parser.add_argument("--freeze-gc", action="store_true",
-                        help="gc.freeze() after each trial, as a venue process can do, so "
-                        "full collections stop scanning the long-lived book")
+    parser.add_argument("--no-gc-policy", action="store_true",
+                        help="turn the runtime's garbage-collection policy off (Python's "
+                        "defaults), to compare")
+    parser.add_argument("--gc-freeze-every", type=int,
+                        default=RuntimeLimits().gc_freeze_every,
+                        help="commands between the runtime's gc.freeze() calls")
+    parser.add_argument("--switch-interval-ms", type=float, default=0.0,
+                        help="sys.setswitchinterval for the run (0: Python's 5 ms): how long "
+                        "a thread may hold the GIL while the venue thread waits for it")
     parser.add_argument("--data-parent", type=Path, default=Path.cwd(),
                         help="where the temporary data directories are made")
     args = parser.parse_args()
+    freeze_every = 0 if args.no_gc_policy else args.gc_freeze_every
+    if args.switch_interval_ms > 0:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     print(f"Python {platform.python_version()} on {platform.platform()}, "
           f"{os.cpu_count()} CPUs; data under {args.data_parent.resolve()}; "
           f"{args.in_flight} workload commands in flight; garbage collector: "
-          f"{'frozen after each trial' if args.freeze_gc else 'Python defaults'}; "
-          f"load average {os.getloadavg()[0]:.1f}\n")
-    result = run(args.trials, args.in_flight, args.data_parent, freeze_gc=args.freeze_gc)
+          f"{f'frozen every {freeze_every:,} commands' if freeze_every else 'Python defaults'}"
+          f"; GIL switch interval {sys.getswitchinterval() * 1000:g} ms"
+          f"; load average {os.getloadavg()[0]:.1f}\n")
+    result = run(args.trials, args.in_flight, args.data_parent, gc_freeze_every=freeze_every)
     print("| trials | halted | p50 ms | p90 ms | p99 ms | max ms | trades after halt "
           "| workload commands/s | full GCs (longest ms) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -168,3 +168,72 @@ def test_the_documented_reference_is_the_one_the_code_checks() -> None:
     assert reference_table() in DOCS.read_text(encoding="utf-8"), (
         "docs/configuration.md is out of date: paste haltguard.app.config.reference_table()"
     )
+
+
+FULL_FILE_YAML = """\
+data_dir: /srv/haltguard
+server:
+  host: 0.0.0.0
+  port: 9000
+database:
+  url: postgresql://haltguard:s3cret@db.internal:5432/haltguard
+venue:
+  admin_token: a-venue-admin-token-long-enough
+  checkpoint_every: 5000
+  queue_depth_max: 2000
+demo:
+  rate_per_s: 7.5
+first_admin:
+  username: akiko.sato
+  email: akiko@example.jp
+security:
+  operator_networks: ["10.0.0.0/8", "192.168.1.0/24"]
+  cookie_secure: false
+paging:
+  public_url: https://ops.example.jp/
+  ack_link_ttl_s: 3600
+  smtp:
+    host: smtp.example.jp
+    security: ssl
+    username: pager
+    sender: pager@example.jp
+"""
+
+
+def test_a_yaml_file_gives_the_same_configuration_as_the_toml_file(tmp_path: Path) -> None:
+    from_toml = load_config(write(tmp_path, FULL_FILE), environ={})
+    yaml_path = tmp_path / "haltguard.yaml"
+    yaml_path.write_text(FULL_FILE_YAML, encoding="utf-8")
+    from_yaml = load_config(yaml_path, environ={})
+    assert from_yaml.source == str(yaml_path)
+    assert {**vars(from_yaml), "source": "", "origins": {}} == {
+        **vars(from_toml), "source": "", "origins": {}}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("server:\n  port: 9000\n   host: x\n", r"not valid YAML at line 3, column \d+"),
+    ("- data_dir\n", "must hold a mapping of tables and settings"),
+    ("server:\n  prot: 9000\n", "unknown setting 'server.prot'; did you mean server.port"),
+    ("venue:\n  process: maybe\n", r"venue.process must be a boolean"),
+])
+def test_a_bad_yaml_file_is_refused_saying_where_and_what_to_write(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "haltguard.yml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, environ={})
+
+
+def test_the_serve_additions_have_safe_defaults_and_are_checked(tmp_path: Path) -> None:
+    config = load_config(None, environ={})
+    assert config.venue_process and config.status_loop_interval_s == 5.0
+    assert config.drills_allowed(demo=True) and not config.drills_allowed(demo=False)
+    assert config.drill_targets.time_to_halt_s == 5.0
+    assert config.status_public_url == "http://127.0.0.1:8000/status/"
+    explicit = load_config(write(tmp_path, "[drill]\nenabled = false\ntime_to_halt_s = 2.5\n"),
+                           environ={})
+    assert not explicit.drills_allowed(demo=True)
+    assert explicit.drill_targets.time_to_halt_s == 2.5
+    with pytest.raises(ConfigError, match=r"status.loop_interval_s = 0.1 .* must be 0 \(off\)"):
+        load_config(write(tmp_path, "[status]\nloop_interval_s = 0.1\n"), environ={})

@@ -46,6 +46,7 @@ def system(tmp_path: Path) -> Iterator[System]:
     config = load_config(None, environ={}, overrides={
         "data_dir": str(tmp_path / "data"), "venue.admin_token": "a" * 24,
         "detection.intake_tokens": (INTAKE_TOKEN,), "venue.order_capacity_per_s": 250,
+        "venue.process": False,
     })
     started = start_system(config, demo=False)
     yield started
@@ -96,7 +97,8 @@ def test_an_alertmanager_alert_with_the_intake_token_opens_an_incident(system: S
 
 
 def test_stopping_the_system_stops_detection_and_uninstalls_it(tmp_path: Path) -> None:
-    config = load_config(None, environ={}, overrides={"data_dir": str(tmp_path / "data")})
+    config = load_config(None, environ={}, overrides={"data_dir": str(tmp_path / "data"),
+                                                      "venue.process": False})
     system = start_system(config, demo=False)
     assert "monitor-scheduler" in {thread.name for thread in threading.enumerate()}
     system.stop()

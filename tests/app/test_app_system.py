@@ -22,8 +22,11 @@ from haltguard.venue.types import MarketState
 SERVER_START_S_MAX = 10.0
 
 
-def config_for(data_dir: Path, **overrides: str | int) -> ServeConfig:
-    return load_config(None, environ={}, overrides={"data_dir": str(data_dir), **overrides})
+def config_for(data_dir: Path, **overrides: str | int | bool) -> ServeConfig:
+    """The venue on a thread (quick to start); tests/app/test_app_supervised.py runs it as
+    a supervised process."""
+    return load_config(None, environ={}, overrides={"data_dir": str(data_dir),
+                                                      "venue.process": False, **overrides})
 
 
 def thread_names() -> set[str]:
@@ -137,7 +140,7 @@ def test_with_a_venue_elsewhere_the_protective_actions_go_to_it_over_http(
 
 def test_the_demo_with_a_venue_elsewhere_is_refused(tmp_path: Path) -> None:
     config = replace(config_for(tmp_path), venue_url="http://127.0.0.1:9")
-    with pytest.raises(ConfigError, match="--demo needs the venue in this process"):
+    with pytest.raises(ConfigError, match="--demo needs the venue on this machine"):
         start_system(config, demo=True)
 
 

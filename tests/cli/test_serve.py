@@ -213,7 +213,12 @@ def test_an_operator_runs_a_sev1_from_the_cli_against_haltguard_serve(
     serve = Serve(["--demo", "--config", str(config)], tmp_path)
     serve.wait_ready(base)
     assert "first admin created: shown once" in serve.output
-    assert f"Operations   {base}/api" in serve.output and f"{base}/venue/docs" in serve.output
+    assert f"API          {base}/api" in serve.output and f"{base}/venue/docs" in serve.output
+    assert re.search(r"Process    pid \d+ on http://127\.0\.0\.1:\d+, supervised", serve.output)
+    assert f"Status page  {base}/status/" in serve.output
+    assert f"Metrics      {base}/metrics" in serve.output
+    assert "Login        haltguard incident login --username admin" in serve.output
+    assert f"Data dir     {data_dir.resolve()}" in serve.output
     password, totp_secret = serve.value("password"), serve.value("TOTP secret")
     assert serve.value("username") == "admin"
     assert "█" in serve.output  # the QR code of the otpauth URI
@@ -280,7 +285,8 @@ def test_an_operator_runs_a_sev1_from_the_cli_against_haltguard_serve(
     assert "chain intact" in admin.run("audit", "verify")
 
     assert serve.stop() == 0
-    assert "Stopped. Venue at seq" in serve.output
+    assert "Stopped. The venue process wrote its snapshot" in serve.output
+    assert not (data_dir / "serve.json").exists()
 
     again = Serve(["--demo", "--config", str(config)], tmp_path)
     again.wait_ready(base)

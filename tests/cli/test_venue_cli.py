@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -218,10 +223,101 @@ def test_off_grid_order_from_the_command_line_explains_the_grid(venue: RunningVe
 
 
 def test_every_venue_command_has_help() -> None:
-    commands = ["verify", "inspect", "halt", "state", "kill-switch", "freeze", "resume",
+    commands = ["run", "verify", "inspect", "halt", "state", "kill-switch", "freeze", "resume",
                 "status", "order", "cancel", "book", "balances"]
     for command in commands:
         result = runner.invoke(app, ["venue", command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output
     assert runner.invoke(app, ["serve", "--help"]).exit_code == 0
+
+
+def test_venue_run_serves_the_demo_and_stops_on_sigterm_with_a_snapshot(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data_dir = tmp_path / "venue"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "haltguard.app.venue_process", "--data-dir", str(data_dir),
+         "--port", str(port), "--demo", "--demo-rate", "50"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "HALTGUARD_VENUE_TOKEN": TOKEN},
+    )
+    try:
+        assert process.stdout is not None
+        ready = process.stdout.readline()
+        assert ready.startswith(f"haltguard venue ready on http://127.0.0.1:{port} pid "
+                                f"{process.pid}"), ready
+        result = runner.invoke(app, ["venue", "status", "--url", f"http://127.0.0.1:{port}"],
+                               env={"COLUMNS": "200"})
+        assert result.exit_code == 0 and "BTC-JPY" in result.output, result.output
+        time.sleep(0.3)  # let the demo flow place some orders
+
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    stopped_seq = int(output.split("venue stopped at seq ")[1].split(";")[0])
+    assert stopped_seq > 0
+    venue, report = recover(data_dir, repair=False)
+    assert venue.last_seq == stopped_seq and report.snapshot_seq == stopped_seq
+
+
+PARENT = """\
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-m", "haltguard.app.venue_process", *sys.argv[1:]],
+                         env={**os.environ, "HALTGUARD_VENUE_PARENT_PID": str(os.getpid())},
+                         stdout=subprocess.PIPE, text=True)
+print(child.pid, child.stdout.readline().strip(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_venue_whose_supervisor_is_killed_stops_cleanly_and_holds_its_directory_till_then(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "venue"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, "--data-dir", str(data_dir), "--port", str(port),
+         "--demo", "--demo-rate", "100"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert parent.stdout is not None
+    child_pid_text, ready = parent.stdout.readline().split(" ", 1)
+    child_pid = int(child_pid_text)
+    try:
+        assert ready.startswith("haltguard venue ready"), ready
+        second = subprocess.run(
+            [sys.executable, "-m", "haltguard.app.venue_process", "--data-dir", str(data_dir),
+             "--port", str(port + 1 if port < 65_535 else port - 1)],
+            check=False, capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == 1
+        assert f"another venue (pid {child_pid}) is running on {data_dir}" in " ".join(
+            (second.stdout + second.stderr).split())
+
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{child_pid}") and "zombie" not in _state(child_pid):
+            assert time.monotonic() < deadline, "the orphaned venue is still running"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if os.path.exists(f"/proc/{child_pid}"):
+            os.kill(child_pid, signal.SIGKILL)
+    venue, report = recover(data_dir, repair=False)
+    assert venue.last_seq > 0 and report.snapshot_seq == venue.last_seq  # a clean stop
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.detection.actions import ActionExecutor
-from haltguard.detection.feed import GuardedVenueRuntime, protect_in_process
+from haltguard.detection.feed import protect_in_process
 from haltguard.detection.models import DecisionRecord
 from haltguard.detection.policies import RuleSet
 from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, load_rules_text
@@ -125,15 +125,17 @@ class Protected:
 
 def protected_venue(
     tmp_path: Path, session_factory: sessionmaker[Session], rule_text: str,
-    *, runtime_class: type[VenueRuntime] = VenueRuntime,
+    *, in_process: bool = False,
 ) -> Protected:
-    """Start the venue (10 funded accounts) and a detection service with ``rule_text``."""
-    runtime = runtime_class(tmp_path / "venue").start()
+    """Start the venue (10 funded accounts) and a detection service with ``rule_text``:
+    ``in_process`` wires the market detectors and the brake lane to the runtime, otherwise
+    the executor works the venue through its control only."""
+    runtime = VenueRuntime(tmp_path / "venue").start()
     for future in [runtime.submit(command) for command in setup_commands(accounts=10)]:
         future.result()
     clock = ManualClock(START)
     detection = DetectionService(rules=rules(rule_text))
-    if isinstance(runtime, GuardedVenueRuntime):  # the full in-process wiring
+    if in_process:
         protect_in_process(runtime, detection, session_factory=session_factory, clock=clock)
     else:
         detection.set_executor(ActionExecutor(session_factory=session_factory,

@@ -78,6 +78,8 @@ def test_automatic_halt_is_explained_in_the_timeline_and_the_audit_chain(
     halt = [entry for entry in entries if entry.kind is TimelineKind.MARKET_ACTION]
     assert len(halt) == 1
     assert "halt market SIM-JPY: SIM-JPY open -> halted" in halt[0].message
+    fired = [entry for entry in entries if entry.message.startswith("rule crash-halt fired")]
+    assert [entry.kind for entry in fired] == [TimelineKind.DETECTION]
     assert "rule crash-halt fired: market.price_move_bps = 1500 (condition >= 1000)" in (
         halt[0].message)
     for entry in (halt[0], *[e for e in entries if "rule crash-halt" in e.message]):

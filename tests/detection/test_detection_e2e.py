@@ -9,8 +9,7 @@ from pathlib import Path
 from detection_support import EXAMPLE_RULES, protected_venue
 from sqlalchemy.orm import Session, sessionmaker
 
-from haltguard.detection.feed import GuardedVenueRuntime
-from haltguard.gateway.runtime import CommandResult
+from haltguard.gateway.runtime import CommandResult, VenueRuntime
 from haltguard.incidents.models import TimelineKind
 from haltguard.journal.reader import Entry, JournalReader
 from haltguard.venue.commands import Command, Deposit, PlaceOrder
@@ -23,7 +22,7 @@ FLOW_AFTER = 2_000
 IN_FLIGHT_MAX = 500
 
 
-def _run(runtime: GuardedVenueRuntime, commands: list[Command]) -> list[CommandResult]:
+def _run(runtime: VenueRuntime, commands: list[Command]) -> list[CommandResult]:
     """Submit at full speed with at most ``IN_FLIGHT_MAX`` commands waiting."""
     pending: list[Future[CommandResult]] = []
     results: list[CommandResult] = []
@@ -39,9 +38,8 @@ def test_price_crash_in_live_flow_halts_the_market_and_no_trade_follows_the_halt
     tmp_path: Path, session_factory: sessionmaker[Session],
 ) -> None:
     protected = protected_venue(tmp_path, session_factory, EXAMPLE_RULES.read_text("utf-8"),
-                                runtime_class=GuardedVenueRuntime)
+                                in_process=True)
     runtime = protected.runtime
-    assert isinstance(runtime, GuardedVenueRuntime)
     try:
         first_seq = runtime.status().last_seq + 1
         flow = list(order_flow(5, FLOW_BEFORE + FLOW_AFTER, first_seq=first_seq + 2,

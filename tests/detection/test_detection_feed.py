@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 from detection_support import EXAMPLE_RULES
 
-from haltguard.detection.feed import GuardedVenueRuntime, VenueFeed, follow_journal
+from haltguard.detection.feed import VenueFeed, follow_journal
 from haltguard.detection.market import Applied
 from haltguard.detection.rulesfile import load_rules_file
 from haltguard.detection.service import DetectionService
+from haltguard.gateway.runtime import CommandResult, VenueRuntime
 from haltguard.venue.commands import Command, Deposit, PlaceOrder, SetMarketState
 from haltguard.venue.engine import Venue
 from haltguard.venue.events import Trade
@@ -31,8 +33,8 @@ CRASH: list[Command] = [
 ]
 
 
-def _started(tmp_path: Path) -> GuardedVenueRuntime:
-    runtime = GuardedVenueRuntime(tmp_path / "venue")
+def _started(tmp_path: Path) -> VenueRuntime:
+    runtime = VenueRuntime(tmp_path / "venue")
     runtime.start()
     for future in [runtime.submit(command) for command in setup_commands(accounts=10)]:
         future.result()
@@ -68,6 +70,28 @@ def test_brake_is_applied_before_orders_queued_ahead_of_it(tmp_path: Path) -> No
                 if isinstance(event, Trade)]
 
 
+def test_a_brake_a_listener_asks_for_is_applied_before_its_batch_is_answered(
+    tmp_path: Path,
+) -> None:
+    runtime = _started(tmp_path)
+    halts: list[Future[CommandResult]] = []
+
+    def halt_on_deposit(_venue: Venue, applied: Sequence[Applied]) -> None:
+        if not halts and any(type(r.command) is Deposit for r in applied):  # type: ignore[attr-defined]
+            halts.append(runtime.submit(HALT))
+
+    seen_at_answer: list[int] = []
+    runtime.add_listener(halt_on_deposit)
+    try:
+        deposit = runtime.submit(Deposit(1, "JPY", 1, "t"))
+        deposit.add_done_callback(lambda _: seen_at_answer.append(runtime.status().last_seq))
+        answered = deposit.result(10)
+        assert halts[0].result(10).seq == answered.seq + 1
+        assert seen_at_answer == [answered.seq + 1]  # the halt was journaled first
+    finally:
+        runtime.stop()
+
+
 def test_idle_venue_applies_a_brake_at_once(tmp_path: Path) -> None:
     runtime = _started(tmp_path)
     try:
@@ -90,7 +114,7 @@ def test_a_failing_listener_never_stops_the_venue(tmp_path: Path) -> None:
     try:
         result = runtime.submit(Deposit(1, "JPY", 5, "t")).result(5)
         assert result.seq > 0 and runtime.failure == ""
-        assert runtime.listener_failures >= 1
+        assert runtime.status().listener_failures >= 1
     finally:
         runtime.stop()
 

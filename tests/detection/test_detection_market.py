@@ -6,15 +6,18 @@ from decimal import Decimal
 
 from detection_support import DAY_START_NS, EXAMPLE_RULES, NS, replay_day, rules
 
+from haltguard.detection.decisions import Decision
 from haltguard.detection.feed import VenueFeed
 from haltguard.detection.market import (
+    COMMAND_QUARANTINED,
+    VENUE_SELF_ACTOR,
     BookDetector,
     PriceMoveDetector,
     TradeRateDetector,
 )
 from haltguard.detection.rulesfile import load_rules_file
 from haltguard.detection.service import DetectionService
-from haltguard.venue.commands import Deposit, Heartbeat, PlaceOrder
+from haltguard.venue.commands import Deposit, Heartbeat, PlaceOrder, SetMarketState
 from haltguard.venue.markets import BreakerConfig
 from haltguard.venue.types import MarketState, OrderType, Side, TimeInForce
 from haltguard.venue.workload import WORKLOAD_MARKET
@@ -184,3 +187,34 @@ def test_the_way_back_below_a_level_is_reported_once_the_window_forgets_the_move
     assert detector.on_trade(NS + NS // 2, 99_000) is None  # 531 bps up: still above
     back = detector.on_trade(3 * NS + NS // 2, 98_900)  # seconds 0 and 1 have left
     assert back is not None and back.value == 0
+
+
+def test_a_halt_the_venue_engages_by_itself_opens_a_software_bug_incident() -> None:
+    """The runtime halts a market after quarantining a command the engine raised on; the
+    shipped rules turn that halt (and only that kind of halt) into an incident."""
+    detection, feed = _feed()
+    day = replay_day(200, hours=1)
+    venue, seq, ts = None, 0, 0
+    for venue, seq, ts, events in day:
+        feed.on_applied(venue, seq, ts, events)
+    assert venue is not None
+    operator_halt = SetMarketState(WORKLOAD_MARKET, MarketState.HALTED, actor="alice",
+                                   reason="checking a report")
+    reopen = SetMarketState(WORKLOAD_MARKET, MarketState.OPEN, actor="alice", reason="checked")
+    self_halt = SetMarketState(WORKLOAD_MARKET, MarketState.HALTED, actor=VENUE_SELF_ACTOR,
+                               reason=f"software bug: the engine raised on seq {seq}")
+    for command in (operator_halt, reopen):
+        seq, ts = seq + 1, ts + NS
+        feed.on_applied(venue, seq, ts, venue.apply(seq, ts, command))
+    def quarantine_decisions() -> list[Decision]:
+        return [d for d in detection.recent_decisions()
+                if d.rule_id == "venue-command-quarantined"]
+
+    assert quarantine_decisions() == []
+    seq, ts = seq + 1, ts + NS
+    feed.on_applied(venue, seq, ts, venue.apply(seq, ts, self_halt))
+    decisions = quarantine_decisions()
+    assert len(decisions) == 1
+    assert decisions[0].signal.name == COMMAND_QUARANTINED
+    assert decisions[0].signal.labels["market"] == WORKLOAD_MARKET
+    assert "software bug" in decisions[0].signal.details["reason"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from haltguard.detection.load import (
@@ -27,7 +28,9 @@ from haltguard.detection.load import (
     ClientLimiter,
     FairShareShedder,
     FloodSettings,
+    InFlightBound,
     LoadDetector,
+    LoadGuard,
     LoadWindow,
     RateLimit,
     SheddingSettings,
@@ -199,6 +202,15 @@ def runtime(tmp_path: Path) -> Iterator[VenueRuntime]:
     runtime.stop()
 
 
+def guard_of(client: TestClient) -> LoadGuard:
+    """The load guard of the venue app behind ``client``."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+    guard = app.state.load_guard
+    assert isinstance(guard, LoadGuard)
+    return guard
+
+
 def venue_client(runtime: VenueRuntime, settings: SheddingSettings,
                  signals: list[Signal] | None = None,
                  clock: ManualClock | None = None) -> TestClient:
@@ -278,9 +290,11 @@ def test_a_flooding_api_key_is_rate_limited_then_blocked_until_the_block_expires
         other = client.get("/v1/markets", headers={"X-API-Key": "polite-key"})
         health = client.get("/v1/health", headers=key)
         clock.advance_ms(61_000)
-        client.app.state.load_guard.close_window()
+        guard_of(client).close_window()
         after = client.get("/v1/markets", headers=key)
-        client.app.state.load_guard.outbox.flush()
+        outbox = guard_of(client).outbox
+        assert outbox is not None
+        outbox.flush()
     assert codes == [200, 200, 200, 429, 429, 429, 429]
     assert blocked.status_code == 429 and blocked.json()["error"]["code"] == "client_blocked"
     assert blocked.headers["Retry-After"] == "60"
@@ -296,8 +310,9 @@ def test_a_flooding_api_key_is_rate_limited_then_blocked_until_the_block_expires
 def test_admin_brakes_pass_even_for_a_blocked_client(runtime: VenueRuntime) -> None:
     admin = {"Authorization": f"Bearer {TOKEN}"}
     with venue_client(runtime, SheddingSettings()) as client:
-        guard = client.app.state.load_guard
+        guard = guard_of(client)
         key = "api_key:" + hashlib.sha256(TOKEN.encode()).hexdigest()[:16]
+        assert guard.flood is not None
         guard.flood.block(key, 60, "drill", guard.clock())
         read = client.get("/v1/markets", headers=admin)
         halt = client.post(f"/v1/admin/markets/{WORKLOAD_MARKET}/state", headers=admin,
@@ -464,3 +479,50 @@ def test_a_flood_at_several_times_capacity_is_shed_fairly_and_loses_no_acked_ord
             assert [type(e) for e in events] == [OrderRepeated], client_order_id
     finally:
         restarted.stop()
+
+
+# --- the in-flight bound ---------------------------------------------------------------
+
+
+def test_a_slow_window_shrinks_the_in_flight_bound_to_what_the_venue_answers_in_time() -> None:
+    bound = InFlightBound(SheddingSettings(order_capacity_per_s=1_000, ack_p99_ms_max=500,
+                                           orders_in_flight_min=32))
+    assert bound.limit == 500  # capacity x the latency bound
+    assert bound.adapt(answered=120, span_ns=NS_PER_S, p99_ms=2_000, hit_limit=False) == 60
+    assert bound.adapt(answered=10, span_ns=NS_PER_S, p99_ms=3_000, hit_limit=True) == 32
+    assert bound.adapt(answered=200, span_ns=NS_PER_S, p99_ms=300, hit_limit=True) == 32
+
+
+def test_a_backlog_the_venue_cannot_answer_in_time_shrinks_the_bound_before_latency_shows(
+) -> None:
+    bound = InFlightBound(SheddingSettings(order_capacity_per_s=1_000, ack_p99_ms_max=500,
+                                           orders_in_flight_min=32))
+    assert bound.adapt(answered=100, span_ns=NS_PER_S, p99_ms=20, hit_limit=False,
+                       in_flight=400) == 50
+    assert bound.adapt(answered=3, span_ns=NS_PER_S, p99_ms=None, hit_limit=False,
+                       in_flight=20) == 50  # a few honest orders in flight: no change
+
+
+def test_a_fast_window_that_hit_the_bound_doubles_it_up_to_capacity_times_the_bound() -> None:
+    bound = InFlightBound(SheddingSettings(order_capacity_per_s=1_000, ack_p99_ms_max=500,
+                                           orders_in_flight_min=32))
+    bound.adapt(answered=10, span_ns=NS_PER_S, p99_ms=5_000, hit_limit=False)
+    assert bound.limit == 32
+    assert bound.adapt(answered=400, span_ns=NS_PER_S, p99_ms=100, hit_limit=False) == 32
+    limits = [bound.adapt(answered=400, span_ns=NS_PER_S, p99_ms=100, hit_limit=True)
+              for _ in range(6)]
+    assert limits == [64, 128, 256, 500, 500, 500]
+
+
+def test_orders_beyond_the_in_flight_bound_get_503_until_one_is_answered() -> None:
+    settings = SheddingSettings(order_capacity_per_s=1_000, ack_p99_ms_max=1_000,
+                                orders_in_flight_min=3)
+    guard = LoadGuard(settings, lambda: (0, 1_000), clock=ManualClock())
+    assert guard.in_flight.adapt(answered=3, span_ns=NS_PER_S, p99_ms=2_000,
+                                 hit_limit=False) == 3  # a venue answering 3 orders a second
+    admitted = [guard.admit_order(f"account:{n}") for n in range(4)]
+    assert [a.status for a in admitted] == [0, 0, 0, 503]
+    assert admitted[-1].code == "overloaded" and admitted[-1].retry_after_s == 1
+    guard.order_answered(5 * 1_000_000)
+    assert guard.admit_order("account:9").admitted
+    assert guard.window.in_flight_refused == 1 and guard.window.shed_503 == 1

@@ -18,9 +18,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.detection import service as detection
+from haltguard.detection.decisions import ActionKind
 from haltguard.detection.load import NS_PER_S, FloodSettings, SheddingSettings
 from haltguard.detection.monitors import MonitorScheduler
-from haltguard.detection.rulesfile import load_rules_text
+from haltguard.detection.policies import PolicyEngine
+from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, load_rules_file, load_rules_text
 from haltguard.detection.security_detectors import (
     AuditSecurityFeed,
     FailedLoginDetector,
@@ -38,6 +40,7 @@ from haltguard.detection.service import DetectionService
 from haltguard.detection.signals import Signal
 from haltguard.gateway.app import create_venue_app
 from haltguard.gateway.runtime import VenueRuntime
+from haltguard.security import totp
 from haltguard.security.permissions import Role
 from haltguard.security.testing import fast_test_settings, provision_operator
 from haltguard.venue.commands import Deposit, Withdraw
@@ -108,7 +111,7 @@ def fail_login(app: FastAPI, username: str, address: str) -> int:
     with TestClient(app, client=(address, 40_000)) as client:
         response = client.post("/api/auth/login", json={
             "username": username, "password": "not the password", "totp_code": "000000"})
-    return response.status_code
+    return int(response.status_code)
 
 
 @SQLITE_ONLY
@@ -325,7 +328,7 @@ def test_hot_wallet_outflow_above_its_rate_fires_and_resolves() -> None:
                                                      hot_wallet_window_s=3_600))
     outflow = [s for account in range(1, 8)
                for s in detector.withdrawn(account, "BTC", 20, "d", T0 + account * NS_PER_S)]
-    assert [(s.name, s.value) for s in outflow] == [("security.hot_wallet_outflow", 120)]
+    assert [(s.name, int(s.value)) for s in outflow] == [("security.hot_wallet_outflow", 120)]
     assert detector.expire(T0 + 3_600 * NS_PER_S) == []
     assert names(detector.expire(T0 + 3_604 * NS_PER_S)) == [("security.hot_wallet_outflow",
                                                               True)]
@@ -429,3 +432,112 @@ def test_a_normal_day_raises_no_security_signal() -> None:
                         if v.signal is not None]
     signals += logins.expire(T0 + day_ns) + withdrawals.expire(T0 + day_ns)
     assert signals == []
+
+
+# --- the shipped rules against what the detectors emit -------------------------------
+
+
+def shipped_rules() -> PolicyEngine:
+    return PolicyEngine(load_rules_file(DEFAULT_RULES_PATH))
+
+
+def test_the_shipped_stuffing_rule_blocks_the_client_the_login_detector_names() -> None:
+    engine = shipped_rules()
+    logins = FailedLoginDetector(LoginSettings(address_accounts_max=5))
+    decisions = []
+    for i in range(5):
+        for signal in logins.login_failed(f"guess{i}", "203.0.113.9", T0 + i):
+            decisions += engine.evaluate(signal)
+    [fired] = [d for d in decisions if d.rule_id == "credential-stuffing"]
+    assert fired.title == "credential stuffing from address:203.0.113.9"
+    [block] = [a for a in fired.actions if a.kind is ActionKind.BLOCK_CLIENT]
+    assert (block.target, block.params["duration_s"]) == ("address:203.0.113.9", "3600")
+
+
+def test_the_shipped_rules_freeze_an_asset_after_three_withdrawals_to_new_destinations() -> None:
+    engine = shipped_rules()
+    detector = WithdrawalDetector()
+    decisions = []
+    for account in (11, 12, 13):
+        detector.withdrawn(account, "BTC", 10_000, f"home-{account}", T0, learn_only=True)
+    for n, account in enumerate((11, 12, 13)):
+        for signal in detector.withdrawn(account, "BTC", 10_000, "bc1-stranger",
+                                         T0 + (n + 1) * MINUTE):
+            decisions += engine.evaluate(signal)
+        assert bool(decisions) == (n == 2)
+    [fired] = decisions
+    assert (fired.rule_id, fired.classification) == (
+        "withdrawals-to-new-destinations", "unauthorized_access")
+    assert [(a.kind, a.target) for a in fired.actions if a.kind is ActionKind.FREEZE_WITHDRAWALS] \
+        == [(ActionKind.FREEZE_WITHDRAWALS, "BTC")]
+
+
+def test_the_shipped_rules_open_one_ddos_incident_for_a_flood_from_many_clients() -> None:
+    engine = shipped_rules()
+    flood = RequestFloodDetector(FloodSettings(rate_per_s=1, burst=1, refusals_to_block=2,
+                                               exempt_networks=()))
+    decisions = []
+    for address in ("198.51.100.1", "198.51.100.2"):
+        for _ in range(4):
+            verdict = flood.check(f"address:{address}", address, T0)
+            if verdict.signal is not None:
+                decisions += engine.evaluate(verdict.signal)
+    [fired] = decisions
+    assert (fired.rule_id, fired.classification, fired.severity) == (
+        "request-flood", "ddos", "SEV2")
+    assert "2 requests over the rate limit" in fired.signal.details["reason"]
+
+
+# --- blocks and exemptions -----------------------------------------------------------
+
+
+def test_a_blocked_address_is_refused_even_inside_the_exempt_networks() -> None:
+    flood = RequestFloodDetector(FloodSettings(rate_per_s=1, burst=1))
+    flood.block("address:127.0.0.9", 60, "rule credential-stuffing", T0)
+    refused = flood.check("address:127.0.0.9", "127.0.0.9", T0 + 1).admission
+    other = flood.check("address:127.0.0.8", "127.0.0.8", T0 + 1).admission
+    assert (refused.status, refused.code) == (429, "client_blocked")
+    assert other.admitted
+
+
+def test_exempt_networks_can_be_narrowed_for_a_while_and_put_back() -> None:
+    flood = RequestFloodDetector(FloodSettings(rate_per_s=1, burst=1))
+    previous = flood.set_exempt_networks(parse_networks("10.0.0.0/8"))
+    limited = [flood.check("address:127.0.0.70", "127.0.0.70", T0).admission.admitted
+               for _ in range(3)]
+    flood.set_exempt_networks(previous)
+    exempt = [flood.check("address:127.0.0.71", "127.0.0.71", T0).admission.admitted
+              for _ in range(3)]
+    assert limited == [True, False, False]
+    assert exempt == [True, True, True]
+
+
+@SQLITE_ONLY
+def test_the_security_feeds_take_the_operator_networks_as_a_parameter(
+    operations: FastAPI, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HALTGUARD_DETECTION_OPERATOR_NETWORKS", raising=False)
+    monkeypatch.delenv("HALTGUARD_OPERATOR_NETWORKS", raising=False)
+    operator = provision_operator(session_factory, Role.RESPONDER, username="dave", now=NOW)
+    signals: list[Signal] = []
+    scheduler = MonitorScheduler(signals.append)
+    [audit_monitor] = add_security_feeds(scheduler, signals.append,
+                                         session_factory=session_factory,
+                                         operator_networks=NETWORKS, interval_ms=20)
+    with scheduler:
+        deadline = time.monotonic() + 5
+        while audit_monitor.runs < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with TestClient(operations, client=("198.51.100.44", 1)) as outside:
+            response = outside.post("/api/auth/login", json={
+                "username": "dave", "password": operator.password,
+                "totp_code": totp.code_at(operator.totp_secret, NOW)})
+        assert response.status_code == 200, response.text
+        while not signals:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    [signal] = signals
+    assert signal.name == "security.operator_outside_network"
+    assert signal.labels == {"actor": "operator:dave", "source_address": "198.51.100.44"}
+    assert signal.details["allowed_networks"] == "10.20.0.0/16"

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -35,7 +36,7 @@ def setup_commands() -> list[Command]:
     return commands
 
 
-def start_runtime(data_dir: Path, *, set_up: bool = True, **limits: int) -> VenueRuntime:
+def start_runtime(data_dir: Path, *, set_up: bool = True, **limits: Any) -> VenueRuntime:
     runtime = VenueRuntime(data_dir, limits=RuntimeLimits(**limits)).start()
     if set_up:
         for command in setup_commands():

@@ -263,3 +263,34 @@ def test_period_metrics_average_the_incidents_detected_in_the_period(
     assert report.mean_time_to_resolve_s == 1200
     with pytest.raises(IncidentError, match="until must be after since"):
         service.period_metrics(session, START, START)
+
+
+def _tell(session: Session, incident_id: int, text: str, clock: ManualClock) -> None:
+    service.post_public_update(session, service.get(session, incident_id),
+                               PublicUpdateCreate(message_ja=f"{text}（日本語）", message_en=text),
+                               actor="sam", now=clock.now())
+
+
+def test_public_updates_since_returns_what_customers_were_told_from_then_on_oldest_first(
+    session: Session, clock: ManualClock
+) -> None:
+    first = open_incident(session, clock)
+    other = open_incident(session, clock)
+    _tell(session, first.id, "Trading is halted.", clock)
+    clock.advance(timedelta(minutes=10))
+    checkpoint = clock.now()
+    service.comment(session, first, "not for customers", actor="bob", now=clock.now())
+    _tell(session, other.id, "Deposits are delayed.", clock)
+    clock.advance(timedelta(minutes=5))
+    _tell(session, first.id, "We found the cause.", clock)
+    session.commit()
+    since = service.public_updates_since(session, checkpoint)
+    assert [(e.incident_id, e.message) for e in since] == [
+        (other.id, "Deposits are delayed."), (first.id, "We found the cause.")]
+    assert [e.message for e in service.public_updates_since(session, None, incident_id=first.id)
+            ] == ["Trading is halted.", "We found the cause."]
+    assert len(service.public_updates_since(session, None, limit=1)) == 1
+    with pytest.raises(IncidentError, match="needs a time zone"):
+        service.public_updates_since(session, checkpoint.replace(tzinfo=None))
+    with pytest.raises(IncidentError, match="limit must be"):
+        service.public_updates_since(session, None, limit=0)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from haltguard.journal import Journal
-from haltguard.journal.codec import encode_record
+from haltguard.journal.codec import RECORD_VERSION, encode_record
 from haltguard.journal.segments import segment_header, segment_name, segments_dir
 from haltguard.venue.commands import Command
 from haltguard.venue.engine import Venue
@@ -71,14 +71,20 @@ def replay(commands: list[Command]) -> Venue:
     return venue
 
 
-def write_raw_segment(data_dir: Path, first_seq: int, records: list[tuple[int, Command]]) -> Path:
-    """A segment file holding exactly ``records`` (seq, command), seqs as given (gaps too)."""
+def write_raw_segment(
+    data_dir: Path, first_seq: int, records: list[tuple[int, Command]],
+    version: int = RECORD_VERSION,
+) -> Path:
+    """A segment file holding exactly ``records`` (seq, command), seqs as given (gaps too),
+    in record format ``version``."""
     directory = segments_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
     symbols: dict[str, int] = {}
-    body = b"".join(encode_record(seq, ts_of(seq), command, symbols) for seq, command in records)
+    body = b"".join(
+        encode_record(seq, ts_of(seq), command, symbols, version) for seq, command in records
+    )
     path = directory / segment_name(first_seq)
-    path.write_bytes(segment_header(first_seq) + body)
+    path.write_bytes(segment_header(first_seq, version) + body)
     return path
 
 

@@ -11,13 +11,20 @@ from hypothesis import strategies as st
 
 from haltguard.journal import JournalSequenceError, UnjournalableCommandError, check_journalable
 from haltguard.journal.codec import (
+    CHAIN_SEED,
     KIND_CANCEL_ORDER,
     KIND_MSGPACK,
     KIND_PLACE_ORDER,
+    RECORD_V1,
+    RECORD_V2,
+    RECORD_VERSIONS,
+    STOP_BAD_CRC,
     BatchEncoder,
+    PlainRecord,
     RecordDecoder,
     decode_record,
     encode_record,
+    seq_offset,
 )
 from haltguard.venue import commands as c
 from haltguard.venue.markets import Asset, BreakerConfig, MarketSpec
@@ -99,9 +106,11 @@ def test_strategies_cover_every_command_type() -> None:
     assert set(COMMANDS) == set(typing.get_args(c.Command))
 
 
-def _decode_all(blob: bytes, first_seq: int) -> list[tuple[int, int, c.Command]]:
+def _decode_all(
+    blob: bytes, first_seq: int, version: int = RECORD_V2
+) -> list[tuple[int, int, c.Command]]:
     decoded: list[tuple[int, int, c.Command]] = []
-    end, _, stop = RecordDecoder().decode_span(
+    end, _, stop = RecordDecoder(version).decode_span(
         blob, 0, first_seq, sink=lambda s, t, cmd: decoded.append((s, t, cmd))
     )
     assert stop is None
@@ -114,14 +123,17 @@ def _decode_all(blob: bytes, first_seq: int) -> list[tuple[int, int, c.Command]]
     commands=st.lists(any_command, min_size=1, max_size=12),
     first_seq=st.integers(1, 2**63),
     ts=st.integers(0, 2**62),
+    version=st.sampled_from(RECORD_VERSIONS),
 )
-def test_every_command_type_round_trips_through_records(
-    commands: list[c.Command], first_seq: int, ts: int
+def test_every_command_type_round_trips_through_records_of_either_format(
+    commands: list[c.Command], first_seq: int, ts: int, version: int
 ) -> None:
     symbols: dict[str, int] = {}
     items = [(first_seq + i, ts + i, command) for i, command in enumerate(commands)]
-    blob = b"".join(encode_record(seq, t, command, symbols) for seq, t, command in items)
-    assert _decode_all(blob, first_seq) == items
+    blob = b"".join(
+        encode_record(seq, t, command, symbols, version) for seq, t, command in items
+    )
+    assert _decode_all(blob, first_seq, version) == items
 
 
 def test_orders_and_cancels_use_fixed_layouts_and_name_a_market_once_per_segment() -> None:
@@ -131,7 +143,8 @@ def test_orders_and_cancels_use_fixed_layouts_and_name_a_market_once_per_segment
     second = encode_record(2, 11, order, symbols)
     cancel = encode_record(3, 12, c.CancelOrder("BTC-JPY", 7, order_id=1), symbols)
     heartbeat = encode_record(4, 13, c.Heartbeat(), symbols)
-    assert (first[8], second[8], cancel[8], heartbeat[8]) == (
+    kind = seq_offset(RECORD_V2) - 1
+    assert (first[kind], second[kind], cancel[kind], heartbeat[kind]) == (
         KIND_PLACE_ORDER, KIND_PLACE_ORDER, KIND_CANCEL_ORDER, KIND_MSGPACK,
     )
     assert len(first) - len(second) == 1 + len("BTC-JPY")
@@ -153,8 +166,46 @@ def test_place_order_record_bytes_are_stable() -> None:
         "07" "4254432d4a5059" "616263"  # "BTC-JPY", "abc"
     )
     length = len(payload).to_bytes(4, "little")
-    assert record == length + crc32c(length + payload).to_bytes(4, "little") + payload
+    crc = crc32c(length + payload, CHAIN_SEED).to_bytes(4, "little")
+    assert record == length + payload + crc
+    assert crc32c(record, CHAIN_SEED) == CHAIN_SEED  # what lets one call check a run
     assert decode_record(record) == (7, 1_700_000_000_000_000_000, order)
+
+
+def test_records_of_the_first_format_still_decode() -> None:
+    """Segments written before the chained checksum (format 1) stay readable."""
+    order = c.PlaceOrder("BTC-JPY", 42, Side.SELL, 5, 9_000_000)
+    payload = bytes.fromhex(
+        "01" "0700000000000000" "00002a36fe9c9717"  # kind, seq, ts
+        "ffff" "2a00000000000000" "0100"  # market code "symbol follows", account 42, sell
+        "0500000000000000" "4054890000000000" "0000"  # qty, price, client order id length
+        "07" "4254432d4a5059"  # "BTC-JPY"
+    )
+    length = len(payload).to_bytes(4, "little")
+    record = length + crc32c(length + payload).to_bytes(4, "little") + payload
+    assert encode_record(7, 1_700_000_000_000_000_000, order, {}, RECORD_V1) == record
+    assert decode_record(record, RECORD_V1) == (7, 1_700_000_000_000_000_000, order)
+
+
+def test_a_damaged_record_in_a_checked_run_stops_there_after_passing_on_the_ones_before() -> None:
+    """Format 2 checks a run of plain records with one CRC call; a damaged one is still
+    found exactly, and nothing from it on is handed over."""
+    encoder = BatchEncoder(last_seq=0, last_ts=0)
+    encoder.append(1, 1, c.PlaceOrder("BTC-JPY", 1, Side.BUY, 1, 100))  # names the market
+    for seq in range(2, 12):
+        encoder.append(seq, seq, c.PlaceOrder("BTC-JPY", 1, Side.BUY, seq, 100))
+    blob = bytearray(encoder.take())
+    plain_order_bytes = 4 + 47 + 4  # length, payload, crc
+    damaged_at = len(blob) - 4 * plain_order_bytes  # the record of seq 8
+    blob[damaged_at + 30] ^= 0x40
+    commands: list[int] = []
+    plain: list[PlainRecord] = []
+    end, next_seq, stop = RecordDecoder(RECORD_V2).decode_span(
+        bytes(blob), 0, 1, sink=lambda s, t, cmd: commands.append(s), batch_sink=plain.extend,
+    )
+    assert stop is not None and stop.reason == STOP_BAD_CRC and stop.offset == damaged_at
+    assert (end, next_seq) == (damaged_at, 8)
+    assert commands[0] == 1 and commands + [r[0] for r in plain] == list(range(1, 8))
 
 
 def test_numbers_beyond_64_bits_are_refused_before_the_symbol_table_changes() -> None:
@@ -172,15 +223,15 @@ def test_a_wrongly_typed_field_is_refused_instead_of_failing_on_replay() -> None
 
 
 @settings(max_examples=60, deadline=None)
-@given(command=any_command, data=st.data())
+@given(command=any_command, data=st.data(), version=st.sampled_from(RECORD_VERSIONS))
 def test_any_flipped_byte_makes_the_record_unreadable(
-    command: c.Command, data: st.DataObject
+    command: c.Command, data: st.DataObject, version: int
 ) -> None:
-    record = bytearray(encode_record(1, 1, command, {}))
+    record = bytearray(encode_record(1, 1, command, {}, version))
     index = data.draw(st.integers(0, len(record) - 1))
     record[index] ^= data.draw(st.integers(1, 255))
     with pytest.raises(ValueError, match="not one valid record"):
-        decode_record(bytes(record))
+        decode_record(bytes(record), version)
 
 
 @settings(max_examples=200, deadline=None)

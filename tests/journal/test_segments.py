@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from haltguard.journal import Journal, JournalCorruptionError, recover
-from haltguard.journal.codec import FRAME
+from haltguard.journal.codec import FRAME, RECORD_V1, RECORD_VERSION, seq_offset
 from haltguard.journal.segments import (
     SEGMENT_HEADER_BYTES,
     list_segments,
@@ -24,6 +24,7 @@ from .support import (
     newest_segment,
     record_offsets,
     replay,
+    ts_of,
     workload,
     write_journal,
     write_raw_segment,
@@ -62,7 +63,8 @@ def test_cutting_the_last_record_at_any_byte_recovers_everything_before_it(
         torn = report.torn_tail
         assert torn is not None
         assert (torn.segment, torn.offset, torn.dropped_bytes) == (segment.name, last, cut - last)
-        assert torn.seq == (len(COMMANDS) if cut >= last + FRAME.size + 9 else None)
+        seq_readable = cut >= last + seq_offset(RECORD_VERSION) + 8
+        assert torn.seq == (len(COMMANDS) if seq_readable else None)
         assert report.torn_tail_cut
         assert (segments_dir(trial) / segment.name).stat().st_size == last
         shutil.rmtree(trial)
@@ -212,3 +214,50 @@ def test_verify_mode_reports_a_torn_tail_without_cutting_it(journal_dir: Path) -
     assert not report.torn_tail_cut
     assert segment.read_bytes() == torn
     assert SEGMENT_HEADER_BYTES < report.torn_tail.offset < len(torn)
+
+
+def test_a_log_in_the_first_record_format_recovers_and_continues_in_the_current_one(
+    data_dir: Path,
+) -> None:
+    head, tail = COMMANDS[:50], COMMANDS[50:]
+    write_raw_segment(data_dir, 1, list(enumerate(head, 1)), version=RECORD_V1)
+    venue, _ = recover(data_dir)
+    assert venue.state_hash() == replay(head).state_hash()
+    journal = Journal(data_dir, unsafe_skip_fsync=True)
+    for seq, command in enumerate(tail, len(head) + 1):
+        journal.append(seq, ts_of(seq), command)
+    journal.sync()
+    journal.close()
+    versions = [
+        struct.unpack_from("<I", path.read_bytes(), 8)[0] for _, path in list_segments(data_dir)
+    ]
+    assert versions == [RECORD_V1, RECORD_VERSION]
+    venue, report = recover(data_dir)
+    assert report.last_seq == len(COMMANDS)
+    assert venue.state_hash() == replay(COMMANDS).state_hash()
+
+
+def test_a_damaged_record_in_a_first_format_segment_is_refused_naming_its_offset(
+    data_dir: Path,
+) -> None:
+    path = write_raw_segment(data_dir, 1, list(enumerate(COMMANDS, 1)), version=RECORD_V1)
+    fifth = record_offsets(path)[4]
+    _flip(path, fifth + FRAME.size + 12)
+    with pytest.raises(JournalCorruptionError) as caught:
+        recover(data_dir)
+    assert caught.value.offset == fifth
+    assert path.name in str(caught.value)
+
+
+def test_a_flipped_byte_in_a_run_of_plain_orders_is_refused_naming_that_record(
+    journal_dir: Path,
+) -> None:
+    """Runs of plain orders and cancels are checked with one CRC call; damage inside one is
+    still located at its record, and nothing from that record on is replayed."""
+    segment = newest_segment(journal_dir)
+    damaged_at = record_offsets(segment)[-10]  # an order among the last ones
+    _flip(segment, damaged_at + FRAME.size + 20)
+    with pytest.raises(JournalCorruptionError) as caught:
+        recover(journal_dir)
+    assert caught.value.offset == damaged_at
+    assert "checksum mismatch with records after it" in str(caught.value)

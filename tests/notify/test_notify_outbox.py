@@ -9,11 +9,13 @@ from datetime import timedelta
 import pytest
 from notify_support import (
     LINK_SECRET,
+    SQLITE_ONLY,
     START,
     MailHandler,
     add_confirmed,
     notify_settings,
     smtp_server,
+    wait_for,
 )
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -318,3 +320,28 @@ def test_two_publishers_racing_with_one_key_queue_the_notice_once(
     assert sorted(created) == [False, True]
     with session_factory() as session:
         assert len(session.scalars(select(Delivery)).all()) == 20
+
+
+@SQLITE_ONLY
+def test_a_started_worker_delivers_in_the_background_until_stopped(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    with smtp_server() as smtp:
+        worker = OutboxWorker(engine, notify_settings(smtp), LINK_SECRET)
+        assert not worker.running
+        worker.start()
+        try:
+            assert worker.running
+            with pytest.raises(RuntimeError, match="already started"):
+                worker.start()
+            with session_factory() as session:
+                add_confirmed(session, 3)
+                enqueue_notice(session, a_notice(), now=START)
+                session.commit()
+            wait_for(lambda: smtp.handler.count() == 3)
+        finally:
+            assert worker.stop(timeout_s=5.0)
+        assert not worker.running and worker.stats.sent == 3
+        assert worker.stop()  # twice is fine
+        with pytest.raises(RuntimeError, match="or stopped; make a new one"):
+            worker.start()

@@ -16,7 +16,7 @@ from haltguard.responders.clock import ManualClock
 from haltguard.responders.contacts import INCIDENT_CATEGORIES
 from haltguard.responders.settings import ResponderSettings
 
-from .conftest import HttpReceiver
+from .conftest import ACK_SECRET, HttpReceiver, SmtpServer
 from .oncall_setup import page_state, send_page, two_level_policy
 
 Factory = sessionmaker[Session]
@@ -97,3 +97,21 @@ def test_cli_sets_one_category_of_the_contact_tree(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     tree = json.loads(runner.invoke(app, ["oncall", "contacts", "show", "--json"]).output)
     assert tree == {"malware": [{"person": "ito", "backup": "kobayashi", "role": "CISO"}]}
+
+
+def test_cli_pages_one_person_directly_and_says_why(
+    *, runner: CliRunner, session_factory: Factory, clock: ManualClock,
+    http_receiver: HttpReceiver, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    two_level_policy(session_factory, clock, http_receiver)
+    monkeypatch.setenv("HALTGUARD_SMTP_HOST", smtp_server.host)
+    monkeypatch.setenv("HALTGUARD_SMTP_PORT", str(smtp_server.port))
+    monkeypatch.setenv("HALTGUARD_ACK_SECRET", ACK_SECRET.decode())
+    page = ["oncall", "page", "--incident", "INC-4", "--summary", "DB failover",
+            "--category", "database", "--severity", "SEV2", "--person", "suzuki"]
+    refused = runner.invoke(app, page)
+    assert refused.exit_code == 2 and "--reason" in refused.output
+    sent = runner.invoke(app, [*page, "--reason", "owns the database runbook"])
+    assert sent.exit_code == 0, sent.output
+    assert "Paged suzuki directly (owns the database runbook)" in sent.output
+    assert smtp_server.mailbox.recipients == [["suzuki@example.com"]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from haltguard.incidents.rules import CATEGORIES, Category, Severity
+from haltguard.responders.contacts import INCIDENT_CATEGORIES, SEVERITIES
 from haltguard.responders.texts import ack_page_html, page_message
 
 
@@ -40,3 +42,19 @@ def test_ack_page_escapes_what_it_shows() -> None:
     refused = ack_page_html("refused", page_id=3, reason="the link has expired; acknowledge "
                             "with the CLI or the API")
     assert "リンクの有効期限が切れています" in refused and "expired" in refused
+
+
+def test_every_incident_category_pages_with_the_incident_rules_own_label() -> None:
+    """One source for categories: the incident rules; the contact tree and pages follow it."""
+    assert tuple(category.value for category in Category) == INCIDENT_CATEGORIES
+    assert tuple(severity.value for severity in Severity) == SEVERITIES
+    for category, info in CATEGORIES.items():
+        built = page_message(
+            page_id=1, incident_id="INC-1", summary="s", category=category.value,
+            severity="SEV2", level_number=1, ack_timeout_s=300, ack_url="https://h.example/a",
+        )
+        assert f"分類: {info.label_ja}" in built.body
+        assert f"Category: {info.label_en}" in built.body
+    assert "Category: tea_shortage" in page_message(
+        page_id=1, incident_id="INC-1", summary="s", category="tea_shortage", severity="SEV2",
+        level_number=1, ack_timeout_s=300, ack_url="https://h.example/a").body

@@ -20,3 +20,13 @@ def test_every_role_may_manage_its_own_session_and_tokens() -> None:
         assert is_allowed(role, Action.TOKEN_MANAGE_OWN)
     assert not is_allowed(Role.VIEWER, Action.OPERATOR_MANAGE)
     assert not is_allowed(Role.INCIDENT_COMMANDER, Action.OPERATOR_MANAGE)
+
+
+def test_support_staff_may_tell_customers_but_not_change_what_the_page_shows_by_hand() -> None:
+    """Issue 5: customer support drafts and publishes public updates; overriding a
+    component's status or scheduling maintenance stays with incident commanders."""
+    assert is_allowed(Role.SUPPORT, Action.STATUS_DRAFT)
+    assert is_allowed(Role.SUPPORT, Action.STATUS_PUBLISH)
+    assert not is_allowed(Role.SUPPORT, Action.STATUS_OVERRIDE)
+    assert not is_allowed(Role.SUPPORT, Action.STATUS_MAINTENANCE)
+    assert not is_allowed(Role.VIEWER, Action.STATUS_PUBLISH)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from status_support import SQLITE_ONLY, START, StatusApi
 
 from haltguard.responders.service import ManualClock
-from haltguard.security.permissions import Role
+from haltguard.security.permissions import Role, is_allowed
 from haltguard.security.testing import (
     fast_test_settings,
     guarded_routes,
@@ -89,7 +89,8 @@ def test_the_page_is_rendered_once_per_change_not_per_request(api: StatusApi) ->
     assert "重大な障害が発生しています" in changed.text
 
 
-def test_support_drafts_a_responder_publishes_and_customers_read_it(api: StatusApi) -> None:
+def test_support_staff_draft_and_publish_and_customers_read_it(api: StatusApi) -> None:
+    """Manual 2.3 and issue 5: customer support tells customers, without a responder."""
     incident = api.open_incident(affected_markets=["BTC-JPY"])
     api.halt(incident["id"], "BTC-JPY")
     api.clock.advance(timedelta(minutes=4))
@@ -98,12 +99,17 @@ def test_support_drafts_a_responder_publishes_and_customers_read_it(api: StatusA
     assert draft["state"] == "draft" and "【対象】BTC/JPY 取引" in draft["body_ja"]
     api.call("PATCH", f"/api/status/updates/{draft['id']}", user="sam",
              body={"body_ja": "BTC/JPY の取引を停止し、原因を調査しております。"})
+    assert "BTC/JPY の取引を停止" not in api.page("/status/").text  # drafts are not public
     refused = api.client.post(f"/api/status/updates/{draft['id']}/publish",
-                              headers=api.as_("sam"))
+                              headers=api.as_("vic"))
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "permission_denied"
-    assert "BTC/JPY の取引を停止" not in api.page("/status/").text  # drafts are not public
-    api.call("POST", f"/api/status/updates/{draft['id']}/publish", user="alice")
+    published = api.call("POST", f"/api/status/updates/{draft['id']}/publish", user="sam")
+    assert published["state"] == "published" and published["published_by"] == "sam"
+    override = api.client.post("/api/status/components/website/override",
+                               headers=api.as_("sam"),
+                               json={"status": "major_outage", "reason": "test"})
+    assert override.status_code == 403  # overriding a status stays with commanders
     page = api.page("/status/")
     assert "BTC/JPY の取引を停止し、原因を調査しております。" in page.text
     summary = api.page("/api/v2/summary.json").json()
@@ -226,6 +232,12 @@ def test_each_role_is_allowed_or_refused_on_every_status_route_as_the_table_says
     guarded = [route for route in guarded_routes(app) if route.actions]
     assert len(guarded) == 13 and calls == len(guarded) * len(Role)
     assert all(route.path.startswith("/api/status/") for route in guarded)
+    support = {(route.method, route.path) for route in guarded
+               if all(is_allowed(Role.SUPPORT, action) for action in route.actions)}
+    assert {("POST", "/api/status/incidents/{incident_id}/drafts"),
+            ("POST", "/api/status/updates/{update_id}/publish")} <= support
+    assert ("POST", "/api/status/components/{component_key}/override") not in support
+    assert ("POST", "/api/status/maintenances") not in support
 
 
 def test_the_gzip_copy_of_a_page_is_the_same_page(api: StatusApi) -> None:

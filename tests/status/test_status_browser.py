@@ -73,7 +73,7 @@ def test_a_person_reads_the_outage_in_japanese_switches_to_english_and_reads_it_
             desktop.screenshot(path=ARTIFACTS_DIR / "status-ja-desktop.png", full_page=True)
             desktop.get_by_role("link", name="English").click()
             assert desktop.url == f"{live_url}/status/en/"
-            expect(desktop.get_by_role("status")).to_have_text("Major Service Outage")
+            expect(desktop.get_by_role("status")).to_have_text("Major System Outage")
             expect(desktop.get_by_text("Cause: a failure of the order database")).to_be_visible()
             desktop.screenshot(path=ARTIFACTS_DIR / "status-en-desktop.png", full_page=True)
             desktop.get_by_role("link", name="日本語").click()

@@ -95,7 +95,7 @@ def test_the_exported_page_is_served_by_a_plain_http_server_with_the_service_gon
         en = httpx.get(base + "/en/")
         assert "重大な障害が発生しています" in ja.text
         assert "現在、障害が発生しており、原因を調査しております。" in ja.text
-        assert "Major Service Outage" in en.text
+        assert "Major System Outage" in en.text
         for name in DOCUMENTS:
             for prefix in ("", "en/"):
                 document = httpx.get(f"{base}/{prefix}api/v2/{name}")

@@ -8,7 +8,7 @@ rewrites the golden files after a deliberate change.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +29,10 @@ UPDATE_FIELDS = ["id", "status", "body", "incident_id", "created_at", "updated_a
                  "display_at", "affected_components", "deliver_notifications", "custom_tweet",
                  "tweet_id"]
 AFFECTED_FIELDS = ["code", "name", "old_status", "new_status"]
+# Statuspage's own wording of the overall status, as its public readers expect it.
+STATUSPAGE_DESCRIPTIONS = {"none": "All Systems Operational", "minor": "Minor Service Outage",
+                           "major": "Partial System Outage", "critical": "Major System Outage",
+                           "maintenance": "Service Under Maintenance"}
 
 
 @pytest.fixture
@@ -110,3 +114,30 @@ def test_the_feeds_match_their_golden_files(scenario: StatusApi) -> None:
     assert atom.headers["content-type"] == "application/atom+xml; charset=utf-8"
     check_golden("history.en.atom", atom.content)
     check_golden("history.ja.rss", scenario.client.get("/status/history.rss").content)
+
+
+def _time(stamp: str) -> datetime:
+    """Parsed the strict way Statuspage readers do: milliseconds and a numeric offset."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def test_a_statuspage_reader_finds_groups_latest_updates_and_times_where_it_looks(
+    scenario: StatusApi,
+) -> None:
+    summary = scenario.client.get("/status/en/api/v2/summary.json").json()
+    assert summary["status"]["description"] == STATUSPAGE_DESCRIPTIONS[
+        summary["status"]["indicator"]]
+    groups = {c["id"]: c for c in summary["components"] if c["group"]}
+    members = [c for c in summary["components"] if not c["group"]]
+    assert groups and members
+    for component in members:
+        assert component["group_id"] in groups
+        assert component["id"] in groups[component["group_id"]]["components"]
+        assert _time(component["created_at"]) <= _time(component["updated_at"])
+    for event in summary["incidents"] + summary["scheduled_maintenances"]:
+        latest = event["incident_updates"][0]  # readers take the first as the latest
+        assert latest["status"] == event["status"]
+        assert _time(latest["created_at"]) == max(
+            _time(update["created_at"]) for update in event["incident_updates"])
+        if event["impact"] == "maintenance":
+            assert _time(event["scheduled_for"]) < _time(event["scheduled_until"])

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import msgspec
 import pytest
@@ -33,7 +34,7 @@ from haltguard.venue.events import Event, OrderAccepted, OrderCancelled, Trade
 from haltguard.venue.markets import BreakerConfig
 from haltguard.venue.types import MarketState, SelfTradePrevention, Side, TimeInForce
 
-OPS = {"actor": "prop", "reason": "property test"}
+OPS: dict[str, Any] = {"actor": "prop", "reason": "property test"}
 ACCOUNTS = 4
 NO_TRADING = {MarketState.HALTED, MarketState.CANCEL_ONLY, MarketState.CLOSED}
 

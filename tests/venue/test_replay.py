@@ -22,6 +22,7 @@ from haltguard.venue.commands import (
     CancelOrder,
     Command,
     ConfigureBreaker,
+    Deposit,
     Heartbeat,
     KillSwitch,
     PlaceOrder,
@@ -29,7 +30,13 @@ from haltguard.venue.commands import (
     SetMarketState,
     StartResumePlan,
 )
-from haltguard.venue.engine import SequenceError, Venue
+from haltguard.venue.engine import (
+    GTC_LIMIT_BUY,
+    GTC_LIMIT_SELL,
+    ReplayRecord,
+    SequenceError,
+    Venue,
+)
 from haltguard.venue.types import MarketState, OrderType, SelfTradePrevention, Side, TimeInForce
 
 RESUME = StartResumePlan(
@@ -83,8 +90,48 @@ def replay_as_the_journal_does(venue: Venue, seq: int, ts: int, command: Command
         venue.replay(seq, ts, command)
 
 
+# The decoder hands GTC limit orders over with the venue's own option tuples.
+SHARED_OPTIONS = {options: options for options in (GTC_LIMIT_BUY, GTC_LIMIT_SELL)}
+
+
+class BatchReplayer:
+    """Replays as recovery does: runs of plain orders and cancels through
+    ``Venue.replay_batch`` (as the decoder collects them), anything else as a command once
+    the run before it was handed over."""
+
+    def __init__(self, venue: Venue) -> None:
+        self.venue = venue
+        self.batch: list[ReplayRecord] = []
+
+    def __call__(self, seq: int, ts: int, command: Command) -> None:
+        if (
+            type(command) is PlaceOrder
+            and not command.client_order_id
+            and command.stp is SelfTradePrevention.CANCEL_TAKER
+            and not command.post_only
+        ):
+            options = (command.side, command.order_type, command.tif)
+            self.batch.append((
+                seq, ts, command.market, command.account, command.qty, command.price,
+                SHARED_OPTIONS.get(options, options),
+            ))
+        elif type(command) is CancelOrder and not command.client_order_id:
+            self.batch.append(
+                (seq, ts, command.market, command.account, command.order_id, 0, None)
+            )
+        else:
+            self.flush()
+            self.venue.replay(seq, ts, command)
+
+    def flush(self) -> None:
+        if self.batch:
+            self.venue.replay_batch(self.batch)
+            self.batch = []
+
+
 def play_three_ways(flow: list[object], with_breaker: bool, compare_every: int = 1) -> set[str]:
-    """Apply ``flow`` with events, replay it both ways; assert equal hashes along the way.
+    """Apply ``flow`` with events, replay it by command, by fields and in batches; assert
+    equal hashes along the way (a batch runs until the next comparison).
 
     Returns the kinds of events the applied flow produced, so callers can check it
     exercised what it should.
@@ -92,17 +139,22 @@ def play_three_ways(flow: list[object], with_breaker: bool, compare_every: int =
     applied = funded(ACCOUNTS, breaker=BREAKER if with_breaker else None)
     by_command = Venue.restore(applied.venue.export_state())
     by_fields = Venue.restore(applied.venue.export_state())
+    in_batches = BatchReplayer(Venue.restore(applied.venue.export_state()))
     kinds: set[str] = set()
     for index, drawn in enumerate(flow, 1):
         command, after_ns = resolve(drawn, applied)
         kinds.update(type(event).__name__ for event in applied(command, after_ns=after_ns))
         by_command.replay(applied.seq, applied.ts, command)
         replay_as_the_journal_does(by_fields, applied.seq, applied.ts, command)
+        in_batches(applied.seq, applied.ts, command)
         if index % compare_every == 0 or index == len(flow):
+            in_batches.flush()
             expected = applied.venue.state_hash()
             assert by_command.state_hash() == expected, (index, command)
             assert by_fields.state_hash() == expected, (index, command)
+            assert in_batches.venue.state_hash() == expected, (index, command)
     assert by_fields.check_invariants() == []
+    assert in_batches.venue.check_invariants() == []
     return kinds
 
 
@@ -148,6 +200,32 @@ def test_long_seeded_flows_replay_to_the_same_state_hash(seed: int) -> None:
     if seed % 2:
         expected.add("CircuitBreakerTripped")
     assert expected <= kinds, f"the flow did not exercise {expected - kinds}"
+
+
+@pytest.mark.parametrize("compare_every", [1, 1_000])  # a batch per command; one batch
+def test_orders_that_run_out_of_funds_or_meet_their_own_replay_in_batches_as_applied(
+    compare_every: int,
+) -> None:
+    flow: list[object] = [
+        Deposit(5, "JPY", 5_007),  # the second level costs 3,006 for all 3 lots
+        Deposit(6, "COIN", 3),
+        order(1, Side.SELL, 2, 1_000),
+        order(2, Side.SELL, 3, 1_001),
+        order(1, Side.SELL, 5, 1_003),
+        order(5, Side.BUY, 10),  # market buy: cut to what it affords, then out of funds
+        order(5, Side.BUY, 1),  # what is left affords nothing
+        order(7, Side.BUY, 1),  # no quote at all: refused
+        order(6, Side.SELL, 5),  # more coin than it has: refused
+        order(6, Side.SELL, 3),  # no bids: nothing trades
+        order(3, Side.BUY, 4, 998),
+        order(6, Side.SELL, 3),  # fills against the bid
+        order(1, Side.BUY, 30, 1_003),  # crosses, then meets its own ask: stops there
+        order(2, Side.BUY, 2, 1_005),  # crosses and fills completely
+        order(4, Side.BUY, 900, 1_010),  # crosses, fills what there is, rests the rest
+        order(4, Side.SELL, 1),  # meets its own bid first: nothing trades
+    ]
+    kinds = play_three_ways(flow, with_breaker=False, compare_every=compare_every)
+    assert {"Trade", "OrderCancelled", "OrderRejected"} <= kinds
 
 
 def test_replay_refuses_a_command_out_of_sequence_and_changes_nothing() -> None:

@@ -1,7 +1,9 @@
 """The whole system as ``haltguard serve`` runs it.
 
-``config`` reads and checks the configuration file (TOML), the environment and the command
-line into one :class:`ServeConfig`; ``first_admin`` creates the first operator on a fresh
-database; ``system`` assembles the venue, its HTTP API and the operations service into one
-ASGI app on one port.
+``config`` reads and checks the configuration file (TOML or YAML), the environment and the
+command line into one :class:`ServeConfig`; ``first_admin`` creates the first operator on a
+fresh database; ``venue_process`` is the venue as a process of its own (``haltguard venue
+run``), ``supervisor`` keeps that process running and ``forwarding`` carries the public
+``/v1`` API to it; ``system`` assembles the venue, the operations service, detection, the
+status loop and the notice outbox into one ASGI app on one port.
 """

@@ -1,8 +1,11 @@
-"""The configuration of ``haltguard serve``: one TOML file, the environment, the command line.
+"""The configuration of ``haltguard serve``: one file (TOML or YAML), the environment, the
+command line.
 
 Every setting is declared once in :data:`SETTINGS` (its place in the file, type, default,
 the environment variable that overrides it, and what it means); the loader, the error
-messages and the reference table in ``docs/configuration.md`` all come from that list.
+messages and the reference table in ``docs/configuration.md`` all come from that list. A file
+ending in ``.yaml`` or ``.yml`` is read as YAML, anything else as TOML; both hold the same
+tables and keys.
 
 A value is taken from, first to last: the command line, the environment, the file, the
 default. Everything is checked before anything starts; a problem raises
@@ -17,10 +20,16 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
 
 from haltguard.responders.service import ResponderSettings, SmtpSettings
 from haltguard.responders.settings import ACK_LINK_TTL_S_MAX, SmtpSecurity
 from haltguard.security.config import SecuritySettings, parse_networks
+
+if TYPE_CHECKING:
+    from haltguard.drill.scenario import Targets
 
 CONFIG_FILE_ENV = "HALTGUARD_CONFIG_FILE"
 SQLITE_FILE_NAME = "haltguard.sqlite3"
@@ -35,6 +44,12 @@ ACK_LINK_TTL_S_MIN = 60
 CONFIG_FILE_BYTES_MAX = 1_000_000
 ORDER_CAPACITY_PER_S_MAX = 10_000_000
 INTAKE_TOKEN_LENGTH_MIN = 16
+YAML_SUFFIXES = (".yaml", ".yml")
+RESTARTS_PER_MINUTE_MAX = 60
+DRILL_TARGET_S_MAX = 3_600.0
+STATUS_LOOP_INTERVAL_S_MIN = 0.5
+STATUS_LOOP_INTERVAL_S_MAX = 3_600.0
+NOTIFY_SENDERS_MAX = 32
 
 Value = str | int | float | bool | tuple[str, ...]
 
@@ -136,6 +151,13 @@ def _sender(value: Value) -> str:
     return "" if local and domain else "must be an address like pager@example.com"
 
 
+def _loop_interval(value: Value) -> str:
+    assert isinstance(value, int | float)
+    if value == 0 or STATUS_LOOP_INTERVAL_S_MIN <= value <= STATUS_LOOP_INTERVAL_S_MAX:
+        return ""
+    return f"must be 0 (off) or {STATUS_LOOP_INTERVAL_S_MIN:g}..{STATUS_LOOP_INTERVAL_S_MAX:g}"
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "data_dir", "string", "data", "HALTGUARD_DATA_DIR",
@@ -162,10 +184,24 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "venue.url", "string", "", "",
-        "Empty: run the venue in this process, on `data_dir`. Otherwise the address of a "
-        "haltguard venue running elsewhere (`http://venue-host:8000`); protective actions "
-        "then go to it over HTTP and `--demo` is refused.",
+        "Empty: run the venue on this machine, on `data_dir` (see `venue.process`). "
+        "Otherwise the address of a haltguard venue running elsewhere "
+        "(`http://venue-host:8000`); protective actions then go to it over HTTP and "
+        "`--demo` is refused.",
         _url("http://", "https://"),
+    ),
+    Setting(
+        "venue.process", "boolean", True, "HALTGUARD_VENUE_PROCESS",
+        "Run the venue as its own process under a supervisor that restarts it (from its "
+        "snapshot and journal) whenever it exits unasked; this process keeps the one public "
+        "port and forwards `/v1` to it. `false`: the venue runs on a thread of this process "
+        "(quicker to start, for tests); a crash of the venue is then a crash of everything.",
+    ),
+    Setting(
+        "venue.restarts_per_minute_max", "integer", 5, "",
+        "Restarts of the venue process within a minute after which the supervisor stops "
+        "restarting it and says why (something is wrong that a restart does not fix).",
+        _between(1, RESTARTS_PER_MINUTE_MAX),
     ),
     Setting(
         "venue.admin_token", "string", "", "HALTGUARD_VENUE_TOKEN",
@@ -188,15 +224,77 @@ SETTINGS: tuple[Setting, ...] = (
         _between(1, QUEUE_DEPTH_MAX_MAX),
     ),
     Setting(
-        "venue.order_capacity_per_s", "integer", 1_000, "HALTGUARD_ORDER_CAPACITY_PER_S",
+        "venue.order_capacity_per_s", "integer", 150, "HALTGUARD_ORDER_CAPACITY_PER_S",
         "New orders a second the venue is provisioned for: above it new orders are shed with "
-        "429/503 and `Retry-After`, and near it the load detector raises `load.order_rate`.",
+        "429/503 and `Retry-After`, and near it the load detector raises `load.order_rate`. "
+        "The default is what the supervised order path (this process forwarding to the venue "
+        "process) held on a shared 2-core host while refusing a surge of 4 times it, admitted "
+        "orders' p99 within 500 ms in every run (at 200, 20 runs of 22; at 300, 2 of 3); "
+        "closed-loop the path takes 400-900 a second. Measure your host with `haltguard drill "
+        "surge` before raising it (docs/benchmarks.md, \"Surge drill\").",
         _between(1, ORDER_CAPACITY_PER_S_MAX),
     ),
     Setting(
         "demo.rate_per_s", "number", 20.0, "",
         "Synthetic orders per second with `--demo`.",
         _between(DEMO_RATE_PER_S_MIN, DEMO_RATE_PER_S_MAX),
+    ),
+    Setting(
+        "drill.enabled", "boolean", False, "HALTGUARD_DRILL_ENABLED",
+        "Allow drills against this system (`haltguard drill ...`): the drill API under "
+        "`/api/drills` and the venue's fault injection. Default: on with `--demo`, off "
+        "otherwise; an explicit value wins either way.",
+    ),
+    Setting(
+        "drill.time_to_detect_s", "number", 5.0, "",
+        "A drill fails if detecting the interruption (the first signal raised) takes longer, "
+        "in seconds.",
+        _between(0.001, DRILL_TARGET_S_MAX),
+    ),
+    Setting(
+        "drill.time_to_halt_s", "number", 5.0, "",
+        "A drill fails if halting the market takes longer after the interruption, in seconds.",
+        _between(0.001, DRILL_TARGET_S_MAX),
+    ),
+    Setting(
+        "drill.time_to_first_update_s", "number", 30.0, "",
+        "A drill fails if the first public status update takes longer, in seconds.",
+        _between(0.001, DRILL_TARGET_S_MAX),
+    ),
+    Setting(
+        "drill.recovery_time_s", "number", 60.0, "",
+        "A drill fails if recovery (service back and ledger checked) takes longer, in seconds.",
+        _between(0.001, DRILL_TARGET_S_MAX),
+    ),
+    Setting(
+        "status.public_url", "string", "", "HALTGUARD_STATUS_URL",
+        "The public address of the status page, ending in `/` (links in notices and feeds "
+        "use it). Empty: `<paging.public_url>/status/`.",
+        _url("http://", "https://"),
+    ),
+    Setting(
+        "status.loop_interval_s", "number", 5.0, "HALTGUARD_STATUS_LOOP_S",
+        "Seconds between two runs of the status loop, which refreshes the page from market "
+        "states and incidents and pages the incident commander when a public update is "
+        "overdue. 0: the loop does not run (run `haltguard status loop` elsewhere).",
+        _loop_interval,
+    ),
+    Setting(
+        "notify.worker", "boolean", True, "HALTGUARD_NOTIFY_WORKER",
+        "Deliver queued notices (email, webhooks, social channels) from this process. "
+        "`false`: run `haltguard notify worker` elsewhere.",
+    ),
+    Setting(
+        "notify.senders", "integer", 2, "HALTGUARD_NOTIFY_SENDERS",
+        "Sender threads of the notice outbox, each with its own SMTP connection.",
+        _between(1, NOTIFY_SENDERS_MAX),
+    ),
+    Setting(
+        "notify.allow_private_webhooks", "boolean", False,
+        "HALTGUARD_NOTIFY_ALLOW_PRIVATE_WEBHOOKS",
+        "Accept subscriber webhooks on loopback and private addresses (tests and closed "
+        "networks); off, they are refused so a subscriber cannot make the service call "
+        "inside the exchange's network.",
     ),
     Setting(
         "first_admin.username", "string", "admin", "",
@@ -306,6 +404,8 @@ class ServeConfig:
     port: int
     database_url: str
     venue_url: str
+    venue_process: bool  # the venue in its own supervised process (else on a thread)
+    venue_restarts_per_minute_max: int
     venue_admin_token: str  # "" when none was set: the system generates one
     checkpoint_every: int
     queue_depth_max: int
@@ -319,17 +419,37 @@ class ServeConfig:
     first_admin_email: str
     security: SecuritySettings
     paging: ResponderSettings
+    drill_enabled: bool | None  # None: not set, so on with --demo and off otherwise
+    drill_target_values: tuple[float, float, float, float]  # detect, halt, update, recovery
+    status_public_url: str  # ends in "/"
+    status_loop_interval_s: float  # 0: no status loop in this process
+    notify_worker: bool
+    notify_senders: int
+    notify_allow_private_webhooks: bool
     origins: Mapping[str, str]  # setting name -> where its value came from
 
     @property
     def base_url(self) -> str:
         return base_url_for(self.host, self.port)
 
+    @property
+    def drill_targets(self) -> Targets:
+        """The drills' pass/fail limits (imported here: the drill package imports the app)."""
+        from haltguard.drill.scenario import Targets
+
+        detect, halt, update, recovery = self.drill_target_values
+        return Targets(time_to_detect_s=detect, time_to_halt_s=halt,
+                       time_to_first_update_s=update, recovery_time_s=recovery)
+
+    def drills_allowed(self, *, demo: bool) -> bool:
+        """``drill.enabled`` as set, else on with the demo only."""
+        return demo if self.drill_enabled is None else self.drill_enabled
+
 
 # --- reading values -----------------------------------------------------------------------
 
 
-def _from_toml(setting: Setting, raw: object) -> Value:
+def _from_file(setting: Setting, raw: object) -> Value:
     """A value of the file in the setting's type, or ConfigError saying what was expected."""
     kind = setting.kind
     if kind == "string" and isinstance(raw, str):
@@ -380,22 +500,52 @@ def _from_text(setting: Setting, text: str, origin: str) -> Value:
 
 
 def read_file(path: Path) -> dict[str, object]:
-    """The file's settings by dotted name; unknown tables and keys are errors."""
+    """The file's settings by dotted name; unknown tables and keys are errors. YAML for a
+    ``.yaml``/``.yml`` file, TOML otherwise."""
     try:
         if path.stat().st_size > CONFIG_FILE_BYTES_MAX:
             raise ConfigError(f"{path} is larger than {CONFIG_FILE_BYTES_MAX} bytes; is it the "
                               "right file?")
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"the configuration file {path} does not exist; create it (see "
                           "docs/configuration.md) or leave out --config") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the configuration file {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    document = _parse_yaml(path, text) if path.suffix.lower() in YAML_SUFFIXES \
+        else _parse_toml(path, text)
     found: dict[str, object] = {}
     _flatten(document, "", found)
     return found
+
+
+def _parse_toml(path: Path, text: str) -> Mapping[str, object]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _parse_yaml(path: Path, text: str) -> Mapping[str, object]:
+    """A YAML document as TOML would give it: a mapping of tables (empty file: no settings)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{path} is not valid YAML{where}: {problem}; check the indentation and that "
+            "each setting is written `key: value` under its table"
+        ) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict) or not all(isinstance(key, str) for key in document):
+        raise ConfigError(
+            f"{path} must hold a mapping of tables and settings (e.g. `server:` then "
+            f"`  port: 8000`), not {type(document).__name__}"
+        )
+    return document
 
 
 def _flatten(table: Mapping[str, object], prefix: str, found: dict[str, object]) -> None:
@@ -440,7 +590,7 @@ def resolve(
             origin = f"environment variable {setting.env}"
             value = _from_text(setting, environ[setting.env], origin)
         elif setting.name in file_values:
-            value, origin = _from_toml(setting, file_values[setting.name]), source
+            value, origin = _from_file(setting, file_values[setting.name]), source
         else:
             value, origin = setting.default, "the default"
         problem = setting.check(value) if setting.check else ""
@@ -492,6 +642,16 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
             "venue.admin_token is empty; set it to the remote venue's admin token "
             "(HALTGUARD_VENUE_TOKEN), or the protective actions would all be refused"
         )
+    def number(name: str) -> float:
+        value = values[name]
+        assert isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value)
+
+    def flag(name: str) -> bool:
+        value = values[name]
+        assert isinstance(value, bool)
+        return value
+
     data_dir = Path(text("data_dir"))
     host, port = text("server.host"), whole("server.port")
     networks = values["security.operator_networks"]
@@ -523,6 +683,12 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
         )
     except ValueError as exc:  # the checks above should have caught it; say it plainly
         raise ConfigError(str(exc)) from exc
+    status_url = text("status.public_url") or f"{paging.public_url}/status/"
+    if not status_url.endswith("/"):
+        raise ConfigError(
+            f"status.public_url = {status_url!r} (from {origins['status.public_url']}) must "
+            "end with /, e.g. https://status.example.com/"
+        )
     return ServeConfig(
         source=source,
         data_dir=data_dir,
@@ -532,6 +698,8 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
             text("database.url") or f"sqlite:///{(data_dir / SQLITE_FILE_NAME).resolve()}"
         ),
         venue_url=text("venue.url").rstrip("/"),
+        venue_process=flag("venue.process"),
+        venue_restarts_per_minute_max=whole("venue.restarts_per_minute_max"),
         venue_admin_token=text("venue.admin_token"),
         checkpoint_every=whole("venue.checkpoint_every"),
         queue_depth_max=whole("venue.queue_depth_max"),
@@ -547,6 +715,17 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
         first_admin_email=text("first_admin.email"),
         security=security,
         paging=paging,
+        drill_enabled=None if origins["drill.enabled"] == "the default"
+        else flag("drill.enabled"),
+        drill_target_values=(
+            number("drill.time_to_detect_s"), number("drill.time_to_halt_s"),
+            number("drill.time_to_first_update_s"), number("drill.recovery_time_s"),
+        ),
+        status_public_url=status_url,
+        status_loop_interval_s=number("status.loop_interval_s"),
+        notify_worker=flag("notify.worker"),
+        notify_senders=whole("notify.senders"),
+        notify_allow_private_webhooks=flag("notify.allow_private_webhooks"),
         origins=dict(origins),
     )
 

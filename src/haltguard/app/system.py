@@ -1,72 +1,104 @@
 """Assemble everything ``haltguard serve`` runs from one :class:`ServeConfig`.
 
-    one port ──► SystemApp ──► /v1/..., /venue/docs ──► the venue's HTTP API ─┐
-                           └─► everything else ─────► the operations service   │
-                                (incidents, operators, on-call, audit; /api)   │
-                                      │ VenueControl (in process or HTTP)      ▼
-                                      └────────────────────────────────► VenueRuntime
-                                                                          (journal in data_dir)
+    one port ──► SystemApp ──► /v1/..., /venue/... ──► load shedding, flood limits
+                           │                           └─► VenueForwarder ─► venue process
+                           │                                                 (VenueSupervisor
+                           │                                                  restarts it)
+                           └─► everything else ─────► the operations service (/api, /status,
+                                (incidents, operators,  /metrics)
+                                 on-call, audit)  ──── HttpVenueControl ─► venue process
+                  detection ◄── the venue's journal (followed on a thread) ◄─ journal in data_dir
 
-The venue runs in this process on ``data_dir`` unless ``venue.url`` names one elsewhere; the
-operations service opens its database (SQLite in ``data_dir`` or PostgreSQL), brings the
-schema up to date and, on a database with no operator, creates the first admin. With the
-demo, the venue gets its JPY markets, funded accounts and a synthetic order flow.
+By default (``venue.process``) the venue is a child process (``haltguard venue run``) that a
+:class:`~haltguard.app.supervisor.VenueSupervisor` restarts after any exit it did not ask
+for; it recovers from snapshot + journal, so nothing acknowledged is lost, and every such
+exit raises the detection signal ``venue.process_exited``. This process keeps the one public
+port and forwards ``/v1`` to it. With ``venue.process = false`` the venue runs on a thread
+of this process (quicker to start, for tests); with ``venue.url`` it runs elsewhere.
 
-Detection runs in the same process: the rules engine (its actions on its own worker), the
-market detectors on the venue's thread, the health monitors and security feeds on a
-scheduler, the alert intake on the operations API, and load shedding in front of the venue.
+The operations service opens its database (SQLite in ``data_dir`` or PostgreSQL), brings the
+schema up to date and, on a database with no operator, creates the first admin. Detection
+runs here: the rules engine (its actions on its own worker), the market detectors (following
+the journal, or on the venue's thread when it runs here), the health monitors and security
+feeds on a scheduler, the alert intake on the operations API, and load shedding in front of
+the venue. The status loop keeps the public page current and the notice outbox delivers
+what is published.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 import secrets
+import socket
+import sys
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import fastapi.routing
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from haltguard.app.config import ConfigError, ServeConfig
 from haltguard.app.first_admin import FirstAdmin, create_first_admin
+from haltguard.app.forwarding import ChildStatus, VenueForwarder
+from haltguard.app.supervisor import ProcessExit, SupervisorSettings, VenueSupervisor
+from haltguard.app.venue_process import PARENT_PID_ENV, add_venue_docs
 from haltguard.db.session import session_scope
 from haltguard.detection import service as detection
 from haltguard.detection.actions import ActionExecutor
-from haltguard.detection.feed import GuardedVenueRuntime, VenueFeed, protect_in_process
+from haltguard.detection.feed import (
+    VenueFeed,
+    follow_journal,
+    protect_in_process,
+)
 from haltguard.detection.intake import MAPPING_ENV, TOKENS_ENV, IntakeSettings
-from haltguard.detection.load import SheddingSettings
+from haltguard.detection.load import LoadGuard, LoadSheddingMiddleware, SheddingSettings
 from haltguard.detection.monitors import (
     MonitorScheduler,
     ProcessCheck,
     SignalOutbox,
     add_venue_monitors,
     database_probe,
+    deliver,
     service_sink,
 )
 from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, RulesError
 from haltguard.detection.security_detectors import (
     OperatorNetworkDetector,
     OperatorNetworkMiddleware,
+    RequestFloodDetector,
     add_security_feeds,
     operator_networks_from_env,
     parse_networks,
 )
+from haltguard.detection.signals import Signal
 from haltguard.gateway.app import create_venue_app
 from haltguard.gateway.control import HttpVenueControl, InProcessVenueControl
 from haltguard.gateway.demo import DemoFlow, set_up_demo
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
 from haltguard.journal import JournalError
+from haltguard.notify import service as notify
+from haltguard.notify.outbox import OutboxWorker
+from haltguard.notify.settings import NotifySettingsError, notify_settings_from_env
 from haltguard.responders import service as responders
 from haltguard.security.config import utc_now
 from haltguard.security.errors import SecurityError
+from haltguard.status import flows as status_flows
+from haltguard.status.settings import StatusSettings
+from haltguard.status.views import StatusPagesMiddleware, publisher_of
 from haltguard.venue.control import VenueControl, VenueControlError
+from haltguard.venue.engine import Venue
 from haltguard.web.app import create_app
 from haltguard.web.settings import Settings
 
@@ -74,9 +106,13 @@ log = logging.getLogger(__name__)
 
 VENUE_PATH_PREFIXES = ("/v1/", "/venue/")
 """Requests under these go to the venue's API; everything else to the operations service."""
-VENUE_DOCS_PATH = "/venue/docs"
-VENUE_OPENAPI_PATH = "/venue/openapi.json"
 GENERATED_TOKEN_BYTES = 24
+SERVE_FILE_NAME = "serve.json"
+VENUE_LOG_FILE_NAME = "venue-process.log"
+VENUE_PROCESS_HOST = "127.0.0.1"
+PROCESS_EXITED_SIGNAL = "venue.process_exited"
+JOURNAL_RETRY_S = 0.5
+THREAD_STOP_S_MAX = 10.0
 
 
 class StartError(RuntimeError):
@@ -90,7 +126,7 @@ class SystemApp:
     Lifespan events go to the operations service, which runs the escalation loop.
     """
 
-    def __init__(self, operations: FastAPI, venue: FastAPI | None) -> None:
+    def __init__(self, operations: FastAPI, venue: ASGIApp | None) -> None:
         self.operations = operations
         self.venue = venue
 
@@ -103,20 +139,6 @@ class SystemApp:
             await self.venue(scope, receive, send)
         else:
             await self.operations(scope, receive, send)
-
-
-def add_venue_docs(venue_app: FastAPI) -> None:
-    """Serve the venue's OpenAPI document and browser under ``/venue``, since ``/docs`` and
-    ``/openapi.json`` belong to the operations service on the shared port."""
-
-    @venue_app.get(VENUE_OPENAPI_PATH, include_in_schema=False)
-    def venue_openapi() -> JSONResponse:
-        return JSONResponse(venue_app.openapi())
-
-    @venue_app.get(VENUE_DOCS_PATH, include_in_schema=False)
-    def venue_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=VENUE_OPENAPI_PATH,
-                                   title="haltguard venue - API documentation")
 
 
 def served_paths(app: FastAPI) -> set[str]:
@@ -135,6 +157,69 @@ def shown_database_url(url: str) -> str:
         return url
 
 
+class JournalFeed(VenueFeed):
+    """The market detectors fed from the journal, remembering the last command fed."""
+
+    def __init__(self, service: detection.DetectionService, *, last_seq: int) -> None:
+        super().__init__(service)
+        self.last_seq = last_seq
+
+    def on_batch(self, venue: Venue, applied: Any) -> None:
+        super().on_batch(venue, applied)
+        if applied:
+            self.last_seq = int(applied[-1].seq)
+
+
+class JournalFollower:
+    """:class:`JournalFeed` on its own thread, following the venue's journal.
+
+    The venue is another process that may die and come back; whatever the reader meets (a
+    torn tail the restarted venue cuts off, a segment rotated away) it starts again after
+    the last command it fed, so no command is fed twice or skipped.
+    """
+
+    def __init__(self, data_dir: Path, feed: JournalFeed) -> None:
+        self.data_dir = data_dir
+        self.feed = feed
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="journal-follower",
+                                        daemon=True)
+
+    def start(self) -> JournalFollower:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(THREAD_STOP_S_MAX)
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                follow_journal(self.data_dir, self.feed, from_seq=self.feed.last_seq + 1,
+                               stop=self._stop)
+            except Exception as exc:
+                self.restarts += 1
+                log.warning("following the journal stopped after seq %d (%s); following "
+                            "again", self.feed.last_seq, exc)
+                self._stop.wait(JOURNAL_RETRY_S)
+
+
+@dataclass
+class StatusLoop:
+    """The status loop's thread: refreshes the page and pages on overdue updates."""
+
+    thread: threading.Thread
+    stop_event: threading.Event
+    interval_s: float
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(THREAD_STOP_S_MAX)
+
+
 @dataclass
 class System:
     """The running parts; :meth:`stop` shuts them down in reverse order of starting."""
@@ -144,33 +229,95 @@ class System:
     venue_control: VenueControl
     venue_admin_token: str
     venue_token_generated: bool
-    runtime: VenueRuntime | None = None
+    runtime: VenueRuntime | None = None  # the venue on a thread of this process
+    supervisor: VenueSupervisor | None = None  # the venue as a supervised child process
     detection: detection.DetectionService | None = None
     monitors: MonitorScheduler | None = None
-    market_feed: VenueFeed | None = None  # the market detectors on the venue's thread
+    market_feed: VenueFeed | None = None  # the market detectors
+    journal_follower: JournalFollower | None = None  # feeds them when the venue is a child
+    child_status: ChildStatus | None = None
     venue_app: FastAPI | None = None
+    venue_front: ASGIApp | None = None  # shedding + forwarding to the child
+    load_guard: LoadGuard | None = None
     demo_flow: DemoFlow | None = None
     first_admin: FirstAdmin | None = None
     remote_venue_problem: str = ""
     oncall_people: int = 0
+    outbox_worker: OutboxWorker | None = None
+    status_loop: StatusLoop | None = None
+    drills_enabled: bool = False
+    drill_token: str = field(default_factory=lambda: secrets.token_urlsafe(GENERATED_TOKEN_BYTES))
+    api_url: str = ""  # the operations service, once serving
+    venue_api_url: str = ""  # where `{venue_api_url}/v1/...` answers
+    started_at: datetime = field(default_factory=utc_now)
+    outbox_thread: threading.Thread | None = None
+    _serve_file: Path | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
+    @property
+    def drill_targets(self) -> Any:
+        """The drills' pass/fail limits (:class:`haltguard.drill.scenario.Targets`)."""
+        return self.config.drill_targets
+
+    @property
+    def status_url(self) -> str:
+        return self.config.status_public_url
+
     def asgi_app(self) -> SystemApp:
-        return SystemApp(self.operations, self.venue_app)
+        return SystemApp(self.operations, self.venue_front or self.venue_app)
+
+    def write_serve_file(self) -> Path:
+        """``data_dir/serve.json`` (mode 0600): where this running system answers and the
+        drill token, for ``haltguard drill`` on the same machine. Removed by :meth:`stop`."""
+        path = self.config.data_dir / SERVE_FILE_NAME
+        document = {
+            "pid": os.getpid(),
+            "api_url": self.api_url,
+            "venue_api_url": self.venue_api_url,
+            "status_url": self.status_url,
+            "drill_token": self.drill_token,
+            "data_dir": str(self.config.data_dir.resolve()),
+            "started_at": self.started_at.isoformat(),
+        }
+        temporary = path.with_suffix(".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+        self._serve_file = path
+        return path
 
     def stop(self) -> None:
-        """Stop the monitors and the demo flow, then the venue (it finishes what is queued
-        and writes a snapshot), then detection (it finishes the decisions queued), then close
-        the database. Safe to call twice."""
+        """Stop the loops and monitors, the demo flow, then the venue (it finishes what is
+        queued and writes a snapshot; a child is sent SIGTERM and waited for), then
+        detection (it finishes the decisions queued), then close the database. Safe to call
+        twice."""
         if self._stopped:
             return
         self._stopped = True
+        if self._serve_file is not None:
+            self._serve_file.unlink(missing_ok=True)
+        if self.status_loop is not None:
+            self.status_loop.stop()
+        if self.outbox_worker is not None:
+            self.outbox_worker.stop_event.set()
+            if self.outbox_thread is not None:
+                self.outbox_thread.join(THREAD_STOP_S_MAX)
         if self.monitors is not None:
             self.monitors.stop()
+        if self.load_guard is not None:
+            self.load_guard.stop()
         if self.demo_flow is not None:
             self.demo_flow.stop()
         if self.runtime is not None:
             self.runtime.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        if self.child_status is not None:
+            self.child_status.stop()
+        if self.journal_follower is not None:
+            self.journal_follower.stop()
         if self.detection is not None:
             self.detection.stop()
             detection.uninstall()
@@ -184,7 +331,7 @@ def _start_venue(config: ServeConfig) -> VenueRuntime:
         checkpoint_every=config.checkpoint_every, queue_depth_max=config.queue_depth_max
     )
     try:
-        return GuardedVenueRuntime(config.data_dir, limits=limits).start()
+        return VenueRuntime(config.data_dir, limits=limits).start()
     except (JournalError, RuntimeError, OSError) as exc:
         raise StartError(
             f"cannot start the venue on {config.data_dir}: {exc}. Check the journal with "
@@ -221,18 +368,27 @@ def _start_detection(system: System) -> None:
             f"detection.rules_file {rules_path} (from "
             f"{config.origins['detection.rules_file']}) cannot be used: {exc}"
         ) from exc
-    if isinstance(system.runtime, GuardedVenueRuntime):
+    if isinstance(system.runtime, VenueRuntime):
         system.market_feed = protect_in_process(
             system.runtime, service, session_factory=operations.state.session_factory,
             clock=operations.state.clock, responder_settings=config.paging,
         )
     else:
+        market_states = None
+        if system.supervisor is not None and system.child_status is not None:
+            feed = JournalFeed(service, last_seq=system.child_status().last_seq)
+            feed.detectors.market_states.update(system.venue_control.market_states())
+            system.market_feed = feed
+            market_states = feed.market_states
         service.set_executor(ActionExecutor(
             session_factory=operations.state.session_factory, venue=system.venue_control,
             clock=operations.state.clock, responder_settings=config.paging,
+            market_states=market_states,
         ))
     system.detection = service.start()
     detection.install(service)
+    if isinstance(system.market_feed, JournalFeed):
+        system.journal_follower = JournalFollower(config.data_dir, system.market_feed).start()
 
 
 def _configure_intake(config: ServeConfig, operations: FastAPI) -> None:
@@ -256,15 +412,22 @@ def _configure_intake(config: ServeConfig, operations: FastAPI) -> None:
 def _start_monitors(system: System) -> MonitorScheduler:
     """The health monitors (venue, journal disk, database) and the security feeds (audit
     log, withdrawals), on one scheduler whose results ``/metrics`` shows."""
-    operations, runtime = system.operations, system.runtime
+    operations, runtime, child = system.operations, system.runtime, system.child_status
     scheduler = MonitorScheduler(metrics=operations.state.detection_metrics)
     scheduler.add("database", "operations", ProcessCheck(database_probe(operations.state.engine)))
+    venue_last_seq: int | None = None
     if runtime is not None:
         add_venue_monitors(scheduler, runtime.status, system.config.data_dir)
+        venue_last_seq = runtime.status().last_seq
+    elif child is not None:
+        add_venue_monitors(scheduler, child, system.config.data_dir)
+        venue_last_seq = child().last_seq
     add_security_feeds(
         scheduler, service_sink, session_factory=operations.state.session_factory,
-        venue_data_dir=system.config.data_dir if runtime is not None else None,
-        venue_last_seq=runtime.status().last_seq if runtime is not None else 0,
+        venue_data_dir=system.config.data_dir if venue_last_seq is not None else None,
+        venue_last_seq=venue_last_seq or 0,
+        operator_networks=(parse_networks(",".join(system.config.detection_networks))
+                           if system.config.detection_networks else None),
     )
     return scheduler.start()
 
@@ -283,15 +446,17 @@ def _first_admin(config: ServeConfig, operations: FastAPI, now: datetime) -> Fir
 
 
 def start_system(config: ServeConfig, *, demo: bool) -> System:
-    """Start the venue (unless it runs elsewhere), open the operations service, create the
-    first admin if nobody can log in yet, and with ``demo`` set up the demo venue.
+    """Start the venue (a supervised child process, a thread here, or nothing when it runs
+    elsewhere), open the operations service, create the first admin if nobody can log in
+    yet, start detection, the status loop and the notice outbox, and with ``demo`` set up
+    the demo venue.
 
     Raises :class:`ConfigError` for settings that cannot work together and
     :class:`StartError` for anything else that stops the start; nothing is left running.
     """
     if demo and config.venue_url:
         raise ConfigError(
-            f"--demo needs the venue in this process, but venue.url is {config.venue_url} "
+            f"--demo needs the venue on this machine, but venue.url is {config.venue_url} "
             f"(from {config.origins['venue.url']}); leave out --demo or venue.url"
         )
     try:
@@ -299,10 +464,15 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
     except OSError as exc:
         raise StartError(f"cannot create the data directory {config.data_dir}: {exc}") from exc
     token = config.venue_admin_token or secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
+    drills = config.drills_allowed(demo=demo)
     runtime: VenueRuntime | None = None
+    supervisor: VenueSupervisor | None = None
     venue_control: VenueControl
     if config.venue_url:
         venue_control = HttpVenueControl(config.venue_url, config.venue_admin_token)
+    elif config.venue_process:
+        supervisor = _start_supervisor(config, token, demo=demo, drills=drills)
+        venue_control = HttpVenueControl(supervisor.url, token)
     else:
         runtime = _start_venue(config)
         venue_control = InProcessVenueControl(runtime)
@@ -315,35 +485,199 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
             venue_admin_token=token,
             venue_token_generated=not config.venue_admin_token,
             runtime=runtime,
+            supervisor=supervisor,
+            drills_enabled=drills,
+            api_url=config.base_url,
+            venue_api_url=config.venue_url or config.base_url,
         )
     except BaseException:
         if runtime is not None:
             runtime.stop()
+        if supervisor is not None:
+            supervisor.stop()
         raise
     try:
         system.first_admin = _first_admin(config, operations, utc_now())
         with session_scope(operations.state.session_factory) as session:
             system.oncall_people = responders.list_people(session, limit=1)[1]
         _configure_intake(config, operations)
+        if supervisor is not None:
+            system.child_status = ChildStatus(
+                supervisor.url, token, config.queue_depth_max, supervisor.down_reason
+            ).start()
         _start_detection(system)
         assert system.detection is not None
         if runtime is not None:
-            system.venue_app = create_venue_app(
-                runtime, token,
-                load_shedding=SheddingSettings(order_capacity_per_s=config.order_capacity_per_s),
-            )
-            system.venue_app.state.load_guard.attach(system.detection)
-            add_venue_docs(system.venue_app)
-            if demo:
-                set_up_demo(runtime)
-                system.demo_flow = DemoFlow(runtime, rate_per_s=config.demo_rate_per_s).start()
+            _serve_venue_here(system, demo=demo)
+        elif supervisor is not None:
+            _front_the_child(system)
         else:
             system.remote_venue_problem = _reach(venue_control)
+        _start_status(system)
+        _start_outbox(system)
         system.monitors = _start_monitors(system)
+        _install_drills(system)
     except BaseException:
         system.stop()
         raise
     return system
+
+
+def _serve_venue_here(system: System, *, demo: bool) -> None:
+    """The venue's API on this process's venue thread, with the demo if asked."""
+    runtime, config = system.runtime, system.config
+    assert runtime is not None and system.detection is not None
+    system.venue_app = create_venue_app(
+        runtime, system.venue_admin_token,
+        load_shedding=SheddingSettings(order_capacity_per_s=config.order_capacity_per_s),
+    )
+    system.venue_app.state.load_guard.attach(system.detection)
+    system.load_guard = system.venue_app.state.load_guard
+    add_venue_docs(system.venue_app)
+    if demo:
+        set_up_demo(runtime)
+        system.demo_flow = DemoFlow(runtime, rate_per_s=config.demo_rate_per_s).start()
+
+
+def free_port(host: str = VENUE_PROCESS_HOST) -> int:
+    """A TCP port nothing listens on now, for the venue child (kept across its restarts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def venue_command(config: ServeConfig, port: int, *, demo: bool, drills: bool) -> list[str]:
+    """How the supervisor starts the venue: ``haltguard venue run`` with this config's
+    settings (the admin token goes through the environment, not the process list)."""
+    command = [
+        sys.executable, "-m", "haltguard.app.venue_process",
+        "--data-dir", str(config.data_dir), "--host", VENUE_PROCESS_HOST, "--port", str(port),
+        "--checkpoint-every", str(config.checkpoint_every),
+        "--queue-depth-max", str(config.queue_depth_max),
+        "--order-capacity-per-s", str(config.order_capacity_per_s),
+    ]
+    if demo:
+        command += ["--demo", "--demo-rate", repr(config.demo_rate_per_s)]
+    if drills:
+        command.append("--allow-fault-injection")
+    return command
+
+
+def _start_supervisor(config: ServeConfig, token: str, *, demo: bool, drills: bool
+                      ) -> VenueSupervisor:
+    port = free_port()
+    supervisor = VenueSupervisor(
+        venue_command(config, port, demo=demo, drills=drills),
+        f"http://{VENUE_PROCESS_HOST}:{port}",
+        settings=SupervisorSettings(
+            restarts_per_minute_max=config.venue_restarts_per_minute_max),
+        log_path=config.data_dir / VENUE_LOG_FILE_NAME,
+        env={**os.environ, "HALTGUARD_VENUE_TOKEN": token,
+             PARENT_PID_ENV: str(os.getpid())},
+        restart_arguments=halt_after,
+    )
+    try:
+        return supervisor.start()
+    except TimeoutError as exc:
+        raise StartError(
+            f"the venue process did not start: {exc}. Check the journal with "
+            f"`haltguard venue verify {config.data_dir}`."
+        ) from exc
+
+
+def halt_after(gone: ProcessExit) -> list[str]:
+    """A restarted venue halts its trading markets before serving anyone: after a crash,
+    balances and orders are checked first, and resuming is a person's decision."""
+    return ["--halt-markets",
+            f"the venue process ended ({gone.describe()}) and was restarted from its journal "
+            f"(restart {gone.restarts + 1}); check balances and orders, then resume"]
+
+
+def _front_the_child(system: System) -> None:
+    """Load shedding and the flood limiter in front of a forwarder to the child venue, and
+    every unasked exit of the child reported to detection."""
+    supervisor, child, config = system.supervisor, system.child_status, system.config
+    assert supervisor is not None and child is not None and system.detection is not None
+    settings = SheddingSettings(order_capacity_per_s=config.order_capacity_per_s)
+    guard = LoadGuard(
+        settings, child.queue_depth, flood=RequestFloodDetector(settings.flood),
+        outbox=SignalOutbox(service_sink),
+    )
+    guard.attach(system.detection)
+    system.load_guard = guard
+    system.venue_front = LoadSheddingMiddleware(
+        VenueForwarder(supervisor.url, supervisor.down_reason), guard
+    )
+    supervisor.on_exit = report_process_exit
+
+
+def report_process_exit(gone: ProcessExit) -> None:
+    """What the supervisor calls on each exit it did not ask for: the detection signal
+    ``venue.process_exited`` (value 1 per exit), which the rules turn into an incident."""
+    deliver(service_sink, Signal(
+        source="supervisor", name=PROCESS_EXITED_SIGNAL, value=Decimal(1),
+        ts_ns=time.time_ns(),
+        labels={"component": "venue"},
+        details={"exit": gone.describe(), "exit_code": str(gone.returncode),
+                 "pid": str(gone.pid), "restarts": str(gone.restarts),
+                 "uptime_s": f"{gone.uptime_s:.3f}",
+                 "on_restart": "the supervisor restarts it from its journal and it halts "
+                               "every trading market (actor 'supervisor') until a person "
+                               "resumes them"},
+    ))
+
+
+def _start_status(system: System) -> None:
+    """The public page on ``/status`` (answered before routing) and the status loop."""
+    config, operations = system.config, system.operations
+    try:
+        settings = dataclasses.replace(
+            StatusSettings.from_env(), url=config.status_public_url, loop_interval_s=0.0
+        )
+    except ValueError as exc:
+        raise ConfigError(f"status settings: {exc}") from exc
+    operations.state.status_settings = settings  # its own loop off: this one runs instead
+    operations.add_middleware(StatusPagesMiddleware)
+    interval_s = config.status_loop_interval_s
+    if interval_s > 0:
+        thread, stop = status_flows.start_status_thread(
+            publisher_of(operations), interval_s, responder_settings=config.paging
+        )
+        system.status_loop = StatusLoop(thread, stop, interval_s)
+
+
+def _start_outbox(system: System) -> None:
+    """Notices to subscribers, delivered from this process by the outbox's senders."""
+    config, operations = system.config, system.operations
+    try:
+        settings = dataclasses.replace(
+            notify_settings_from_env(), smtp=config.paging.smtp,
+            public_url=config.paging.public_url, senders=config.notify_senders,
+            allow_private_webhook_hosts=config.notify_allow_private_webhooks,
+        )
+    except (NotifySettingsError, ValueError) as exc:
+        raise ConfigError(f"notify settings: {exc}") from exc
+    operations.state.notify_settings = settings
+    if not config.notify_worker:
+        return
+    with session_scope(operations.state.session_factory) as session:
+        secret = notify.link_secret(session, settings, utc_now())
+    worker = OutboxWorker(operations.state.engine, settings, secret)
+    thread = threading.Thread(target=worker.run, name="notify-outbox", daemon=True)
+    thread.start()
+    system.outbox_worker = worker
+    system.outbox_thread = thread
+
+
+def _install_drills(system: System) -> None:
+    """With drills allowed, the drill domain mounts its API (``/api/drills``, guarded by
+    ``system.drill_token``). Imported here: the drill package reads the running system."""
+    if not system.drills_enabled:
+        return
+    from haltguard.drill import service as drills
+
+    drills.install(system)
 
 
 def _reach(venue_control: VenueControl) -> str:

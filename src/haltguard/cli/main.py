@@ -38,7 +38,7 @@ for module_name, command_name, help_text in _SUBCOMMANDS:
         continue
     app.add_typer(module.app, name=command_name, help=help_text)
 
-for module_name in ("serve",):
+for module_name in ("serve", "drill"):
     try:
         importlib.import_module(f"haltguard.cli.{module_name}").register(app)
     except ModuleNotFoundError as exc:

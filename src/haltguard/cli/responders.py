@@ -336,12 +336,26 @@ def send_page(
     summary: Annotated[str, typer.Option("--summary")],
     category: Annotated[str, typer.Option("--category", help=", ".join(INCIDENT_CATEGORIES))],
     severity: Annotated[str, typer.Option("--severity", help=", ".join(SEVERITIES))],
+    person: Annotated[str | None, typer.Option(
+        "--person", help="page this person directly (e.g. the incident commander); "
+                         "unanswered, the page escalates by the routed policy")] = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="why this person (required with --person)")] = None,
 ) -> None:
-    """Page the on-call responders for an incident now."""
+    """Page the on-call responders for an incident now, or one person with --person."""
+    if person is not None and not reason:
+        error_console.print("[red]error:[/red] say why you page this person: add --reason")
+        raise typer.Exit(2)
     settings = service.settings_from_env()
 
     def work(session: Session) -> service.Page:
         with console.status("paging ..."):
+            if person is not None:
+                return service.page_person(
+                    session, person=person, incident_id=incident, summary=summary,
+                    category=category, severity=severity, reason=reason or "",
+                    clock=service.SystemClock(), actor=cli_actor(), settings=settings,
+                )
             return service.page(session, incident_id=incident, summary=summary,
                                 category=category, severity=severity,
                                 clock=service.SystemClock(), actor=cli_actor(),

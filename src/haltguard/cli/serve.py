@@ -1,16 +1,19 @@
 """``haltguard serve``: run the whole system on one port.
 
-The venue (matching engine, ledger, journal in the data directory) and its HTTP API under
-``/v1``, and the operations service (incidents and runbooks, protective actions, operators
-and the audit chain, on-call and paging, reports) under ``/api``, on SQLite in the data
-directory unless the configuration names PostgreSQL. The first start on an empty database
-creates an admin and shows the password and TOTP secret once. With ``--demo`` the venue lists
-demo JPY markets, funds demo accounts and keeps a synthetic order flow running; without it,
-nothing is invented.
+The venue (matching engine, ledger, journal in the data directory) runs as its own process,
+restarted by a supervisor from its snapshot and journal whenever it exits unasked; its HTTP
+API is forwarded under ``/v1`` (load shedding in front). The operations service (incidents
+and runbooks, protective actions, operators and the audit chain, on-call and paging,
+reports) is under ``/api``, on SQLite in the data directory unless the configuration names
+PostgreSQL. The first start on an empty database creates an admin and shows the password
+and TOTP secret once. With ``--demo`` the venue lists demo JPY markets, funds demo accounts
+and keeps a synthetic order flow running; without it, nothing is invented. The status page
+is under ``/status/``, Prometheus metrics at ``/metrics``; the banner says where each thing
+is, and ``data_dir/serve.json`` says it to programs (``haltguard drill``) while it runs.
 
-Settings come from the command line, the environment, the ``--config`` TOML file and the
-defaults, in that order; ``docs/configuration.md`` lists them all. A setting that cannot work
-stops the start with exit code 2 and a message saying what to change.
+Settings come from the command line, the environment, the ``--config`` file (TOML or YAML)
+and the defaults, in that order; ``docs/configuration.md`` lists them all. A setting that
+cannot work stops the start with exit code 2 and a message saying what to change.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import logging
 import signal
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, NoReturn
@@ -32,17 +37,18 @@ from rich.markup import escape
 from haltguard.app.config import CONFIG_FILE_ENV, SQLITE_FILE_NAME, ConfigError, load_config
 from haltguard.app.first_admin import FirstAdmin
 from haltguard.app.system import (
-    VENUE_DOCS_PATH,
     StartError,
     System,
     served_paths,
     shown_database_url,
     start_system,
 )
+from haltguard.app.venue_process import VENUE_DOCS_PATH
 from haltguard.db.session import DEFAULT_DATA_DIR
 
 STATUS_PAGE_PATH = "/status"
 METRICS_PATH = "/metrics"
+SERVE_FILE_POLL_S = 0.05
 CONFIG_ERROR_EXIT_CODE = 2
 START_ERROR_EXIT_CODE = 1
 
@@ -58,7 +64,7 @@ def serve(
     config_file: Annotated[
         Path | None,
         typer.Option("--config", envvar=CONFIG_FILE_ENV, show_default=False,
-                     help="A TOML configuration file (see docs/configuration.md)."),
+                     help="A TOML or YAML configuration file (see docs/configuration.md)."),
     ] = None,
     data_dir: Annotated[
         Path | None,
@@ -94,6 +100,7 @@ def serve(
 ) -> None:
     """Run the whole system: the venue and its API (/v1), the operations service (/api)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call to the venue
     try:
         config = load_config(config_file, overrides={
             "data_dir": None if data_dir is None else str(data_dir),
@@ -119,9 +126,20 @@ def serve(
         run_server(system, listener)
     finally:
         system.stop()
-        if system.runtime is not None:
-            last_seq = system.runtime.status().last_seq
-            console.print(f"Stopped. Venue at seq {last_seq}; snapshot written.")
+        console.print(stopped_line(system))
+
+
+def stopped_line(system: System) -> str:
+    """What the venue did on the way out."""
+    if system.runtime is not None:
+        return f"Stopped. Venue at seq {system.runtime.status().last_seq}; snapshot written."
+    supervisor = system.supervisor
+    if supervisor is None:
+        return "Stopped."
+    if supervisor.stopped_returncode == 0:
+        return f"Stopped. The venue process wrote its snapshot (see {supervisor.log_path})."
+    return (f"Stopped. The venue process ended with {supervisor.stopped_returncode}; its next "
+            f"start replays the journal (see {supervisor.log_path}).")
 
 
 def refuse(exc: ConfigError | StartError) -> NoReturn:
@@ -167,11 +185,23 @@ def run_server(system: System, listener: socket.socket) -> None:
         server.should_exit = True
 
     previous = {sig: signal.signal(sig, ask_to_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threading.Thread(target=_write_serve_file_once_serving, args=(system, server),
+                     name="serve-file", daemon=True).start()
     try:
         server.run(sockets=[listener])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _write_serve_file_once_serving(system: System, server: uvicorn.Server) -> None:
+    """``data_dir/serve.json`` once the server answers (for ``haltguard drill``)."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(SERVE_FILE_POLL_S)
+    path = system.write_serve_file()
+    logging.getLogger(__name__).info("serving; addresses and drill token in %s", path)
 
 
 def show_first_admin(admin: FirstAdmin) -> None:
@@ -205,11 +235,13 @@ def announce(system: System, *, demo: bool) -> None:
             f"{config.demo_rate_per_s:g} synthetic orders/s"
         )
     lines += [
-        f"Operations   {base}/api  (incidents, operators, on-call, audit)",
+        f"API          {base}/api  (incidents, operators, on-call, audit)",
         f"  API docs   {base}/docs",
+        f"Login        haltguard incident login --username {_login_name(system)}  "
+        f"(HALTGUARD_URL={base})",
         *_extra_lines(system),
         *_venue_lines(system),
-        f"Data dir     {config.data_dir.resolve()}",
+        f"Data dir     {config.data_dir.resolve()}  (serve.json there while running)",
         f"Database     {shown_database_url(config.database_url)}",
         f"Config       {config.source}",
         f"Paging       SMTP {config.paging.smtp.host}:{config.paging.smtp.port}, "
@@ -246,20 +278,30 @@ def _detection(system: System) -> str:
 
 
 def _extra_lines(system: System) -> list[str]:
-    """The parts served only when their domain is installed."""
+    """The parts served only when their domain is installed, and the loops behind them."""
     paths = served_paths(system.operations)
     base = system.config.base_url
     lines = []
     if STATUS_PAGE_PATH in paths:
-        lines.append(f"Status page  {base}{STATUS_PAGE_PATH}  (public, Japanese and English)")
+        loop = (f"refreshed every {system.status_loop.interval_s:g} s"
+                if system.status_loop is not None else "status loop off")
+        lines.append(f"Status page  {base}{STATUS_PAGE_PATH}/  (public, Japanese and English; "
+                     f"{loop}; public address {system.status_url})")
     if METRICS_PATH in paths:
         lines.append(f"Metrics      {base}{METRICS_PATH}  (Prometheus)")
+    if system.outbox_worker is not None:
+        lines.append(f"Notices      outbox delivering with {system.outbox_worker.settings.senders} "
+                     "senders (email, webhooks, social)")
+    else:
+        lines.append("Notices      outbox off here (run haltguard notify worker)")
+    if system.drills_enabled:
+        lines.append("Drills       enabled (haltguard drill SCENARIO)")
     return lines
 
 
 def _venue_lines(system: System) -> list[str]:
     config = system.config
-    if system.runtime is None:
+    if system.runtime is None and system.supervisor is None:
         reachable = (f"  (not reachable now: {system.remote_venue_problem})"
                      if system.remote_venue_problem else "")
         return [f"Venue        {config.venue_url}  (running elsewhere){reachable}"]
@@ -269,12 +311,25 @@ def _venue_lines(system: System) -> list[str]:
         if system.venue_token_generated
         else f"token from {config.origins['venue.admin_token']}"
     )
-    return [
-        f"Venue        {config.base_url}/v1/markets  (orders, market data, admin brakes)",
-        f"  API docs   {config.base_url}{VENUE_DOCS_PATH}",
+    lines = [
+        f"Venue API    {system.venue_api_url}/v1/markets  (orders, market data, admin brakes)",
+        f"  API docs   {system.venue_api_url}{VENUE_DOCS_PATH}",
         f"  Admin      {token}",
-        f"  Recovery   {system.runtime.recovery_report.describe()}",
     ]
+    if system.supervisor is not None:
+        supervisor = system.supervisor
+        lines += [
+            f"  Process    pid {supervisor.pid} on {supervisor.url}, supervised (restarted "
+            f"from its journal if it exits; at most "
+            f"{supervisor.settings.restarts_per_minute_max} restarts a minute)",
+            f"  Log        {supervisor.log_path}",
+        ]
+    elif system.runtime is not None:
+        lines += [
+            "  Process    on a thread of this process (venue.process = false)",
+            f"  Recovery   {system.runtime.recovery_report.describe()}",
+        ]
+    return lines
 
 
 def _oncall(system: System) -> str:

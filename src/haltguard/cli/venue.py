@@ -1,13 +1,17 @@
-"""``haltguard venue ...``: check a data directory, work a running venue's brakes, trade by hand.
+"""``haltguard venue ...``: run a venue, check a data directory, work a running venue's brakes,
+trade by hand.
 
-``verify`` and ``inspect`` read a data directory and change nothing. The other commands
-talk to a running venue over HTTP (``--url``, ``--token`` or ``HALTGUARD_VENUE_URL`` and
+``run`` serves a venue on a data directory (what ``haltguard serve`` supervises as its own
+process). ``verify`` and ``inspect`` read a data directory and change nothing. The other
+commands talk to a running venue over HTTP (``--url``, ``--token`` or ``HALTGUARD_VENUE_URL`` and
 ``HALTGUARD_VENUE_TOKEN``); every brake records who pulled it and why.
 """
 
 from __future__ import annotations
 
 import getpass
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from haltguard.app.venue_process import VenueProcessSettings, VenueStartError, run_venue
 from haltguard.gateway.control import HttpVenueControl
 from haltguard.journal import JournalCorruptionError, recover, verify
 from haltguard.venue.commands import ResumePhase
@@ -72,6 +77,61 @@ def _need_data_dir(data_dir: Path) -> None:
             f"{data_dir} is not a venue data directory (no segments/ or snapshots/ in it)",
             "pass the directory given to `haltguard serve --data-dir`",
         )
+
+
+# --- running a venue ------------------------------------------------------------------
+
+
+@app.command("run")
+def run_command(
+    *,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Journal and snapshots.")] = Path(
+        "data"),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65_535, help="TCP port.")] = 8001,
+    token: TokenOption = "",
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Demo markets, funded accounts, synthetic orders.")
+    ] = False,
+    demo_rate: Annotated[
+        float, typer.Option(min=0.1, max=10_000, help="Demo orders per second.")
+    ] = 20.0,
+    allow_fault_injection: Annotated[
+        bool, typer.Option("--allow-fault-injection",
+                           help="Accept drill faults on POST /v1/admin/faults.")
+    ] = False,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Write a snapshot every this many commands.")
+    ] = 100_000,
+    queue_depth_max: Annotated[
+        int, typer.Option(min=1, help="Commands waiting before new ones get 503.")
+    ] = 10_000,
+    order_capacity_per_s: Annotated[
+        int, typer.Option(min=1, help="New orders a second before load shedding.")
+    ] = 1_000,
+    halt_markets: Annotated[
+        str, typer.Option("--halt-markets", metavar="REASON",
+                          help="Halt every trading market with this reason before serving "
+                               "(the supervisor's restarts after a crash).")
+    ] = "",
+) -> None:
+    """Serve a venue on a data directory until SIGTERM or Ctrl-C (then it writes a snapshot).
+
+    It recovers from snapshot + journal at start and prints a ready line with its URL and pid
+    once it answers. Without --token the admin API refuses every call.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = VenueProcessSettings(
+        data_dir=data_dir, host=host, port=port, admin_token=token, demo=demo,
+        demo_rate_per_s=demo_rate, allow_fault_injection=allow_fault_injection,
+        checkpoint_every=checkpoint_every, queue_depth_max=queue_depth_max,
+        order_capacity_per_s=order_capacity_per_s, halt_reason=halt_markets,
+    )
+    try:
+        last_seq = run_venue(settings)
+    except VenueStartError as exc:
+        raise _fail(str(exc), "fix what the message names and start it again") from exc
+    console.print(f"venue stopped at seq {last_seq}; snapshot written", highlight=False)
 
 
 # --- data directory -------------------------------------------------------------------
@@ -168,13 +228,18 @@ def inspect_command(data_dir: DataDirArgument) -> None:
 # --- a running venue: brakes ---------------------------------------------------------
 
 
-def _control(url: str, token: str) -> HttpVenueControl:
-    if not token:
-        raise _fail(
-            "no admin token",
-            "pass --token or set HALTGUARD_VENUE_TOKEN (printed by `haltguard serve`)",
-        )
-    return HttpVenueControl(url, token)
+def _remote(
+    url: str, token: str, call: Callable[[HttpVenueControl], Any],
+    next_step: str = "fix what the message names and run the command again",
+) -> Any:
+    """One call to a running venue; a refusal or an unreachable venue exits 1 saying why."""
+    control = HttpVenueControl(url, token)
+    try:
+        return call(control)
+    except VenueControlError as exc:
+        raise _fail(str(exc), next_step) from exc
+    finally:
+        control.close()
 
 
 def _show_events(control: HttpVenueControl, events: list[Event]) -> None:
@@ -186,15 +251,13 @@ def _show_events(control: HttpVenueControl, events: list[Event]) -> None:
         console.print(f"[bold]{kind}[/bold] {details}")
 
 
-def _brake(url: str, token: str, action: Any) -> None:
-    control = _control(url, token)
-    try:
-        events = action(control)
-        _show_events(control, events)
-    except VenueControlError as exc:
-        raise _fail(str(exc), "fix what the message names and run the command again") from exc
-    finally:
-        control.close()
+def _brake(url: str, token: str, action: Callable[[HttpVenueControl], list[Event]]) -> None:
+    if not token:
+        raise _fail(
+            "no admin token",
+            "pass --token or set HALTGUARD_VENUE_TOKEN (printed by `haltguard serve`)",
+        )
+    _remote(url, token, lambda control: _show_events(control, action(control)))
 
 
 @app.command("halt")
@@ -312,13 +375,8 @@ def resume_command(
 @app.command("status")
 def status_command(url: UrlOption = URL_DEFAULT) -> None:
     """List the running venue's markets and their states."""
-    control = HttpVenueControl(url, "")
-    try:
-        data = control.request("GET", "/v1/markets")
-    except VenueControlError as exc:
-        raise _fail(str(exc), "start the venue with `haltguard serve` or fix --url") from exc
-    finally:
-        control.close()
+    data = _remote(url, "", lambda control: control.request("GET", "/v1/markets"),
+                   "start the venue with `haltguard serve` or fix --url")
     table = Table(title=f"{url} at seq {data['seq']}"
                   + ("  [red]KILL SWITCH ENGAGED[/red]" if data["kill_switch"] else ""))
     for column in ("market", "state", "tick", "lot", "taker bps"):
@@ -333,13 +391,7 @@ def status_command(url: UrlOption = URL_DEFAULT) -> None:
 
 
 def _public(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    control = HttpVenueControl(url, "")
-    try:
-        return control.request(method, path, body)
-    except VenueControlError as exc:
-        raise _fail(str(exc), "fix what the message names and run the command again") from exc
-    finally:
-        control.close()
+    return _remote(url, "", lambda control: control.request(method, path, body))
 
 
 @app.command("order")

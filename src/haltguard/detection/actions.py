@@ -5,7 +5,9 @@ halt never waits for a database or a page; then, in one transaction, the inciden
 opened (or the episode's open incident is found), every action lands in its timeline and
 in the audit chain with the rule, the observed value, the condition and the signal's
 labels, the on-call is paged, and the decision is logged. If the database is down the
-brake has still been applied, and the failure is logged loudly.
+brake has still been applied, and the record waits in a bounded queue (in order) that is
+retried with backoff until the database answers again: nothing the executor accepted is
+lost to an outage.
 
 Only tighter: a market is moved only to a state that admits less than the one it is in
 (a halted market is never "paused" into an auction that would reopen it), and nothing here
@@ -16,12 +18,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.detection import records
@@ -58,6 +63,9 @@ ACTOR = "system:detection"
 INCIDENT_CACHE_MAX = 10_000
 STARTED_MAX = 10_000  # decisions whose brakes are in flight
 VENUE_TIMEOUT_S = 10.0
+RECORDS_PENDING_MAX = 10_000  # records waiting for the database to come back
+RETRY_DELAY_S_MIN = 0.05
+RETRY_DELAY_S_MAX = 5.0
 BRAKE_ACTIONS = frozenset({ActionKind.HALT_MARKET, ActionKind.CANCEL_ONLY,
                            ActionKind.FREEZE_WITHDRAWALS})
 
@@ -105,6 +113,117 @@ def _answer(future: Future[CommandResult], timeout_s: float) -> list[Event]:
         raise VenueControlError(str(exc)) from exc
 
 
+def database_unreachable(exc: BaseException) -> bool:
+    """True for errors that retrying later can cure: no connection, a dropped one, a
+    locked or unavailable database. Anything else is a bug and is not retried."""
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class RecordQueue:
+    """Writes to the operations database in the order given; while the database cannot be
+    reached, keeps the writes (at most ``capacity``) and retries them with backoff from a
+    thread of its own until they all went through.
+
+    Each write is one transaction, run whole or not at all, so a retry never duplicates
+    half of one. A write that fails for another reason (a bug) is logged and counted, and
+    the ones behind it go on.
+    """
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], *, capacity: int = RECORDS_PENDING_MAX,
+        delay_s_min: float = RETRY_DELAY_S_MIN, delay_s_max: float = RETRY_DELAY_S_MAX,
+    ) -> None:
+        if capacity < 1 or not 0 < delay_s_min <= delay_s_max:
+            raise ValueError("RecordQueue needs capacity >= 1 and 0 < delay_s_min <= delay_s_max")
+        self.session_factory = session_factory
+        self.capacity = capacity
+        self.delay_s_min, self.delay_s_max = delay_s_min, delay_s_max
+        self._pending: deque[tuple[str, Callable[[Session], None]]] = deque()
+        self._lock = threading.Condition()
+        self._retrying = False
+        self.queued_total = 0  # writes that had to wait for the database
+        self.dropped = 0  # refused because the queue was full
+        self.failed = 0  # failed for another reason than an outage
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def write(self, what: str, write: Callable[[Session], None]) -> None:
+        """Run ``write`` in a transaction now, or queue it behind the writes still waiting."""
+        with self._lock:
+            waiting = bool(self._pending)
+        if not waiting:
+            try:
+                self._run(write)
+                return
+            except Exception as exc:
+                if not database_unreachable(exc):
+                    self.failed += 1
+                    log.exception("writing %s failed; it is not retried", what)
+                    return
+                log.error("the operations database is unreachable (%s); %s waits and is "
+                          "retried until it returns", type(exc).__name__, what)
+        self._enqueue(what, write)
+
+    def wait_empty(self, timeout_s: float) -> bool:
+        """Wait until every queued write went through; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+        return True
+
+    def _enqueue(self, what: str, write: Callable[[Session], None]) -> None:
+        with self._lock:
+            if len(self._pending) >= self.capacity:
+                self.dropped += 1
+                log.critical("the database outage queue is full (%d writes): %s is lost; the "
+                             "venue's own journal still holds every brake", self.capacity, what)
+                return
+            self._pending.append((what, write))
+            self.queued_total += 1
+            if self._retrying:
+                return
+            self._retrying = True
+        threading.Thread(target=self._retry, name="detection-records", daemon=True).start()
+
+    def _run(self, write: Callable[[Session], None]) -> None:
+        with self.session_factory() as session, session.begin():
+            write(session)
+
+    def _retry(self) -> None:
+        delay_s = self.delay_s_min
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._retrying = False
+                    self._lock.notify_all()
+                    return
+                what, write = self._pending[0]
+            try:
+                self._run(write)
+            except Exception as exc:
+                if database_unreachable(exc):
+                    time.sleep(delay_s)
+                    delay_s = min(delay_s * 2, self.delay_s_max)
+                    continue
+                self.failed += 1
+                log.exception("writing %s failed after the outage; it is not retried", what)
+            else:
+                log.info("%s written after the database came back", what)
+            delay_s = self.delay_s_min
+            with self._lock:
+                self._pending.popleft()
+                self._lock.notify_all()
+
+
 class ActionExecutor:
     """Performs decisions on one venue and one operations database.
 
@@ -134,6 +253,7 @@ class ActionExecutor:
         self._started: dict[int, tuple[Decision, _Started]] = {}
         self._incident_refs: dict[str, str] = {}  # episode key -> incident ref, for the venue
         self._lock = threading.Lock()
+        self.records = RecordQueue(session_factory)
 
     def prepare(self, decision: Decision) -> None:
         """Put the decision's brakes into the venue's brake lane now, without waiting.
@@ -292,38 +412,48 @@ class ActionExecutor:
     ) -> None:
         now = self.clock.now()
         why = _why(decision)
+
+        def write(session: Session) -> None:
+            self._write_fired(session, decision, venue_done, client_outcomes, now, why)
+
+        self.records.write(f"the record of rule {decision.rule_id} firing", write)
+
+    def _write_fired(  # noqa: PLR0917 - the pieces of one record, called from one place
+        self, session: Session, decision: Decision,
+        venue_done: list[tuple[PlannedAction, ActionOutcome, list[Event]]],
+        client_outcomes: list[ActionOutcome], now: datetime, why: dict[str, Any],
+    ) -> None:
         outcomes: list[ActionOutcome] = []
-        with self.session_factory() as session, session.begin():
-            incident = None
-            if any(a.kind is ActionKind.OPEN_OR_UPDATE_INCIDENT for a in decision.actions):
-                incident, opened = self._open_or_update(session, decision, now, why)
-                outcomes.append(ActionOutcome(
-                    ActionKind.OPEN_OR_UPDATE_INCIDENT, incident.ref, True,
-                    f"{'opened' if opened else 'updated'} {incident.ref}"))
-            for action, outcome, events in venue_done:
-                outcomes.append(outcome)
-                self._record_venue_action(session, incident, decision, action=action,
-                                          outcome=outcome, events=events, now=now, why=why)
-            for outcome in client_outcomes:
-                outcomes.append(outcome)
-                self._record_plain(session, incident, decision, now, why,
-                                   action=f"detection.{outcome.kind.value}",
-                                   message=f"{outcome.kind.value} {outcome.target}: "
-                                   f"{outcome.detail} ({decision.explanation()})",
-                                   target=outcome.target, extra={"outcome": outcome.as_dict()})
-            if incident is not None and any(a.kind is ActionKind.PAGE for a in decision.actions):
-                page_id = incident_flows.page_on_call(
-                    session, incident, clock=self.clock,
-                    responder_settings=self.responder_settings,
-                    summary=f"{incident.ref} {decision.severity} {decision.classification}: "
-                    f"{decision.title} ({decision.explanation()})",
-                )
-                outcomes.append(ActionOutcome(
-                    ActionKind.PAGE, incident.ref, page_id is not None,
-                    f"page {page_id}" if page_id is not None else "paging failed (see timeline)"))
-            records.add_decision(session, decision, now=now,
-                                 incident_id=incident.id if incident is not None else None,
-                                 outcomes=[outcome.as_dict() for outcome in outcomes])
+        incident = None
+        if any(a.kind is ActionKind.OPEN_OR_UPDATE_INCIDENT for a in decision.actions):
+            incident, opened = self._open_or_update(session, decision, now, why)
+            outcomes.append(ActionOutcome(
+                ActionKind.OPEN_OR_UPDATE_INCIDENT, incident.ref, True,
+                f"{'opened' if opened else 'updated'} {incident.ref}"))
+        for action, outcome, events in venue_done:
+            outcomes.append(outcome)
+            self._record_venue_action(session, incident, decision, action=action,
+                                      outcome=outcome, events=events, now=now, why=why)
+        for outcome in client_outcomes:
+            outcomes.append(outcome)
+            self._record_plain(session, incident, decision, now, why,
+                               action=f"detection.{outcome.kind.value}",
+                               message=f"{outcome.kind.value} {outcome.target}: "
+                               f"{outcome.detail} ({decision.explanation()})",
+                               target=outcome.target, extra={"outcome": outcome.as_dict()})
+        if incident is not None and any(a.kind is ActionKind.PAGE for a in decision.actions):
+            page_id = incident_flows.page_on_call(
+                session, incident, clock=self.clock,
+                responder_settings=self.responder_settings,
+                summary=f"{incident.ref} {decision.severity} {decision.classification}: "
+                f"{decision.title} ({decision.explanation()})",
+            )
+            outcomes.append(ActionOutcome(
+                ActionKind.PAGE, incident.ref, page_id is not None,
+                f"page {page_id}" if page_id is not None else "paging failed (see timeline)"))
+        records.add_decision(session, decision, now=now,
+                             incident_id=incident.id if incident is not None else None,
+                             outcomes=[outcome.as_dict() for outcome in outcomes])
 
     def _open_or_update(
         self, session: Session, decision: Decision, now: datetime, why: dict[str, Any]
@@ -355,7 +485,7 @@ class ActionExecutor:
         self._remember(decision.key, incident.ref)
         verb = "fired" if opened else "fired again"
         incidents.record(
-            session, incident, kind=TimelineKind.UPDATED, actor=ACTOR, now=now,
+            session, incident, kind=TimelineKind.DETECTION, actor=ACTOR, now=now,
             audit_action="detection.rule_fired",
             message=f"{decision.explanation().replace(' fired:', f' {verb}:', 1)}",
             details=why,
@@ -403,7 +533,7 @@ class ActionExecutor:
         extra: dict[str, Any],
     ) -> None:
         if incident is not None:
-            incidents.record(session, incident, kind=TimelineKind.UPDATED, actor=ACTOR,
+            incidents.record(session, incident, kind=TimelineKind.DETECTION, actor=ACTOR,
                              now=now, audit_action=action, message=message,
                              details={**why, **extra})
             return
@@ -413,7 +543,8 @@ class ActionExecutor:
     def _record_resolved(self, decision: Decision) -> None:
         now = self.clock.now()
         why = _why(decision)
-        with self.session_factory() as session, session.begin():
+
+        def write(session: Session) -> None:
             incident = None
             incident_id = records.last_incident_of(session, decision.key)
             if incident_id is not None:
@@ -429,15 +560,21 @@ class ActionExecutor:
                                  incident_id=incident.id if incident is not None else None,
                                  outcomes=[])
 
+        self.records.write(f"the record of rule {decision.rule_id} resolving", write)
+
     def _record_dry_run(self, decision: Decision) -> None:
         """Dry-run: only the decisions log learns what would have been done."""
         would = [ActionOutcome(action.kind, action.target, False,
                                "dry-run: would " + action.kind.value.replace("_", " ")
                                + (f" {action.target}" if action.target else ""))
                  for action in decision.actions]
-        with self.session_factory() as session, session.begin():
-            records.add_decision(session, decision, now=self.clock.now(), incident_id=None,
+        now = self.clock.now()
+
+        def write(session: Session) -> None:
+            records.add_decision(session, decision, now=now, incident_id=None,
                                  outcomes=[outcome.as_dict() for outcome in would])
+
+        self.records.write(f"the dry-run record of rule {decision.rule_id}", write)
 
     def _remember(self, key: str, ref: str) -> None:
         if len(self._incident_refs) >= INCIDENT_CACHE_MAX:

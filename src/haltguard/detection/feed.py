@@ -3,7 +3,8 @@
 In process (:func:`attach_runtime`) the detectors run on the venue's own thread once per
 batch, right after the batch is applied: a crash is seen before the next batch starts,
 and a halt it causes enters the runtime's brake lane ahead of every order still queued.
-Following the journal (:func:`follow_journal`) gives the same signals from another
+The hook and the brake lane are :class:`VenueRuntime`'s own. Following the journal
+(:func:`follow_journal`) gives the same signals from another
 process, a poll interval later.
 
 Per command the feed only looks at how many events there are: a command with a single
@@ -12,14 +13,9 @@ event (most orders, every cancel) cannot hold a trade, so only the rest are scan
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -32,28 +28,15 @@ from haltguard.detection.policies import RuleSet
 from haltguard.detection.service import DetectionService
 from haltguard.detection.signals import Signal
 from haltguard.gateway.control import InProcessVenueControl
-from haltguard.gateway.runtime import (
-    CommandRefusedError,
-    CommandResult,
-    OverloadedError,
-    RuntimeLimits,
-    VenueRuntime,
-    VenueUnavailableError,
-    admissible,
-)
-from haltguard.gateway.sequencer import Clock
+from haltguard.gateway.runtime import VenueRuntime, is_brake
 from haltguard.journal.reader import JournalReader
 from haltguard.responders.service import ResponderSettings
-from haltguard.venue.commands import (
-    Command,
-    FreezeWithdrawals,
-    Heartbeat,
-    KillSwitch,
-    SetMarketState,
-)
 from haltguard.venue.engine import Venue
 from haltguard.venue.events import Event
 from haltguard.venue.types import MarketState
+
+__all__ = ["GuardedVenueRuntime", "VenueFeed", "attach_runtime", "follow_journal", "is_brake",
+           "protect_in_process"]
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +129,8 @@ def attach_runtime(runtime: object, feed: VenueFeed) -> None:
     add_listener = getattr(runtime, "add_listener", None)
     if add_listener is None:
         raise TypeError(
-            f"{type(runtime).__name__} has no add_listener hook; use "
-            "haltguard.detection.feed.GuardedVenueRuntime, or follow_journal() on its data "
-            "directory"
+            f"{type(runtime).__name__} has no add_listener hook; use a "
+            "haltguard.gateway.runtime.VenueRuntime, or follow_journal() on its data directory"
         )
     read = getattr(runtime, "read", None)
     if read is not None:
@@ -157,7 +139,7 @@ def attach_runtime(runtime: object, feed: VenueFeed) -> None:
 
 
 def protect_in_process(
-    runtime: GuardedVenueRuntime, detection: DetectionService, *,
+    runtime: VenueRuntime, detection: DetectionService, *,
     session_factory: sessionmaker[Session], clock: ExecutorClock,
     responder_settings: ResponderSettings | None = None,
 ) -> VenueFeed:
@@ -195,100 +177,5 @@ def follow_journal(
         reader.close()
 
 
-BRAKES_QUEUED_MAX = 1_000
-_BRAKE_STATES = frozenset({MarketState.HALTED, MarketState.CANCEL_ONLY})
-_BRAKE_KINDS = frozenset({SetMarketState, KillSwitch, FreezeWithdrawals})
-
-
-def is_brake(command: Command) -> bool:
-    """Commands that only stop things: a halt, cancel-only, the kill switch engaged,
-    withdrawals frozen. Nothing that reopens or loosens is a brake."""
-    if isinstance(command, SetMarketState):
-        return command.state in _BRAKE_STATES
-    if isinstance(command, KillSwitch):
-        return command.engaged
-    if isinstance(command, FreezeWithdrawals):
-        return command.frozen
-    return False
-
-
-class GuardedVenueRuntime(VenueRuntime):
-    """A :class:`VenueRuntime` with what automatic protection needs from it:
-
-    - ``add_listener``: listeners are called on the venue thread after each batch is
-      applied, with every command's result; one that raises is logged and skipped, since
-      detection trouble must never stop the venue;
-    - a brake lane: a brake (:func:`is_brake`) submitted by anyone is journaled and applied
-      in its own batch before the next batch of the ordinary queue, so a halt waits for the
-      batch being applied, not for every order queued ahead of it. It is journaled, synced
-      and acknowledged like any command.
-    """
-
-    def __init__(
-        self, data_dir: Path | str, *, clock: Clock = time.time_ns,
-        limits: RuntimeLimits | None = None,
-    ) -> None:
-        super().__init__(data_dir, clock=clock, limits=limits)
-        self._listeners: list[BatchListener] = []
-        self._applied: list[CommandResult] = []
-        self._brakes: deque[tuple[Command, Future[CommandResult] | None]] = deque()
-        self.listener_failures = 0
-        self.brakes_submitted = 0
-
-    def add_listener(self, listener: BatchListener) -> None:
-        self._listeners.append(listener)
-
-    def submit(self, command: Command) -> Future[CommandResult]:
-        if type(command) not in _BRAKE_KINDS or not is_brake(command):
-            return super().submit(command)
-        future: Future[CommandResult] = Future()
-        future.set_running_or_notify_cancel()
-        try:
-            command = admissible(command)
-        except CommandRefusedError as exc:
-            future.set_exception(exc)
-            return future
-        with self._accept_lock:
-            if self._refusal:
-                raise VenueUnavailableError(self._refusal)
-            if len(self._brakes) >= BRAKES_QUEUED_MAX:
-                raise OverloadedError(BRAKES_QUEUED_MAX, self.limits.retry_after_s)
-            self._brakes.append((command, future))
-            self.brakes_submitted += 1
-        if self._queue.empty():  # an idle venue thread waits on the queue: wake it
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait((Heartbeat(), None))
-        return future
-
-    def _collect(self) -> tuple[list[tuple[Command, Future[CommandResult] | None]], bool]:
-        if self._brakes:
-            batch = []
-            while self._brakes:
-                batch.append(self._brakes.popleft())
-            return batch, False
-        return super()._collect()
-
-    def _record(self, seq: int, ts: int, command: Command, events: list[Event]) -> CommandResult:
-        result = super()._record(seq, ts, command, events)
-        if self._listeners:
-            self._applied.append(result)
-        return result
-
-    def _process(self, batch: list[tuple[Command, Future[CommandResult] | None]]) -> None:
-        self._applied = []
-        super()._process(batch)
-        applied, self._applied = self._applied, []
-        for listener in self._listeners:
-            try:
-                listener(self._venue, applied)
-            except Exception:
-                self.listener_failures += 1
-                log.exception("a venue listener failed after seq %d; the venue carries on",
-                              applied[-1].seq if applied else 0)
-
-    def _fail_queued(self, error: VenueUnavailableError) -> None:
-        super()._fail_queued(error)
-        while self._brakes:
-            _, future = self._brakes.popleft()
-            if future is not None and not future.done():
-                future.set_exception(error)
+GuardedVenueRuntime = VenueRuntime
+"""Deprecated: :class:`VenueRuntime` itself now has ``add_listener`` and the brake lane."""

@@ -39,6 +39,10 @@ TRADE_RATE = "market.trade_rate_ratio"
 SPREAD = "market.spread_bps"
 DEPTH = "market.depth_lots"
 BREAKER_TRIPPED = "venue.circuit_breaker_tripped"
+COMMAND_QUARANTINED = "venue.command_quarantined"
+VENUE_SELF_ACTOR = "system:venue"
+"""The actor of a halt the venue runtime engages by itself: after the engine raised on a
+command, which it quarantined (``haltguard.gateway.runtime``)."""
 SIGNAL_DOCS: dict[str, str] = {
     PRICE_MOVE: "The largest move within `price_window_s`: down from the window's highest "
     "trade or up from its lowest, in basis points (integer). Labels `market`, `base`, "
@@ -335,6 +339,16 @@ def breaker_signal(ts: int, event: CircuitBreakerTripped) -> Signal:
     )
 
 
+def quarantine_signal(ts: int, event: MarketStateChanged) -> Signal:
+    """The venue halted a market itself because the engine raised on a command (a software
+    bug): always reported, so an incident opens even though no rule asked for the halt."""
+    return Signal(
+        source="venue", name=COMMAND_QUARANTINED, value=Decimal(1), ts_ns=ts,
+        labels=market_labels(event.market),
+        details={"reason": event.reason, "old_state": str(event.old)},
+    )
+
+
 class MarketDetectors:
     """Every market detector for every market, fed each command's events.
 
@@ -386,7 +400,7 @@ class MarketDetectors:
             if len(events) == 1:
                 kind = type(events[0])
                 if kind is MarketStateChanged or kind is MarketAdded:
-                    self._note_state(events[0])
+                    self._note_state(item.ts, events[0])
                 continue
             ts = last_ts = item.ts
             for event in events:
@@ -402,15 +416,17 @@ class MarketDetectors:
                     if kind is CircuitBreakerTripped:
                         self._send(breaker_signal(ts, event))  # type: ignore[arg-type]
                     else:
-                        self._note_state(event)
+                        self._note_state(ts, event)
         for market, count in counts.items():
             signal = watches[market][1].on_trades(last_ts, count)
             if signal is not None:
                 self._send(signal)
 
-    def _note_state(self, event: Event) -> None:
+    def _note_state(self, ts: int, event: Event) -> None:
         if isinstance(event, MarketStateChanged):
             self.market_states[event.market] = event.new
+            if event.actor == VENUE_SELF_ACTOR and event.new == MarketState.HALTED:
+                self._send(quarantine_signal(ts, event))
         elif isinstance(event, MarketAdded):
             self.market_states[event.market] = event.state
 

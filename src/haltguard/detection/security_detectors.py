@@ -31,7 +31,7 @@ import statistics
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -412,13 +412,9 @@ class RequestFloodDetector:
         self._block_signals: dict[str, Signal] = {}
 
     def check(self, client: str, address: str, now_ns: int) -> FloodVerdict:
+        """A block (the detector's or a rule's) applies to every client; the exempt
+        networks only skip the automatic rate limit."""
         settings = self.settings
-        if (
-            client.startswith("address:")
-            and settings.exempt_networks
-            and address_allowed(address, settings.exempt_networks)
-        ):
-            return FloodVerdict(ADMITTED)
         block = self.limiter.blocked(client, now_ns)
         if block is not None:
             wait_s = retry_after_s(block.until_ns - now_ns, settings.retry_after_s_max)
@@ -427,6 +423,12 @@ class RequestFloodDetector:
                 f"this client is blocked for {wait_s} s more ({block.reason}); requests are "
                 "refused until then", wait_s,
             ))
+        if (
+            client.startswith("address:")
+            and settings.exempt_networks
+            and address_allowed(address, settings.exempt_networks)
+        ):
+            return FloodVerdict(ADMITTED)
         wait_ns = self.limiter.take(client, now_ns)
         if not wait_ns:
             return FloodVerdict(ADMITTED)
@@ -444,6 +446,14 @@ class RequestFloodDetector:
         signal = self.block(client, settings.block_s, reason, now_ns, address=address,
                             observed=refusals)
         return FloodVerdict(admission, signal)
+
+    def set_exempt_networks(self, networks: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+        """Replace the networks whose addresses are not rate limited; returns the previous
+        ones so the caller can put them back (a drill whose loopback addresses stand for the
+        internet does this). The caller holds the gateway's lock."""
+        previous = self.settings.exempt_networks
+        self.settings = replace(self.settings, exempt_networks=tuple(networks))
+        return previous
 
     def _count_refusal(self, client: str, now_ns: int) -> int:
         start, count = self._refusals.get(client, (now_ns, 0))
@@ -738,18 +748,23 @@ def add_security_feeds(
     interval_ms: int = 1_000,
     withdrawals: WithdrawalSettings | None = None,
     logins: LoginSettings | None = None,
+    operator_networks: tuple[IPNetwork, ...] | None = None,
 ) -> list[Monitor]:
     """Run the audit feed (logins, operator networks) and the withdrawal feed on
     ``scheduler``, each as an in-process check of the ``detection`` component, so a feed
     that cannot read its source raises ``health.failed`` like any other component.
 
-    The withdrawal feed learns the journal up to ``venue_last_seq`` without judging it."""
+    ``operator_networks`` is the detection allow-list (from the configuration); None falls
+    back to the environment (:func:`operator_networks_from_env`). The withdrawal feed
+    learns the journal up to ``venue_last_seq`` without judging it."""
+    if operator_networks is None:
+        operator_networks = operator_networks_from_env()
     every = MonitorSettings(interval_ms=interval_ms, timeout_ms=interval_ms)
     added = []
     if session_factory is not None:
         audit_feed = AuditSecurityFeed(
             session_factory, sink, logins=FailedLoginDetector(logins),
-            operators=OperatorNetworkDetector(operator_networks_from_env()),
+            operators=OperatorNetworkDetector(operator_networks),
         ).start_at_end()
         added.append(scheduler.add("detection", "audit_feed", ProcessCheck(audit_feed.poll),
                                    every))

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from haltguard.detection.load import SheddingSettings, install_load_shedding
 from haltguard.gateway.runtime import (
+    CommandQuarantinedError,
     CommandRefusedError,
     OverloadedError,
     VenueRuntime,
@@ -79,6 +80,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             error_body("invalid_command", f"{exc}. Fix the request and send it again."),
             status_code=422,
         )
+
+    @app.exception_handler(CommandQuarantinedError)
+    async def quarantined(_: Request, exc: CommandQuarantinedError) -> JSONResponse:
+        return JSONResponse(error_body("command_quarantined", str(exc)), status_code=500)
 
     @app.exception_handler(VenueUnavailableError)
     async def unavailable(_: Request, exc: VenueUnavailableError) -> JSONResponse:

@@ -12,16 +12,35 @@ would acknowledge orders a restart could not recover.
 
 Reads run on the caller's thread under the same lock the venue thread holds while it
 applies commands, so a reader never sees half of a command.
+
+Brakes (a halt, cancel-only, the kill switch engaged, withdrawals frozen) have their own
+lane: whoever submits one, the next batch the venue thread takes is the brakes alone, ahead
+of every order still queued, journaled and synced like any command. Listeners
+(:meth:`VenueRuntime.add_listener`) are called on the venue thread after each batch, which is
+how the market detectors watch the venue without a copy of it.
+
+A command the engine raises on is a software bug, not a reason to stop the venue: the
+command is quarantined (``data_dir/quarantine.json``, skipped by every replay), the venue
+is rebuilt from snapshot + journal without it, the rest of the batch is applied, and the
+command's market is halted. More than ``quarantines_max`` within ``quarantine_window_s``
+stops the venue as a journal failure does: a venue that keeps raising is not safe.
+
+Garbage collection: the venue's state is hundreds of thousands of long-lived objects, and a
+full collection scanning them pauses every thread, a halt included. The venue thread calls
+``gc.freeze()`` after recovery, after each snapshot and every ``gc_freeze_every`` commands,
+at a batch boundary, so collections only scan what is new since.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,18 +49,28 @@ from typing import TypeVar
 from haltguard.gateway.models import Units
 from haltguard.gateway.sequencer import Clock, Sequencer
 from haltguard.journal import Journal, UnjournalableCommandError, check_journalable, recover
+from haltguard.journal.quarantine import (
+    ERROR_TEXT_MAX,
+    QuarantinedCommand,
+    add_to_quarantine,
+    load_quarantine,
+)
 from haltguard.venue.commands import (
     AddAsset,
     AddMarket,
     Command,
     ConfigureBreaker,
+    FreezeWithdrawals,
     Heartbeat,
+    KillSwitch,
     MalformedCommandError,
     PlaceOrder,
+    SetMarketState,
     validated,
 )
 from haltguard.venue.engine import Venue
-from haltguard.venue.events import Event, OrderRepeated, Trade
+from haltguard.venue.events import CommandRejected, Event, OrderRepeated, Trade
+from haltguard.venue.types import NS_PER_SECOND, MarketState
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +89,21 @@ class RuntimeLimits:
     trades_per_market_max: int = 1_000  # recent trades kept for GET .../trades
     order_outcomes_max: int = 100_000  # first results kept for client-order-id retries
     retry_after_s: int = 1  # what an overloaded caller is told to wait
+    brakes_queued_max: int = 1_000  # brakes waiting for the venue thread
+    gc_freeze_every: int = 5_000  # commands between gc.freeze() calls; 0: leave the GC alone
+    quarantines_max: int = 3  # quarantined commands tolerated within the window
+    quarantine_window_s: int = 3_600  # ... beyond that the venue fail-stops
+    fault_injection: bool = False  # drills may arm faults (POST /v1/admin/faults)
 
     def __post_init__(self) -> None:
         for name in ("queue_depth_max", "batch_max", "checkpoint_every", "trades_per_market_max",
-                     "order_outcomes_max", "retry_after_s"):
+                     "order_outcomes_max", "retry_after_s", "brakes_queued_max",
+                     "quarantine_window_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RuntimeLimits.{name} must be at least 1")
+        for name in ("gc_freeze_every", "quarantines_max"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RuntimeLimits.{name} must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -107,6 +145,10 @@ class RuntimeStatus:
     checkpoint_failures: int
     clock_steps_back: int
     recovery: dict[str, object] = field(default_factory=dict)
+    quarantined: list[dict[str, object]] = field(default_factory=list)
+    brakes: int = 0  # brakes taken through the brake lane since start
+    listener_failures: int = 0
+    fault_armed: str = ""  # the armed fault injection, described; "" when none
 
 
 class VenueUnavailableError(RuntimeError):
@@ -129,11 +171,66 @@ class OverloadedError(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
+class CommandQuarantinedError(RuntimeError):
+    """The engine raised on the command (a software bug). It is journaled but set aside:
+    it changed nothing, every replay skips it, and its market is being halted."""
+
+
+class FaultInjectionNotAllowedError(PermissionError):
+    """Faults may be armed only on a venue started with fault injection allowed."""
+
+
+class InjectedFaultError(RuntimeError):
+    """Raised by an armed fault inside the apply of a matching command (drills only)."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault armed for a drill: ``engine_raise`` raises after the engine applied a
+    place-order whose client order id starts with ``client_order_id_prefix``, leaving the
+    venue changed as a bug midway through a command would."""
+
+    kind: str
+    client_order_id_prefix: str
+
+    def describe(self) -> str:
+        return f"{self.kind} on orders whose client_order_id starts with " \
+            f"{self.client_order_id_prefix!r}"
+
+
+FAULT_KINDS = frozenset({"engine_raise"})
+
+BatchListener = Callable[[Venue, Sequence[CommandResult]], None]
+"""Called on the venue's thread after each batch with the venue and every command's result;
+it must not call :meth:`VenueRuntime.read` nor wait for a command."""
+
+QUARANTINE_ACTOR = "system:venue"
+_BRAKE_STATES = frozenset({MarketState.HALTED, MarketState.CANCEL_ONLY})
+_BRAKE_KINDS = frozenset({SetMarketState, KillSwitch, FreezeWithdrawals})
+
+
+def is_brake(command: Command) -> bool:
+    """Commands that only stop things: a halt, cancel-only, the kill switch engaged,
+    withdrawals frozen. Nothing that reopens or loosens is a brake."""
+    if type(command) is SetMarketState:
+        return command.state in _BRAKE_STATES
+    if type(command) is KillSwitch:
+        return command.engaged
+    if type(command) is FreezeWithdrawals:
+        return command.frozen
+    return False
+
+
 class _Stop:
     """Queued by :meth:`VenueRuntime.stop` after everything already accepted."""
 
 
+class _Wake:
+    """Queued when a brake arrives while the venue thread waits on an empty queue."""
+
+
 _STOP = _Stop()
+_WAKE = _Wake()
 _Item = tuple[Command, "Future[CommandResult] | None"]
 
 
@@ -158,7 +255,18 @@ class VenueRuntime:
         self._venue_check_after_recovery()
         self._journal = Journal(self.data_dir)
         self._sequencer = Sequencer(self._venue.last_seq, self._venue.last_ts, clock)
-        self._queue: queue.Queue[_Item | _Stop] = queue.Queue(self.limits.queue_depth_max)
+        self._queue: queue.Queue[_Item | _Stop | _Wake] = queue.Queue(
+            self.limits.queue_depth_max
+        )
+        self._brakes: deque[_Item] = deque()
+        self._carried: _Item | None = None  # taken from the queue, deferred for brakes
+        self._listeners: list[BatchListener] = []
+        self._fault: Fault | None = None
+        self._quarantine = load_quarantine(self.data_dir)
+        self._quarantine_views = {entry.seq: _quarantine_view(entry, "")
+                                  for entry in self._quarantine}
+        self._since_gc_freeze = 0
+        self._in_listener_brakes = False  # applying brakes listeners asked for
         self._state_lock = threading.Lock()  # held while applying; readers take it too
         self._accept_lock = threading.Lock()  # orders "accepting?" checks against stop()
         self._refusal = "the venue runtime has not been started"
@@ -170,7 +278,10 @@ class VenueRuntime:
         self._since_checkpoint = 0
         self._last_heartbeat_deadline: int | None = None
         self._counters = {"commands": 0, "batches": 0, "batch_max_seen": 0, "overloads": 0,
-                          "checkpoints": 0, "checkpoint_failures": 0}
+                          "checkpoints": 0, "checkpoint_failures": 0, "brakes": 0,
+                          "listener_failures": 0}
+        if self.limits.gc_freeze_every:
+            _freeze_gc()  # the recovered state lives as long as the process
 
     def _venue_check_after_recovery(self) -> None:
         problems = self._venue.check_invariants()
@@ -218,6 +329,45 @@ class VenueRuntime:
         """Why the runtime fail-stopped, or "" while healthy."""
         return self._failure
 
+    def add_listener(self, listener: BatchListener) -> None:
+        """Call ``listener`` on the venue thread after each batch is applied, before the
+        batch's callers are answered. One that raises is logged and counted, never more:
+        a listener's trouble must not stop the venue."""
+        self._listeners.append(listener)
+
+    # -- fault injection (drills) -----------------------------------------------------------
+
+    def arm_fault(self, kind: str, client_order_id_prefix: str) -> Fault:
+        """Arm a fault for a drill; refused unless ``RuntimeLimits.fault_injection``."""
+        if not self.limits.fault_injection:
+            raise FaultInjectionNotAllowedError(
+                "fault injection is not allowed on this venue; start it with fault injection "
+                "allowed (`haltguard venue run --allow-fault-injection`, or drill.enabled in "
+                "serve's configuration) to run drills that need it"
+            )
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; use one of {sorted(FAULT_KINDS)}")
+        if not client_order_id_prefix:
+            raise ValueError("client_order_id_prefix must not be empty: an empty prefix would "
+                             "match every order")
+        fault = Fault(kind, client_order_id_prefix)
+        self._fault = fault
+        log.warning("fault armed for a drill: %s", fault.describe())
+        return fault
+
+    def disarm_fault(self) -> Fault | None:
+        """Disarm the armed fault; returns it (None when none was armed)."""
+        fault, self._fault = self._fault, None
+        if fault is not None:
+            log.warning("fault disarmed: %s", fault.describe())
+        return fault
+
+    def quarantined(self) -> list[dict[str, object]]:
+        """Every quarantined command of this data directory, oldest first, with the halt
+        the runtime engaged for it (when it happened since this start)."""
+        with self._accept_lock:
+            return [dict(view) for _, view in sorted(self._quarantine_views.items())]
+
     # -- commands --------------------------------------------------------------------------
 
     def submit(self, command: Command) -> Future[CommandResult]:
@@ -237,6 +387,8 @@ class VenueRuntime:
         except CommandRefusedError as exc:
             future.set_exception(exc)
             return future
+        if type(command) in _BRAKE_KINDS and is_brake(command):
+            return self._submit_brake(command, future)
         with self._accept_lock:
             if self._refusal:
                 raise VenueUnavailableError(self._refusal)
@@ -246,6 +398,22 @@ class VenueRuntime:
                 self._counters["overloads"] += 1
                 limits = self.limits
                 raise OverloadedError(limits.queue_depth_max, limits.retry_after_s) from None
+        return future
+
+    def _submit_brake(
+        self, command: Command, future: Future[CommandResult]
+    ) -> Future[CommandResult]:
+        """The brake lane: the venue thread takes queued brakes before its next batch."""
+        with self._accept_lock:
+            if self._refusal:
+                raise VenueUnavailableError(self._refusal)
+            if len(self._brakes) >= self.limits.brakes_queued_max:
+                raise OverloadedError(self.limits.brakes_queued_max, self.limits.retry_after_s)
+            self._brakes.append((command, future))
+            self._counters["brakes"] += 1
+        if self._queue.empty():  # an idle venue thread waits on the queue: wake it
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_WAKE)
         return future
 
     def submit_and_wait(
@@ -293,6 +461,10 @@ class VenueRuntime:
             checkpoint_failures=self._counters["checkpoint_failures"],
             clock_steps_back=self._sequencer.clock_steps_back,
             recovery=report.summary() if hasattr(report, "summary") else {},
+            quarantined=self.quarantined(),
+            brakes=self._counters["brakes"],
+            listener_failures=self._counters["listener_failures"],
+            fault_armed=self._fault.describe() if self._fault is not None else "",
         )
 
     # -- the venue thread ------------------------------------------------------------------
@@ -314,22 +486,33 @@ class VenueRuntime:
             raise
 
     def _collect(self) -> tuple[list[_Item], bool]:
-        """Wait for work (or the next deadline), then take up to ``batch_max`` commands."""
+        """Queued brakes alone if any; otherwise wait for work (or the next deadline), then
+        take up to ``batch_max`` commands."""
+        if self._brakes:
+            return self._take_brakes(), False
         batch: list[_Item] = []
         deadline = self._due_deadline()
-        timeout_s = None
-        if deadline is not None:
-            timeout_s = max(0.0, (deadline - self._sequencer.now()) / 1e9)
-        try:
-            first = self._queue.get(timeout=timeout_s)
-        except queue.Empty:
-            first = None
+        first: _Item | _Stop | _Wake | None = self._carried
+        self._carried = None
+        if first is None:
+            timeout_s = None
+            if deadline is not None:
+                timeout_s = max(0.0, (deadline - self._sequencer.now()) / 1e9)
+            try:
+                first = self._queue.get(timeout=timeout_s)
+            except queue.Empty:
+                first = None
         if deadline is not None and self._sequencer.now() >= deadline:
             self._last_heartbeat_deadline = deadline
             batch.append((Heartbeat(), None))
         if isinstance(first, _Stop):
-            return batch, True
+            return self._take_brakes() + batch, True
+        if isinstance(first, _Wake):
+            first = None
         if first is not None:
+            if self._brakes and not batch:  # a brake came in while waiting: it goes first
+                self._carried = first
+                return self._take_brakes(), False
             batch.append(first)
             # Let submitters woken by the last batch's acknowledgements queue their next
             # command before this batch is closed: a yield of the GIL, not a timer.
@@ -340,9 +523,17 @@ class VenueRuntime:
             except queue.Empty:
                 break
             if isinstance(item, _Stop):
-                return batch, True
+                return self._take_brakes() + batch, True
+            if isinstance(item, _Wake):
+                continue
             batch.append(item)
         return batch, False
+
+    def _take_brakes(self) -> list[_Item]:
+        brakes: list[_Item] = []
+        while self._brakes:
+            brakes.append(self._brakes.popleft())
+        return brakes
 
     def _due_deadline(self) -> int | None:
         """The venue's next timed transition, unless a heartbeat was already sent for it.
@@ -364,26 +555,166 @@ class VenueRuntime:
         if not stamped:
             return
         results: list[tuple[Future[CommandResult] | None, CommandResult]] = []
+        pending: list[Future[CommandResult] | None] = []
         with self._state_lock:
+            quarantined_before = len(self._quarantine)
+            fault = self._fault
+            apply = self._venue.apply
             for index, (seq, ts, command, future) in enumerate(stamped):
                 try:
-                    events = self._venue.apply(seq, ts, command)
+                    if fault is None:
+                        events = apply(seq, ts, command)
+                    else:
+                        events = self._apply_with_fault(fault, seq, ts, command)
                 except Exception as exc:
-                    self._failure = f"the engine failed applying seq {seq}: {exc!r}"
-                    pending = [f for *_, f in stamped[index:]]
-                    break
+                    if not self._quarantine_command(seq, ts, command, future, exc, results):
+                        pending = [f for *_, f in stamped[index:]]
+                        break
+                    apply = self._venue.apply  # the venue was rebuilt
+                    continue
                 results.append((future, self._record(seq, ts, command, events)))
-            else:
-                pending = []
-            if any(type(item[2]) in _LISTING_COMMANDS for item in stamped):
+            if len(self._quarantine) > quarantined_before or any(
+                type(item[2]) in _LISTING_COMMANDS for item in stamped
+            ):
                 self._units = _units_of(self._venue)
-        for future, result in results:
-            if future is not None:
-                future.set_result(result)
+        try:
+            if self._listeners:
+                self._notify([result for _, result in results])
+                if self._brakes and not self._in_listener_brakes:
+                    # A brake a listener just asked for (detection's halt) is journaled and
+                    # applied before this batch's callers are answered: waking them first
+                    # would only make the halt wait for the threads they run on.
+                    self._in_listener_brakes = True
+                    try:
+                        self._process(self._take_brakes())
+                    finally:
+                        self._in_listener_brakes = False
+        finally:
+            for future, result in results:
+                if future is not None:
+                    future.set_result(result)
         if pending:
             self._fail_stop(self._failure, pending)
             raise _FailStopError
         self._count_batch(len(stamped))
+
+    def _notify(self, applied: list[CommandResult]) -> None:
+        venue = self._venue
+        for listener in self._listeners:
+            try:
+                listener(venue, applied)
+            except Exception:
+                self._counters["listener_failures"] += 1
+                log.exception("a venue listener failed after seq %d; the venue carries on",
+                              applied[-1].seq if applied else 0)
+
+    def _apply_with_fault(self, fault: Fault, seq: int, ts: int, command: Command) -> list[Event]:
+        """Apply, then raise when the armed fault matches: the venue is left changed, as
+        by a bug half-way through a command, so the quarantine must rebuild it."""
+        events = self._venue.apply(seq, ts, command)
+        if (
+            fault.kind == "engine_raise"
+            and type(command) is PlaceOrder
+            and command.client_order_id.startswith(fault.client_order_id_prefix)
+        ):
+            raise InjectedFaultError(
+                f"injected fault (drill): engine_raise on client_order_id "
+                f"{command.client_order_id!r}"
+            )
+        return events
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def _quarantine_command(  # noqa: PLR0917 - internal, called from one place
+        self, seq: int, ts: int, command: Command, future: Future[CommandResult] | None,
+        exc: Exception, results: list[tuple[Future[CommandResult] | None, CommandResult]],
+    ) -> bool:
+        """Set ``command`` aside and rebuild the venue without it; False (with
+        ``_failure`` set) when the venue must fail-stop instead."""
+        error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_MAX]
+        log.error("the engine raised on seq %d (%s); quarantining it", seq,
+                  type(command).__name__, exc_info=exc)
+        market = _market_of(command)
+        entry = QuarantinedCommand(
+            seq, ts, type(command).__name__, market, error,
+            command.client_order_id if type(command) is PlaceOrder else "",
+        )
+        window_ns = self.limits.quarantine_window_s * NS_PER_SECOND
+        recent = sum(1 for earlier in self._quarantine if earlier.ts >= ts - window_ns) + 1
+        try:
+            add_to_quarantine(self.data_dir, entry)
+        except Exception as write_exc:
+            self._failure = (
+                f"the engine raised on seq {seq} ({error}) and the quarantine list could not "
+                f"be written ({write_exc}); the venue stopped. Fix the disk and restart it"
+            )
+            return False
+        self._quarantine.append(entry)
+        if recent > self.limits.quarantines_max:
+            self._quarantine_views[seq] = _quarantine_view(entry, "none: the venue stopped")
+            self._failure = (
+                f"the engine raised on {recent} commands within "
+                f"{self.limits.quarantine_window_s} s (the latest seq {seq}: {error}); each "
+                "was quarantined, but a venue that keeps raising is not safe, so it stopped. "
+                "Investigate the quarantined commands (GET /v1/admin/quarantine, "
+                "quarantine.json) before restarting it"
+            )
+            return False
+        try:
+            self._venue, report = recover(self.data_dir, repair=False, through_seq=seq - 1)
+            events = self._venue.apply(seq, ts, _HEARTBEAT)
+        except Exception as rebuild_exc:
+            self._failure = (
+                f"the engine raised on seq {seq} ({error}) and the venue could not be rebuilt "
+                f"without it ({rebuild_exc!r}); the venue stopped. Restart it: recovery skips "
+                "the quarantined command"
+            )
+            return False
+        log.warning("venue rebuilt without seq %d in %.0f ms", seq, report.elapsed_ms)
+        results.append((None, self._record(seq, ts, _HEARTBEAT, events)))
+        if future is not None:
+            future.set_exception(CommandQuarantinedError(
+                f"the venue could not process this command (seq {seq}): {error}. It changed "
+                "nothing and was quarantined; "
+                + (f"market {market} is being halted. " if market else "")
+                + "Operators see it at GET /v1/admin/quarantine; do not send it again"
+            ))
+        self._halt_for(entry)
+        return True
+
+    def _halt_for(self, entry: QuarantinedCommand) -> None:
+        """Queue a halt of the quarantined command's market in the brake lane; the
+        quarantine list says what came of it."""
+        view = self._quarantine_views[entry.seq] = _quarantine_view(entry, "")
+        if not entry.market:
+            view["halt"] = "none: the command names no market"
+            log.error("quarantined seq %d names no market: nothing was halted", entry.seq)
+            return
+        halt = SetMarketState(
+            entry.market, MarketState.HALTED, actor=QUARANTINE_ACTOR,
+            reason=f"software bug: the engine raised on seq {entry.seq} "
+            f"({entry.command}): {entry.error}"[:500],
+        )
+        future: Future[CommandResult] = Future()
+        future.set_running_or_notify_cancel()
+        view["halt"] = "queued"
+
+        def settled(done: Future[CommandResult]) -> None:
+            try:
+                result = done.result()
+            except Exception as exc:
+                outcome = f"not engaged: {exc}"
+            else:
+                refused = [e for e in result.events if isinstance(e, CommandRejected)]
+                outcome = (f"refused by the venue at seq {result.seq}: {refused[0].detail}"
+                           if refused else f"halted at seq {result.seq}")
+            with self._accept_lock:
+                view["halt"] = outcome
+
+        future.add_done_callback(settled)
+        with self._accept_lock:
+            self._brakes.append((halt, future))
+            self._counters["brakes"] += 1
 
     def _journal_batch(
         self, batch: list[_Item]
@@ -446,6 +777,12 @@ class VenueRuntime:
         self._since_checkpoint += size
         if self._since_checkpoint >= self.limits.checkpoint_every:
             self._checkpoint()
+        freeze_every = self.limits.gc_freeze_every
+        if freeze_every:
+            self._since_gc_freeze += size
+            if self._since_gc_freeze >= freeze_every:
+                _freeze_gc()
+                self._since_gc_freeze = 0
 
     def _checkpoint(self) -> None:
         """Write a snapshot. A failed snapshot costs only recovery time, never data."""
@@ -460,6 +797,9 @@ class VenueRuntime:
             return
         self._counters["checkpoints"] += 1
         self._since_checkpoint = 0
+        if self.limits.gc_freeze_every:
+            _freeze_gc()
+            self._since_gc_freeze = 0
 
     def _fail_stop(self, message: str, futures: list[Future[CommandResult] | None]) -> None:
         log.critical("venue fail-stop: %s", message)
@@ -477,13 +817,21 @@ class VenueRuntime:
             log.exception("closing the journal after a failure also failed")
 
     def _fail_queued(self, error: VenueUnavailableError) -> None:
+        with self._accept_lock:
+            left = self._take_brakes()
+        if self._carried is not None:
+            left.append(self._carried)
+            self._carried = None
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if not isinstance(item, _Stop) and item[1] is not None:
-                item[1].set_exception(error)
+                break
+            if not isinstance(item, (_Stop, _Wake)):
+                left.append(item)
+        for _, future in left:
+            if future is not None and not future.done():
+                future.set_exception(error)
 
 
 # Commands after which the grids (``units()``, specs with their breakers) are read again.
@@ -500,6 +848,32 @@ def admissible(command: object) -> Command:
     except (MalformedCommandError, UnjournalableCommandError) as exc:
         raise CommandRefusedError(f"{exc}; nothing was done") from None
     return checked
+
+
+def _market_of(command: Command) -> str:
+    market = getattr(command, "market", "")
+    if isinstance(market, str) and market:
+        return market
+    spec = getattr(command, "spec", None)
+    symbol = getattr(spec, "symbol", "")
+    return symbol if isinstance(symbol, str) else ""
+
+
+def _quarantine_view(entry: QuarantinedCommand, halt: str) -> dict[str, object]:
+    return {"seq": entry.seq, "ts": entry.ts, "command": entry.command, "market": entry.market,
+            "client_order_id": entry.client_order_id, "error": entry.error, "halt": halt}
+
+
+def _freeze_gc() -> None:
+    """Move every object alive now out of the collector's reach (``gc.freeze``): the venue
+    state is long-lived, and full collections then scan only what is newer. The young
+    generations are collected first (cheap) so little garbage is frozen; reference counting
+    still frees frozen objects, only cycles among them wait for the process end."""
+    gc.collect(1)
+    gc.freeze()
+
+
+_HEARTBEAT = Heartbeat()
 
 
 def _units_of(venue: Venue) -> Units:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from haltguard.gateway.models import (
     AddAssetRequest,
@@ -32,7 +33,13 @@ from haltguard.gateway.models import (
     Units,
     WithdrawRequest,
 )
-from haltguard.gateway.runtime import ACK_TIMEOUT_S_DEFAULT, CommandResult, VenueRuntime
+from haltguard.gateway.runtime import (
+    ACK_TIMEOUT_S_DEFAULT,
+    FAULT_KINDS,
+    CommandResult,
+    FaultInjectionNotAllowedError,
+    VenueRuntime,
+)
 from haltguard.venue.commands import (
     AbortResumePlan,
     AddAsset,
@@ -640,6 +647,41 @@ async def admin_execute(runtime: VenueRuntime, command: Command, market: str = "
 @admin_router.get("/status", summary="Runtime counters and recovery report")
 def admin_status(runtime: RuntimeDep) -> dict[str, Any]:
     return asdict(runtime.status())
+
+
+@admin_router.get("/quarantine", summary="Commands the engine raised on, set aside")
+def list_quarantine(runtime: RuntimeDep) -> dict[str, Any]:
+    """Each quarantined command (seq, ts, command, market, client order id, the error) and
+    the halt the venue engaged for it. Every replay skips them."""
+    return {"quarantined": runtime.quarantined()}
+
+
+class FaultRequest(BaseModel):
+    """A fault to arm for a drill (venues started with fault injection allowed only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: str = Field(description=f"One of: {', '.join(sorted(FAULT_KINDS))}.")
+    client_order_id_prefix: str = Field(
+        min_length=1, max_length=64,
+        description="Orders whose client_order_id starts with this make the engine raise.",
+    )
+
+
+@admin_router.post("/faults", summary="Arm a fault for a drill")
+def arm_fault(body: FaultRequest, runtime: RuntimeDep) -> dict[str, Any]:
+    try:
+        fault = runtime.arm_fault(body.kind, body.client_order_id_prefix)
+    except FaultInjectionNotAllowedError as exc:
+        raise ApiError(403, "fault_injection_not_allowed", str(exc)) from None
+    except ValueError as exc:
+        raise ApiError(422, "invalid_fault", f"{exc}; nothing was armed") from None
+    return {"armed": asdict(fault), "description": fault.describe()}
+
+
+@admin_router.delete("/faults", summary="Disarm the armed fault")
+def disarm_fault(runtime: RuntimeDep) -> dict[str, Any]:
+    fault = runtime.disarm_fault()
+    return {"disarmed": asdict(fault) if fault is not None else None}
 
 
 @admin_router.post("/assets", status_code=201, summary="List an asset")

@@ -56,6 +56,7 @@ class TimelineKind(StrEnum):
     APPROVAL_DECIDED = "approval_decided"
     POSTMORTEM = "postmortem"
     REPORT = "report"
+    DETECTION = "detection"  # what automatic detection saw and decided (rule, values)
 
 
 class HoldKind(StrEnum):

@@ -426,6 +426,38 @@ def post_public_update(
     )
 
 
+PUBLIC_UPDATES_MAX = 200
+
+
+def public_updates_query(
+    *, since: datetime | None = None, incident_id: int | None = None
+) -> Select[TimelineEntry]:
+    """Public updates recorded on incidents (what customers were told), oldest first."""
+    query = select(TimelineEntry).where(TimelineEntry.kind == TimelineKind.PUBLIC_UPDATE)
+    if since is not None:
+        query = query.where(TimelineEntry.at >= since)
+    if incident_id is not None:
+        query = query.where(TimelineEntry.incident_id == incident_id)
+    return query.order_by(TimelineEntry.at, TimelineEntry.id)
+
+
+def public_updates_since(
+    session: Session, since: datetime | None, *, incident_id: int | None = None,
+    limit: int = PUBLIC_UPDATES_MAX,
+) -> list[TimelineEntry]:
+    """What customers were told at or after ``since`` (everything when None), oldest first,
+    at most ``limit`` entries: the status page's cadence and the drills read it here rather
+    than from the timeline table."""
+    if since is not None:
+        _require_aware(since, "since")
+    if not 1 <= limit <= PUBLIC_UPDATES_MAX:
+        raise IncidentError(ErrorKind.INVALID, "limit_out_of_range",
+                            f"limit must be 1..{PUBLIC_UPDATES_MAX}, got {limit}")
+    return list(session.scalars(
+        public_updates_query(since=since, incident_id=incident_id).limit(limit)
+    ))
+
+
 def link_venue_event(
     session: Session, incident: Incident, data: VenueEventLinkCreate, *, actor: str, now: datetime
 ) -> VenueEventLink:

@@ -78,6 +78,8 @@ CommanderAssigner = Annotated[
 ]
 TaskUpdater = Annotated[AuthenticatedOperator, Depends(require(Action.TASK_UPDATE))]
 Pager = Annotated[AuthenticatedOperator, Depends(require(Action.PAGE_SEND))]
+# Telling customers is the status page's permission: support staff may (issue 5).
+PublicUpdater = Annotated[AuthenticatedOperator, Depends(require(Action.STATUS_PUBLISH))]
 Reporter = Annotated[AuthenticatedOperator, Depends(require(Action.REPORT_GENERATE))]
 Halter = Annotated[AuthenticatedOperator, Depends(require(Action.MARKET_HALT))]
 StateSetter = Annotated[AuthenticatedOperator, Depends(require(Action.MARKET_SET_STATE))]
@@ -254,7 +256,7 @@ def public_update(
     *,
     incident_id: int,
     body: PublicUpdateCreate,
-    operator: Updater,
+    operator: PublicUpdater,
     session: SessionDep,
     clock: ClockDep,
 ) -> TimelineEntryRead:

@@ -9,6 +9,11 @@ The reader only reads up to the commit mark the writer publishes after each fsyn
 never hands out a record a power loss could still take back (an unsynced or torn tail);
 at the mark it stops and waits for the next sync. It runs in any process, next to a live
 writer or on a stopped venue's directory, and changes nothing on disk.
+
+Quarantined commands (``quarantine.json``) are replayed as heartbeats, as the live venue
+did. The venue lists a command only after the engine raised on it, which may be after the
+reader already read it: a newly listed seq the reader has passed makes it rebuild its
+venue from the snapshot (the records it returned stay returned).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Final
 
 from haltguard.journal import codec
 from haltguard.journal.errors import JournalCorruptionError, JournalError
+from haltguard.journal.quarantine import quarantine_path, quarantined_seqs
 from haltguard.journal.recovery import gc_paused, replay_start_index
 from haltguard.journal.segments import (
     SEGMENT_HEADER_BYTES,
@@ -32,7 +38,7 @@ from haltguard.journal.segments import (
     segments_dir,
 )
 from haltguard.journal.snapshots import load_newest_snapshot
-from haltguard.venue.commands import Command, Sequenced
+from haltguard.venue.commands import Command, Heartbeat, Sequenced
 from haltguard.venue.engine import Venue
 from haltguard.venue.events import Event
 
@@ -42,6 +48,7 @@ READ_BYTES_MAX: Final = 4 << 20  # per read; always more than one record can be
 RECORDS_PER_READ_MAX_DEFAULT: Final = 10_000
 
 Entry = tuple[Sequenced, list[Event]]
+_HEARTBEAT = Heartbeat()
 
 
 class JournalReader:
@@ -63,6 +70,8 @@ class JournalReader:
         self._decoder = codec.RecordDecoder()
         self._decoded: list[tuple[int, int, Command]] = []
         self._positioned = False
+        self._quarantined: frozenset[int] = frozenset()
+        self._quarantine_stamp: tuple[int, int] | None = None
 
     @property
     def venue(self) -> Venue:
@@ -83,6 +92,7 @@ class JournalReader:
         if from_seq < 1:
             raise ValueError(f"from_seq must be at least 1, not {from_seq}")
         self._close_segment()
+        self._refresh_quarantine()
         venue, _, _ = load_newest_snapshot(self.data_dir, seq_max=from_seq - 1)
         self._venue = venue if venue is not None else Venue()
         self._emit_from_seq = from_seq
@@ -106,6 +116,8 @@ class JournalReader:
         """
         if not self._positioned:
             self.seek(1)
+        if any(seq <= self._venue.last_seq for seq in self._refresh_quarantine()):
+            self.seek(self.next_seq)  # it was replayed as if fine: rebuild without it
         mark = read_commit_mark(self.data_dir)
         entries: list[Entry] = []
         if mark is None:
@@ -167,15 +179,41 @@ class JournalReader:
                 f"{stop.reason} {stop.detail} inside the durable part of the log",
             )
         apply, replay, emit_from = self._venue.apply, self._venue.replay, self._emit_from_seq
+        quarantined = self._quarantined
         with gc_paused():
             for seq, ts, command in decoded:
-                if seq >= emit_from:
-                    entries.append((Sequenced(seq, ts, command), apply(seq, ts, command)))
-                else:  # catching up to the requested seq: the state is enough
-                    replay(seq, ts, command)
+                if seq in quarantined:
+                    command = _HEARTBEAT  # noqa: PLW2901 - replayed as the venue did
+                try:
+                    if seq >= emit_from:
+                        entries.append((Sequenced(seq, ts, command), apply(seq, ts, command)))
+                    else:  # catching up to the requested seq: the state is enough
+                        replay(seq, ts, command)
+                except Exception as exc:
+                    decoded.clear()
+                    if seq not in self._refresh_quarantine():
+                        raise JournalError(
+                            f"replaying seq {seq} raised {exc!r} and the venue has not "
+                            "quarantined it (yet); read again in a moment"
+                        ) from exc
+                    self.seek(seq)  # the reader's venue may be half-changed: rebuild it
+                    return
         decoded.clear()
         self._offset += end
         self._next_seq_in_segment = next_seq
+
+    def _refresh_quarantine(self) -> frozenset[int]:
+        """Reread ``quarantine.json`` when it changed; returns the seqs newly listed."""
+        try:
+            info = quarantine_path(self.data_dir).stat()
+        except FileNotFoundError:
+            return frozenset()
+        stamp = (info.st_mtime_ns, info.st_size)
+        if stamp == self._quarantine_stamp:
+            return frozenset()
+        seqs = quarantined_seqs(self.data_dir)
+        new, self._quarantined, self._quarantine_stamp = seqs - self._quarantined, seqs, stamp
+        return new
 
     def _open_segment(self, first_seq: int) -> None:
         """Open a segment at its first record (records the venue has are skipped on read)."""
@@ -192,11 +230,11 @@ class JournalReader:
         if len(header) < SEGMENT_HEADER_BYTES:
             self._close_segment()
             raise JournalError(f"{path.name} is still being created; try again")
-        check_segment_header(path, header, first_seq)
+        version = check_segment_header(path, header, first_seq)
         self._segment_first_seq = first_seq
         self._next_seq_in_segment = first_seq
         self._offset = SEGMENT_HEADER_BYTES
-        self._decoder = codec.RecordDecoder()
+        self._decoder = codec.RecordDecoder(version)
 
     def _open_next_segment(self, mark: CommitMark) -> bool:
         """Move on to the segment that starts at the next seq, once the mark has reached it.

@@ -8,6 +8,9 @@ segments. A torn tail of the newest segment is cut off (only with
 :class:`JournalCorruptionError`. With ``repair=False`` nothing on disk changes, which is what
 ``haltguard venue verify`` needs.
 
+Quarantined commands (:mod:`haltguard.journal.quarantine`) are replayed as a heartbeat at
+their ts, as the live venue did after setting them aside, and listed in the report.
+
 Speed matters here: each segment is read with one ``read``, and plain orders and cancels are
 decoded straight into ``Venue.replay_order`` / ``Venue.replay_cancel`` arguments, with no
 command or event objects.
@@ -24,7 +27,9 @@ from pathlib import Path
 
 import msgspec
 
+from haltguard.journal import codec
 from haltguard.journal.errors import JournalCorruptionError
+from haltguard.journal.quarantine import quarantined_seqs
 from haltguard.journal.segments import (
     CommitMark,
     TornTail,
@@ -35,7 +40,10 @@ from haltguard.journal.segments import (
     write_commit_mark,
 )
 from haltguard.journal.snapshots import RejectedSnapshot, load_newest_snapshot, snapshots_dir
+from haltguard.venue.commands import Command, Heartbeat
 from haltguard.venue.engine import Venue
+
+_HEARTBEAT = Heartbeat()
 
 
 class RecoveryReport(msgspec.Struct, frozen=True):
@@ -52,6 +60,7 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     torn_tail_cut: bool  # True when repair removed it; False in verify mode
     rejected_snapshots: list[RejectedSnapshot]
     elapsed_ms: float
+    quarantined_skipped: list[int] = []  # quarantined seqs replayed as heartbeats
 
     def summary(self) -> dict[str, object]:
         """Plain values for logs, status endpoints and JSON."""
@@ -71,27 +80,74 @@ class RecoveryReport(msgspec.Struct, frozen=True):
         if self.torn_tail is not None:
             action = "cut off" if self.torn_tail_cut else "left in place (verify mode)"
             base += f"; torn tail {action}: {self.torn_tail.describe()}"
+        if self.quarantined_skipped:
+            seqs = ", ".join(str(seq) for seq in self.quarantined_skipped)
+            base += f"; quarantined command(s) skipped: seq {seqs}"
         return base
 
 
-def recover(data_dir: Path | str, repair: bool = True) -> tuple[Venue, RecoveryReport]:
+def recover(
+    data_dir: Path | str, repair: bool = True, *, through_seq: int | None = None
+) -> tuple[Venue, RecoveryReport]:
     """Rebuild the venue from ``data_dir``: newest valid snapshot plus the journal's tail.
 
     With ``repair`` a torn tail is truncated away (and the newest segment fsynced) so the
     journal can be appended to, and the commit mark is rewritten; without it nothing on
-    disk is touched. Raises :class:`JournalCorruptionError` if history is damaged.
+    disk is touched. ``through_seq`` stops the replay after that seq (no repair then): the
+    runtime rebuilds its venue that way when it quarantines a command. Raises
+    :class:`JournalCorruptionError` if history is damaged.
     """
     started = time.perf_counter()
     data_dir = Path(data_dir)
+    if through_seq is not None and repair:
+        raise ValueError("recover(through_seq=...) reads only; call it with repair=False")
     if repair:
         segments_dir(data_dir).mkdir(parents=True, exist_ok=True)
         snapshots_dir(data_dir).mkdir(parents=True, exist_ok=True)
     with gc_paused():
-        return _recover(data_dir, repair, started)
+        return _recover(data_dir, repair, started, through_seq)
 
 
-def _recover(data_dir: Path, repair: bool, started: float) -> tuple[Venue, RecoveryReport]:
-    venue, snapshot, rejected = load_newest_snapshot(data_dir)
+class _ReachedEndError(Exception):
+    """Raised by a sink at the first record after ``through_seq`` to end the replay."""
+
+
+class _Sinks:
+    """Replay sinks that set quarantined seqs aside and stop after ``through_seq``."""
+
+    def __init__(self, venue: Venue, skip: frozenset[int], through_seq: int | None) -> None:
+        self.venue = venue
+        self.skip = skip
+        self.through_seq = through_seq if through_seq is not None else -1
+        self.skipped: list[int] = []
+
+    def _take(self, seq: int, ts: int) -> bool:
+        """False when the record is to be replayed as a heartbeat (it was done here)."""
+        if 0 <= self.through_seq < seq:
+            raise _ReachedEndError
+        if seq in self.skip:
+            self.skipped.append(seq)
+            self.venue.replay(seq, ts, _HEARTBEAT)
+            return False
+        return True
+
+    def replay(self, seq: int, ts: int, command: Command) -> None:
+        if self._take(seq, ts):
+            self.venue.replay(seq, ts, command)
+
+    def replay_order(self, seq: int, ts: int, *fields: object) -> None:
+        if self._take(seq, ts):
+            self.venue.replay_order(seq, ts, *fields)  # type: ignore[arg-type]
+
+    def replay_cancel(self, seq: int, ts: int, *fields: object) -> None:
+        if self._take(seq, ts):
+            self.venue.replay_cancel(seq, ts, *fields)  # type: ignore[arg-type]
+
+
+def _recover(
+    data_dir: Path, repair: bool, started: float, through_seq: int | None
+) -> tuple[Venue, RecoveryReport]:
+    venue, snapshot, rejected = load_newest_snapshot(data_dir, seq_max=through_seq)
     if venue is None:
         venue = Venue()
     snapshot_seq = venue.last_seq
@@ -100,7 +156,16 @@ def _recover(data_dir: Path, repair: bool, started: float) -> tuple[Venue, Recov
     start = replay_start_index(segments, snapshot_seq, rejected)
     torn: TornTail | None = None
     newest_end = 0  # where the newest segment's valid records end
-    replay, replay_order, replay_cancel = venue.replay, venue.replay_order, venue.replay_cancel
+    skip = frozenset(seq for seq in quarantined_seqs(data_dir) if seq > snapshot_seq)
+    sinks = _Sinks(venue, skip, through_seq)
+    replay: codec.Sink = venue.replay
+    replay_order: codec.OrderSink = venue.replay_order
+    replay_cancel: codec.CancelSink = venue.replay_cancel
+    replay_batch: codec.BatchSink | None = venue.replay_batch
+    if skip or through_seq is not None:
+        replay, replay_order, replay_cancel = sinks.replay, sinks.replay_order, sinks.replay_cancel
+        replay_batch = None  # record by record, so the sinks see each seq
+    segments_read = 0
     for index in range(start, len(segments)):
         first_seq, path = segments[index]
         expected = venue.last_seq + 1 if index > start else first_seq
@@ -113,10 +178,15 @@ def _recover(data_dir: Path, repair: bool, started: float) -> tuple[Venue, Recov
         with path.open("rb") as file:
             data = file.read()
         is_newest = index == len(segments) - 1
-        end = scan_segment(
-            path, data, first_seq, replay, is_newest=is_newest, order_sink=replay_order,
-            cancel_sink=replay_cancel, skip_through_seq=snapshot_seq if index == start else 0,
-        )
+        segments_read += 1
+        try:
+            end = scan_segment(
+                path, data, first_seq, replay, is_newest=is_newest, order_sink=replay_order,
+                cancel_sink=replay_cancel, batch_sink=replay_batch,
+                skip_through_seq=snapshot_seq if index == start else 0,
+            )
+        except _ReachedEndError:
+            break
         if venue.last_seq != end.next_seq - 1 and end.next_seq - 1 > snapshot_seq:
             raise JournalCorruptionError(
                 path, end.valid_end,
@@ -138,13 +208,14 @@ def _recover(data_dir: Path, repair: bool, started: float) -> tuple[Venue, Recov
         snapshot_seq=snapshot_seq,
         snapshot_file=snapshot.file if snapshot is not None else "",
         records_replayed=venue.last_seq - snapshot_seq,
-        segments_read=len(segments) - start,
+        segments_read=segments_read,
         last_seq=venue.last_seq,
         last_ts=last_ts,
         torn_tail=torn,
         torn_tail_cut=repair and torn is not None,
         rejected_snapshots=rejected,
         elapsed_ms=(time.perf_counter() - started) * 1000,
+        quarantined_skipped=sinks.skipped,
     )
     return venue, report
 

@@ -50,7 +50,8 @@ SEGMENT_SUFFIX: Final = ".seg"
 COMMIT_MARK_NAME: Final = "committed"
 
 SEGMENT_MAGIC: Final = b"HGJSEG\r\n"
-SEGMENT_VERSION: Final = 1
+SEGMENT_VERSION: Final = codec.RECORD_VERSION  # a segment of version N holds format N records
+SEGMENT_VERSIONS_READ: Final = codec.RECORD_VERSIONS
 _HEADER: Final = struct.Struct("<8sIQ")  # magic, version, first seq; then crc32c of these
 SEGMENT_HEADER_BYTES: Final = _HEADER.size + 4
 
@@ -112,27 +113,31 @@ def list_segments(data_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def segment_header(first_seq: int) -> bytes:
-    head = _HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, first_seq)
+def segment_header(first_seq: int, version: int = SEGMENT_VERSION) -> bytes:
+    head = _HEADER.pack(SEGMENT_MAGIC, version, first_seq)
     return head + struct.pack("<I", crc32c(head))
 
 
-def check_segment_header(path: Path, data: bytes, first_seq: int) -> None:
-    """Refuse a segment whose header is damaged or names another first seq than its file."""
+def check_segment_header(path: Path, data: bytes, first_seq: int) -> int:
+    """Refuse a segment whose header is damaged or names another first seq than its file;
+    return its format version (that of its records)."""
     magic, version, header_seq = _HEADER.unpack_from(data, 0)
     (crc,) = struct.unpack_from("<I", data, _HEADER.size)
     if magic != SEGMENT_MAGIC:
         raise JournalCorruptionError(path, 0, "not a journal segment (bad magic)")
     if crc != crc32c(data[: _HEADER.size]):
         raise JournalCorruptionError(path, 0, "segment header fails its checksum")
-    if version != SEGMENT_VERSION:
+    if version not in SEGMENT_VERSIONS_READ:
         raise JournalCorruptionError(
-            path, 0, f"segment format version {version}; this haltguard reads {SEGMENT_VERSION}"
+            path, 0,
+            f"segment format version {version}; this haltguard reads versions "
+            f"{', '.join(map(str, SEGMENT_VERSIONS_READ))}",
         )
     if header_seq != first_seq:
         raise JournalCorruptionError(
             path, 0, f"header says first seq {header_seq} but the file name says {first_seq}"
         )
+    return int(version)
 
 
 def _is_blank(data: bytes, start: int) -> bool:
@@ -143,7 +148,7 @@ def _is_blank(data: bytes, start: int) -> bool:
     return not data[start:].strip(b"\0")
 
 
-def _valid_record_after(data: bytes, start: int) -> int | None:
+def _valid_record_after(data: bytes, start: int, version: int) -> int | None:
     """Offset of the first CRC-valid record frame starting at or after ``start``, if any.
 
     Tells a record that runs past end-of-file because it was torn (nothing valid after it)
@@ -152,11 +157,12 @@ def _valid_record_after(data: bytes, start: int) -> int | None:
     last = len(data) - codec.FRAME_BYTES - codec.HEAD_BYTES
     unpack = codec.FRAME.unpack_from
     for offset in range(start, last + 1):
-        length, crc = unpack(data, offset)
-        body = offset + codec.FRAME_BYTES
-        if codec.HEAD_BYTES <= length <= codec.RECORD_PAYLOAD_BYTES_MAX and body + length <= len(
-            data
-        ) and codec.record_crc(data[body : body + length]) == crc:
+        length = unpack(data, offset)[0]
+        if (
+            codec.HEAD_BYTES <= length <= codec.RECORD_PAYLOAD_BYTES_MAX
+            and offset + codec.FRAME_BYTES + length <= len(data)
+            and codec.record_intact(data, offset, length, version)
+        ):
             return offset
     return None
 
@@ -170,41 +176,45 @@ def scan_segment(
     is_newest: bool,
     order_sink: codec.OrderSink | None = None,
     cancel_sink: codec.CancelSink | None = None,
+    batch_sink: codec.BatchSink | None = None,
     skip_through_seq: int = 0,
 ) -> SegmentEnd:
     """Decode every record of one segment into ``sink`` and judge how the segment ends.
 
     Raises :class:`JournalCorruptionError` for anything that is not a torn tail of the
     newest segment. Records up to ``skip_through_seq`` are verified but not passed on;
-    ``order_sink`` and ``cancel_sink`` are as in :meth:`codec.RecordDecoder.decode_span`.
+    ``order_sink``, ``cancel_sink`` and ``batch_sink`` are as in
+    :meth:`codec.RecordDecoder.decode_span`.
     """
     if len(data) < SEGMENT_HEADER_BYTES:
         if not is_newest:
             raise JournalCorruptionError(path, 0, "sealed segment has an incomplete header")
         torn = TornTail(path.name, 0, len(data), "incomplete segment header")
         return SegmentEnd(0, first_seq, 0, torn)
-    check_segment_header(path, data, first_seq)
-    decoder = codec.RecordDecoder()
+    version = check_segment_header(path, data, first_seq)
+    decoder = codec.RecordDecoder(version)
     end, next_seq, stop = decoder.decode_span(
         data, SEGMENT_HEADER_BYTES, first_seq, sink=sink, order_sink=order_sink,
-        cancel_sink=cancel_sink, skip_through_seq=skip_through_seq,
+        cancel_sink=cancel_sink, batch_sink=batch_sink, skip_through_seq=skip_through_seq,
     )
     records = next_seq - first_seq
     if stop is None:
         return SegmentEnd(end, next_seq, records)
-    torn_reason = judge_stop(path, data, stop)
+    torn_reason = judge_stop(path, data, stop, version)
     if not is_newest:
         raise JournalCorruptionError(
             path, stop.offset, f"torn record inside a sealed segment ({torn_reason})"
         )
     torn = TornTail(
         path.name, stop.offset, len(data) - stop.offset, torn_reason,
-        codec.peek_seq(data, stop.offset),
+        codec.peek_seq(data, stop.offset, version),
     )
     return SegmentEnd(end, next_seq, records, torn)
 
 
-def judge_stop(path: Path, data: bytes, stop: codec.DecodeStop) -> str:
+def judge_stop(
+    path: Path, data: bytes, stop: codec.DecodeStop, version: int = SEGMENT_VERSION
+) -> str:
     """Why decoding stopped, if that is a torn tail; raise if it is corruption."""
     offset, reason = stop.offset, stop.reason
     detail = f"{reason} ({stop.detail})" if stop.detail else reason
@@ -217,7 +227,7 @@ def judge_stop(path: Path, data: bytes, stop: codec.DecodeStop) -> str:
             return "zero-filled tail"
         raise JournalCorruptionError(path, offset, f"{detail} with data after it")
     if reason == codec.STOP_PAST_END:
-        found = _valid_record_after(data, offset + codec.FRAME_BYTES)
+        found = _valid_record_after(data, offset + codec.FRAME_BYTES, version)
         if found is not None:
             raise JournalCorruptionError(
                 path, offset,
@@ -439,8 +449,14 @@ class SegmentWriter:
                     f"{path} already exists and holds records; run recovery before opening "
                     "the journal for writing"
                 )
-            check_segment_header(path, data, first_seq)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            if check_segment_header(path, data, first_seq) != SEGMENT_VERSION:
+                # Empty, written by an older release: start it again in today's format.
+                self._fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_APPEND)
+                _write_all(self._fd, segment_header(first_seq))
+                if not self.unsafe_skip_fsync:
+                    os.fsync(self._fd)
+            else:
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         else:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
             _write_all(self._fd, segment_header(first_seq))

@@ -82,6 +82,9 @@ Now = Callable[[], datetime]
 
 NOTICE_CACHE_MAX = 64
 RELEASE_EVERY_S = 1.0
+STOP_TIMEOUT_S = 15.0
+"""How long :meth:`OutboxWorker.stop` waits by default for the deliveries in hand."""
+
 log = logging.getLogger(__name__)
 
 
@@ -491,6 +494,34 @@ class OutboxWorker:
         self._on_progress = on_progress
         self._last_release = 0.0
         self._release_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Send in the background (a daemon thread running :meth:`run`) until :meth:`stop`;
+        for a service. A worker starts once and does not start again after a stop."""
+        with self._thread_lock:
+            if self._thread is not None or self.stop_event.is_set():
+                raise RuntimeError("this outbox worker was already started or stopped; "
+                                   "make a new one")
+            self._thread = threading.Thread(target=self.run, name="notify-outbox", daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Let each sender finish the delivery in hand, hand back the rest of its batch and
+        stop (also a :meth:`run` called on another thread); True when the background thread
+        stopped within ``timeout_s``. Safe to call twice."""
+        self.stop_event.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout_s)
+        return not thread.is_alive()
 
     def _release_expired_now_and_then(self) -> None:
         with self._release_lock:

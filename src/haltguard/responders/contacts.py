@@ -13,20 +13,11 @@ from typing import Any
 
 import yaml
 
-# Manual chapter 1: the incident categories (system, security, external).
-INCIDENT_CATEGORIES = (
-    "server_down",
-    "network",
-    "database",
-    "software_bug",
-    "unauthorized_access",
-    "ddos",
-    "malware",
-    "regulation_change",
-    "market_volatility",
-    "natural_disaster",
-)
-SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
+from haltguard.incidents.rules import Category, Severity
+
+# The incident categories and severities are the incident rules' own (manual chapter 1).
+INCIDENT_CATEGORIES = tuple(category.value for category in Category)
+SEVERITIES = tuple(severity.value for severity in Severity)
 CONTACTS_PER_CATEGORY_MAX = 20
 ROLE_LENGTH_MAX = 200
 

@@ -458,6 +458,17 @@ class PageIn(_Shape):
     severity: str
 
 
+class PersonPageIn(_Shape):
+    """Page one named person directly; ``reason`` says why them (kept in the audit log)."""
+
+    incident_id: str = Field(min_length=1, max_length=64)
+    summary: str = Field(min_length=1, max_length=2000)
+    category: str
+    severity: str
+    reason: str = Field(min_length=1, max_length=500)
+    ack_timeout_s: int | None = Field(default=None, ge=60, le=24 * 3600)
+
+
 class AckIn(_Shape):
     note: str = Field(default="", max_length=500)
 

@@ -74,6 +74,9 @@ LOOP_INTERVAL_S_MIN = 0.05
 ACK_SECRET_NAME = "ack_link"
 ESCALATION_ACTOR = "system:escalation"
 ACK_VIA = ("api", "cli", "link")
+DIRECT_PLAN_NAME = "direct"
+"""The plan name of a page sent to one named person (:func:`page_person`)."""
+REASON_LENGTH_MAX = 500
 
 PageListener = Callable[[Session, PageEvent], None]
 _listeners: list[PageListener] = []
@@ -127,15 +130,17 @@ def _emit(session: Session, page: Page, event: PageEvent, audit_action: str) -> 
 
 def _event(
     page: Page, kind: PageEventKind, *, at: datetime, actor: str, level_number: int | None = None,
-    people: tuple[str, ...] = (), details: dict[str, object] | None = None, **values: object,
+    people: tuple[str, ...] = (), details: dict[str, object] | None = None,
+    text_key: str | None = None, **values: object,
 ) -> PageEvent:
     text_values = {"page_id": page.id, "level": level_number, "people": ", ".join(people),
                    "actor": actor, **values}
+    key = text_key or kind.value
     return PageEvent(
         page_id=page.id, incident_id=page.incident_id, at=at, kind=kind, actor=actor,
         level_number=level_number, people=people,
-        text_ja=event_text(kind.value, "ja", **text_values),
-        text_en=event_text(kind.value, "en", **text_values),
+        text_ja=event_text(key, "ja", **text_values),
+        text_en=event_text(key, "en", **text_values),
         details=dict(details or {}),
     )
 
@@ -316,12 +321,14 @@ def _page_from(
     session: Session, page: Page, plan: escalation.Plan, position: escalation.Position | None,
     *, now: datetime, settings: ResponderSettings, timed_out_s: int | None, actor: str,
     outbox: Outbox, details_extra: dict[str, object] | None = None,
+    paged_text: str = "paged", paged_values: dict[str, object] | None = None,
 ) -> None:
     """Page the level at ``position``; a level that reaches nobody is recorded and the next
     one is paged at once. Ends the page as exhausted when the plan runs out. Events go to
     ``outbox`` and are published after all sending, so the audit chain is locked only briefly.
 
-    ``timed_out_s`` is the timeout of the level that went unanswered (None for a new page).
+    ``timed_out_s`` is the timeout of the level that went unanswered (None for a new page,
+    whose event is written with the ``paged_text`` template and ``paged_values``).
     """
     for _ in range(plan.steps_total + 1):
         if position is None:
@@ -366,7 +373,7 @@ def _page_from(
         if timed_out_s is None:
             event = _event(page, PageEventKind.PAGED, at=now, actor=actor,
                            level_number=level_number, people=people, details=details,
-                           policy=plan.name)
+                           text_key=paged_text, policy=plan.name, **(paged_values or {}))
             outbox.append((page, event, "page.send"))
         else:
             event = _event(page, PageEventKind.ESCALATED, at=now, actor=ESCALATION_ACTOR,
@@ -402,6 +409,85 @@ def page(
     Returns the flushed :class:`Page`; its ``events`` hold what happened (also sent to
     :func:`on_page_event` listeners). Escalation continues in :func:`escalation_tick`.
     """
+    _check_page_request(incident_id=incident_id, summary=summary, category=category,
+                        severity=severity)
+    now = clock.now()
+    require_aware(now, "clock.now()")
+    chosen_plan, rule = directory.choose_plan(session, category, severity)
+    new_page = _new_page(session, chosen_plan, incident_id=incident_id, summary=summary,
+                         category=category, severity=severity, now=now, actor=actor)
+    outbox: Outbox = []
+    _page_from(session, new_page, chosen_plan, escalation.FIRST_POSITION, now=now,
+               settings=_settings(settings), timed_out_s=None, actor=actor, outbox=outbox,
+               details_extra={"rule": rule, "category": category, "severity": severity})
+    _publish(session, outbox)
+    return new_page
+
+
+def page_person(
+    session: Session,
+    *,
+    person: str,
+    incident_id: str,
+    summary: str,
+    category: str,
+    severity: str,
+    reason: str,
+    clock: Clock,
+    actor: str = "system:incidents",
+    ack_timeout_s: int | None = None,
+    settings: ResponderSettings | None = None,
+) -> Page:
+    """Page one named person directly, for example the incident commander, saying why.
+
+    Same channels, ack links, audit entries and page events (so timeline entries) as
+    :func:`page`. If ``person`` does not acknowledge within ``ack_timeout_s`` (default: the
+    first level's timeout of the policy routing chooses), the page escalates through that
+    policy's levels (repeats included), so an unanswered direct page goes on to the on-call.
+    """
+    _check_page_request(incident_id=incident_id, summary=summary, category=category,
+                        severity=severity)
+    if not reason.strip() or len(reason) > REASON_LENGTH_MAX:
+        raise InvalidInputError(f"say why this person is paged (1..{REASON_LENGTH_MAX} "
+                                "characters)")
+    named = directory.get_person(session, person)
+    if not named.contact_methods:
+        raise InvalidInputError(
+            f"{person} has no contact method; add one with `haltguard oncall person add "
+            f"{person} --name ... --email ...`"
+        )
+    now = clock.now()
+    require_aware(now, "clock.now()")
+    routed_plan, rule = directory.choose_plan(session, category, severity)
+    timeout_s = ack_timeout_s if ack_timeout_s is not None else routed_plan.levels[0].ack_timeout_s
+    try:
+        direct_level = escalation.Level(
+            timeout_s, (escalation.Target(escalation.TargetKind.PERSON, named.handle),)
+        )
+        plan = escalation.Plan(
+            name=DIRECT_PLAN_NAME,
+            levels=(direct_level, *routed_plan.levels)[:escalation.LEVELS_MAX],
+            repeat_count=routed_plan.repeat_count,
+        )
+    except escalation.EscalationError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    new_page = _new_page(session, plan, incident_id=incident_id, summary=summary,
+                         category=category, severity=severity, now=now, actor=actor)
+    outbox: Outbox = []
+    _page_from(session, new_page, plan, escalation.FIRST_POSITION, now=now,
+               settings=_settings(settings), timed_out_s=None, actor=actor, outbox=outbox,
+               details_extra={"rule": f"direct page to {named.handle}; then {rule}",
+                              "category": category, "severity": severity,
+                              "direct_to": named.handle, "reason": reason,
+                              "then_policy": routed_plan.name},
+               paged_text="paged_directly",
+               paged_values={"reason": reason, "then_policy": routed_plan.name,
+                             "timeout_min": max(1, timeout_s // 60)})
+    _publish(session, outbox)
+    return new_page
+
+
+def _check_page_request(*, incident_id: str, summary: str, category: str, severity: str) -> None:
     try:
         contact_rules.check_category(category)
         contact_rules.check_severity(severity)
@@ -411,21 +497,19 @@ def page(
         raise InvalidInputError("incident_id must be 1..64 characters")
     if not summary.strip() or len(summary) > 2000:
         raise InvalidInputError("summary must be 1..2000 characters")
-    now = clock.now()
-    require_aware(now, "clock.now()")
-    chosen_plan, rule = directory.choose_plan(session, category, severity)
+
+
+def _new_page(
+    session: Session, plan: escalation.Plan, *, incident_id: str, summary: str, category: str,
+    severity: str, now: datetime, actor: str,
+) -> Page:
     new_page = Page(
         incident_id=incident_id, summary=summary, category=category, severity=severity,
-        policy_name=chosen_plan.name, plan=chosen_plan.to_json(), status=PageStatus.TRIGGERED,
+        policy_name=plan.name, plan=plan.to_json(), status=PageStatus.TRIGGERED,
         level_index=0, cycle=0, step=0, level_paged_at=now, created_at=now, created_by=actor,
     )
     session.add(new_page)
     session.flush()
-    outbox: Outbox = []
-    _page_from(session, new_page, chosen_plan, escalation.FIRST_POSITION, now=now,
-               settings=_settings(settings), timed_out_s=None, actor=actor, outbox=outbox,
-               details_extra={"rule": rule, "category": category, "severity": severity})
-    _publish(session, outbox)
     return new_page
 
 

@@ -4,6 +4,9 @@ Paging (for the incidents domain)::
 
     page(session, *, incident_id, summary, category, severity, clock,
          actor="system:incidents", settings=None) -> Page
+    page_person(session, *, person, incident_id, summary, category, severity, reason, clock,
+                actor="system:incidents", ack_timeout_s=None, settings=None) -> Page
+        # one named person first (e.g. the incident commander), then the routed policy
     acknowledge(session, *, page_id, actor, via, clock, note="") -> Page   # via: api|cli|link
     acknowledge_with_token(session, *, page_id, token, clock, settings=None) -> Page
     cancel_page(session, *, page_id, actor, reason, clock) -> Page
@@ -63,6 +66,7 @@ from haltguard.responders.errors import (
 from haltguard.responders.events import PageEvent, PageEventKind
 from haltguard.responders.models import Page, PageEventOut, PageOut, PageStatus
 from haltguard.responders.paging import (
+    DIRECT_PLAN_NAME,
     TickReport,
     ack_secret,
     ack_url,
@@ -78,12 +82,14 @@ from haltguard.responders.paging import (
     on_page_event,
     page,
     page_out,
+    page_person,
     run_escalation_loop,
     start_escalation_thread,
 )
 from haltguard.responders.settings import ResponderSettings, SmtpSettings, settings_from_env
 
 __all__ = [
+    "DIRECT_PLAN_NAME",
     "AckRefusedError",
     "Clock",
     "ConflictError",
@@ -131,6 +137,7 @@ __all__ = [
     "on_page_event",
     "page",
     "page_out",
+    "page_person",
     "parse_config_yaml",
     "person_out",
     "policy_out",

@@ -10,21 +10,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Literal
 
+from haltguard.incidents.rules import CATEGORIES, Category
+
 Language = Literal["ja", "en"]
 LANGUAGES: tuple[Language, ...] = ("ja", "en")
-
-CATEGORY_LABELS: dict[str, dict[Language, str]] = {
-    "server_down": {"ja": "サーバーダウン", "en": "Server down"},
-    "network": {"ja": "ネットワーク障害", "en": "Network failure"},
-    "database": {"ja": "データベース障害", "en": "Database failure"},
-    "software_bug": {"ja": "ソフトウェアのバグ", "en": "Software bug"},
-    "unauthorized_access": {"ja": "不正アクセス", "en": "Unauthorized access"},
-    "ddos": {"ja": "DDoS攻撃", "en": "DDoS attack"},
-    "malware": {"ja": "マルウェア感染", "en": "Malware infection"},
-    "regulation_change": {"ja": "法規制の変更", "en": "Change of law or regulation"},
-    "market_volatility": {"ja": "相場の急変動", "en": "Sharp market movement"},
-    "natural_disaster": {"ja": "自然災害", "en": "Natural disaster"},
-}
 
 _PAGE_BODY: dict[Language, str] = {
     "ja": (
@@ -66,7 +55,12 @@ class PageMessage:
 
 
 def category_label(category: str, language: Language) -> str:
-    return CATEGORY_LABELS.get(category, {}).get(language, category)
+    """The incident rules' label for ``category``; an unknown value is shown as written."""
+    try:
+        info = CATEGORIES[Category(category)]
+    except ValueError:
+        return category
+    return info.label_ja if language == "ja" else info.label_en
 
 
 def page_message(
@@ -108,6 +102,12 @@ EVENT_TEXTS: dict[str, dict[Language, str]] = {
     "paged": {
         "ja": "ポリシー「{policy}」のレベル{level}として {people} を呼び出しました",
         "en": "Paged {people} as level {level} of policy '{policy}'",
+    },
+    "paged_directly": {
+        "ja": "{people} を直接呼び出しました（{reason}）。{timeout_min} 分以内に確認がなければ"
+        "ポリシー「{then_policy}」でエスカレーションします",
+        "en": "Paged {people} directly ({reason}); without an acknowledgement within "
+        "{timeout_min} min it escalates by policy '{then_policy}'",
     },
     "escalated": {
         "ja": "{timeout_min} 分以内に確認がなかったため、レベル{level}（{people}）へ"

@@ -31,6 +31,7 @@ from haltguard.responders.models import (
     PageStatus,
     PersonIn,
     PersonOut,
+    PersonPageIn,
     PolicyIn,
     PolicyOut,
     RouteIn,
@@ -314,6 +315,21 @@ def send_page(
         sent = paging.page(session, incident_id=body.incident_id, summary=body.summary,
                            category=body.category, severity=body.severity, clock=clock,
                            actor=operator.actor, settings=settings)
+        return paging.page_out(sent)
+
+
+@router.post("/oncall/people/{handle}/page", status_code=201)
+def page_person(
+    *, handle: str, body: PersonPageIn, operator: Sender, session: SessionDep, clock: ClockDep,
+    settings: SettingsDep,
+) -> PageOut:
+    """Page this person directly; unanswered, the page escalates by the routed policy."""
+    with answering():
+        sent = paging.page_person(session, person=handle, incident_id=body.incident_id,
+                                  summary=body.summary, category=body.category,
+                                  severity=body.severity, reason=body.reason, clock=clock,
+                                  actor=operator.actor, ack_timeout_s=body.ack_timeout_s,
+                                  settings=settings)
         return paging.page_out(sent)
 
 

@@ -70,9 +70,10 @@ _VIEWER = {
     Action.TOKEN_MANAGE_OWN,
     Action.STATUS_READ,
 }
-# Support staff write customer-facing status drafts; publishing one is a responder's call.
+# Support staff tell customers (manual 2.3, 4.2): they draft and publish public status
+# updates. Overriding a component's status or scheduling maintenance stays with commanders.
 _SUPPORT = _VIEWER | {Action.INCIDENT_COMMENT, Action.TASK_UPDATE, Action.NOTIFY_READ,
-                      Action.STATUS_DRAFT}
+                      Action.STATUS_DRAFT, Action.STATUS_PUBLISH}
 _RESPONDER = _SUPPORT | {
     Action.INCIDENT_CREATE,
     Action.INCIDENT_UPDATE,
@@ -86,7 +87,6 @@ _RESPONDER = _SUPPORT | {
     Action.KILL_SWITCH_ENGAGE,
     Action.DETECTION_READ,
     Action.DETECTION_RULES_CHECK,
-    Action.STATUS_PUBLISH,
 }
 _COMMANDER = _RESPONDER | {
     Action.INCIDENT_ASSIGN_COMMANDER,

@@ -210,7 +210,7 @@ INDICATOR_DESCRIPTION: dict[Indicator, tuple[str, str]] = {
     Indicator.NONE: ("すべてのシステムが正常に稼働しています", "All Systems Operational"),
     Indicator.MINOR: ("一部のサービスに軽微な障害が発生しています", "Minor Service Outage"),
     Indicator.MAJOR: ("一部のシステムで障害が発生しています", "Partial System Outage"),
-    Indicator.CRITICAL: ("重大な障害が発生しています", "Major Service Outage"),
+    Indicator.CRITICAL: ("重大な障害が発生しています", "Major System Outage"),
     Indicator.MAINTENANCE: ("メンテナンスを実施しています", "Service Under Maintenance"),
 }
 

@@ -26,7 +26,6 @@ from haltguard.incidents.models import (
     Incident,
     PublicUpdateCreate,
     TimelineEntry,
-    TimelineKind,
 )
 from haltguard.incidents.rules import IncidentStatus
 from haltguard.notify import service as notify
@@ -610,9 +609,8 @@ def absorb_public_updates(session: Session, *, now: datetime, settings: StatusSe
         StatusUpdate.timeline_entry_id.is_not(None)
     )
     entries = list(session.scalars(
-        select(TimelineEntry)
-        .where(TimelineEntry.kind == TimelineKind.PUBLIC_UPDATE, TimelineEntry.id.not_in(linked))
-        .order_by(TimelineEntry.id)
+        incidents.public_updates_query()
+        .where(TimelineEntry.id.not_in(linked))
         .limit(ABSORB_BATCH_MAX)
     ))
     for entry in entries:
@@ -844,6 +842,14 @@ def _publicly_unresolved(session: Session) -> list[Incident]:
     return found
 
 
+def last_told_at(session: Session, incident_id: int) -> datetime | None:
+    """When customers were last told about the incident: on the page, or straight on the
+    incident (``haltguard incident public-update``) before the page has absorbed it."""
+    last = last_published_at(session, incident_id)
+    told = incidents.public_updates_since(session, last, incident_id=incident_id)
+    return max([entry.at for entry in told] + ([last] if last else []), default=None)
+
+
 def cadence(session: Session, *, now: datetime, settings: StatusSettings) -> list[CadenceRead]:
     """When the next public update is due for every open incident, and for every incident
     resolved inside but not yet on the page (customers still read "investigating")."""
@@ -852,7 +858,7 @@ def cadence(session: Session, *, now: datetime, settings: StatusSettings) -> lis
     for incident in _publicly_unresolved(session):
         candidates.setdefault(incident.id, incident)
     for incident in sorted(candidates.values(), key=lambda each: each.id, reverse=True):
-        last = last_published_at(session, incident.id)
+        last = last_told_at(session, incident.id)
         due = cadence_due(incident.severity, detected_at=incident.detected_at,
                           last_published_at=last,
                           every_minutes=settings.update_every_minutes)

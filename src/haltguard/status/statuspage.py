@@ -5,6 +5,19 @@ One set per language: the Japanese one under ``api/v2/`` (the page's own languag
 English one under ``en/api/v2/``. Times are in the page's time zone (JST) with milliseconds,
 as Statuspage writes them. Ids are our own stable names: component keys (``market:BTC-JPY``),
 incident refs (``INC-3``), maintenance refs (``MNT-1``) and update ids (``U-7``).
+
+Checked field for field (names, order, nesting, null-or-value) against the documents real
+Statuspage pages serve, as read by public clients of the API: the Go types of
+github.com/Gowee/github-status-bot (``pkg/api/types.go``, written from githubstatus.com's
+``summary.json``, ``incidents.json``, ``components.json``, ``status.json`` and
+``scheduled-maintenances.json``), the Python reader github.com/DevilXD/aRez
+(``arez/statuspage.py``: needs ``group``/``group_id`` on components, at least one
+``incident_updates`` entry per event, ``scheduled_for``/``scheduled_until`` on maintenances,
+times with milliseconds and a ``+hh:mm`` offset), and Atlassian's own API page
+(https://confluence.status.atlassian.com/api). Fields were already as Statuspage names them;
+the overall ``critical`` description differed and is now Statuspage's "Major System Outage".
+Fields only the authenticated management API has (``postmortem_*``, ``scheduled_remind_*``,
+``impact_override``) are deliberately left out, as on real public pages.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ engine reads no clock, draws no random number and does no I/O, so replaying the 
 commands into a fresh venue reproduces every event and :meth:`Venue.state_hash` exactly.
 Recovery, which needs the state but not the events, uses :meth:`Venue.replay`,
 ``Venue.replay_order`` and ``Venue.replay_cancel``: the same code with event building
-switched off (``emit``), the last two taking a journal record's fields directly.
+switched off (``emit``), the last two taking a journal record's fields directly; and
+:meth:`Venue.replay_batch` for runs of plain orders and cancels, which handles the common
+cases inline and hands everything else to those, reaching the same state hash.
 
 Rules worth knowing before reading the code:
 
@@ -42,9 +44,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from heapq import heappop
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import msgspec
 
@@ -164,6 +166,16 @@ _PRICES = range(1, INT64_MAX + 1)  # every valid limit price in ticks; for ints 
 
 
 _T = TypeVar("_T")
+
+ReplayRecord = tuple[int, int, str, int, int, int, tuple[Side, OrderType, TimeInForce] | None]
+"""A journal record as :meth:`Venue.replay_batch` takes it (see there)."""
+GTC_LIMIT_BUY: tuple[Side, OrderType, TimeInForce] = (Side.BUY, OrderType.LIMIT, TimeInForce.GTC)
+GTC_LIMIT_SELL: tuple[Side, OrderType, TimeInForce] = (
+    Side.SELL, OrderType.LIMIT, TimeInForce.GTC
+)
+"""The options of a plain GTC limit order in a :data:`ReplayRecord`. Decoders pass these very
+objects, so :meth:`Venue.replay_batch` knows the commonest records by one identity check
+(an equal tuple that is another object takes the general path, with the same result)."""
 
 
 class SequenceError(ValueError):
@@ -1192,6 +1204,352 @@ class Venue:
 
     # ``replay_cancel(seq, ts, market, account, order_id)``: see :meth:`_cancel`.
     replay_cancel = _cancel
+
+    def replay_batch(self, records: Iterable[ReplayRecord]) -> None:
+        """Replay a run of journal records of plain orders and cancels, in order.
+
+        Each record is an order as :meth:`replay_order` takes it, ``(seq, ts, market,
+        account, qty, price, (side, order_type, tif))``, or a cancel by order id, ``(seq,
+        ts, market, account, order_id, 0, None)``, with numbers as the journal stores them
+        (64-bit ints). Recovery spends most of its time here, so the common cases run
+        without a call per record, the market's structures held in local variables: a GTC
+        limit order (``GTC_LIMIT_BUY`` / ``GTC_LIMIT_SELL`` as its options) that rests or
+        is refused for funds, a cancel in an open market, and, in a market without a
+        circuit breaker, crossing limit orders and market orders (:meth:`_replay_limit`,
+        :meth:`_replay_market`). They change exactly what :meth:`apply` changes, which the
+        replay tests check by state hash. Everything else (markets that are not open,
+        deadlines due, a sequence error, a breaker to consult) goes to
+        :meth:`replay_order` / :meth:`replay_cancel`, after which the locals are reloaded.
+        """
+        bound: str | None = None  # the open market whose structures are in the locals below
+        deadline = self._next_deadline
+        last_seq, last_ts = self.last_seq, self.last_ts
+        # Bound per market; initial values only keep the type checker informed.
+        market = cast(_Market, None)
+        orders: dict[int, RestingOrder] = {}
+        bids = asks = BookSide(True)
+        bid_levels: dict[int, PriceLevel] = {}
+        ask_levels: dict[int, PriceLevel] = {}
+        quote_rows: dict[int, list[int]] = {}
+        base_rows: dict[int, list[int]] = {}
+        buy_holds: dict[int, int] = {}
+        base_per_lot = min_qty = max_qty = 0
+        unguarded = False  # no circuit breaker: crossing orders may match right here
+        try:
+            for seq, ts, symbol, account, number, price, enums in records:
+                if symbol is not bound:
+                    found = self._markets.get(symbol)
+                    if found is None or found.state is not _OPEN:
+                        bound = None
+                    else:
+                        bound, market = symbol, found
+                        orders, bids, asks = market.orders, market.bids, market.asks
+                        bid_levels, ask_levels = bids.levels, asks.levels
+                        quote_rows, base_rows = market.quote_rows, market.base_rows
+                        buy_holds, base_per_lot = market.buy_holds, market.base_per_lot
+                        min_qty, max_qty = market.min_qty, market.max_qty
+                        unguarded = market.breaker is None
+                if (
+                    bound is not None
+                    and seq == last_seq + 1
+                    and last_ts <= ts < deadline
+                    and account > 0
+                ):
+                    if enums is GTC_LIMIT_BUY:
+                        if min_qty <= number <= max_qty and price > 0:
+                            heap = asks.heap
+                            if not heap or heap[0] > price:  # nothing to cross: it rests
+                                hold_row: list[int] | None
+                                try:
+                                    hold_row = quote_rows[account]
+                                    hold_per_lot = buy_holds[price]
+                                except KeyError:
+                                    hold_row = quote_rows.get(account)
+                                    hold_per_lot = market.cache_buy_hold(price)
+                                need = number * hold_per_lot
+                                if hold_row is not None and hold_row[0] >= need:
+                                    try:
+                                        level = bid_levels[-price]
+                                    except KeyError:
+                                        level = bids.level_for(price)
+                                    tail = level.tail
+                                    order = RestingOrder(
+                                        seq, account, True, level.price, number, number, "",
+                                        hold_per_lot, hold_row, tail, None, level,
+                                    )
+                                    orders[seq] = order
+                                    if tail is None:
+                                        level.head = order
+                                    else:
+                                        tail.next = order
+                                    level.tail = order
+                                    level.qty += number
+                                    level.count += 1
+                                    hold_row[0] -= need
+                                    hold_row[1] += need
+                                last_seq, last_ts = seq, ts  # placed, or refused for funds
+                                continue
+                            if unguarded:
+                                self.last_seq, self.last_ts = seq, ts
+                                self._replay_limit(market, seq, True, account, number, price)
+                                last_seq, last_ts = seq, ts
+                                continue
+                    elif enums is GTC_LIMIT_SELL:
+                        if min_qty <= number <= max_qty and price > 0:
+                            heap = bids.heap
+                            if not heap or heap[0] > -price:
+                                try:
+                                    hold_row = base_rows[account]
+                                except KeyError:
+                                    hold_row = None
+                                need = number * base_per_lot
+                                if hold_row is not None and hold_row[0] >= need:
+                                    try:
+                                        level = ask_levels[price]
+                                    except KeyError:
+                                        level = asks.level_for(price)
+                                    tail = level.tail
+                                    order = RestingOrder(
+                                        seq, account, False, level.price, number, number, "",
+                                        base_per_lot, hold_row, tail, None, level,
+                                    )
+                                    orders[seq] = order
+                                    if tail is None:
+                                        level.head = order
+                                    else:
+                                        tail.next = order
+                                    level.tail = order
+                                    level.qty += number
+                                    level.count += 1
+                                    hold_row[0] -= need
+                                    hold_row[1] += need
+                                last_seq, last_ts = seq, ts
+                                continue
+                            if unguarded:
+                                self.last_seq, self.last_ts = seq, ts
+                                self._replay_limit(market, seq, False, account, number, price)
+                                last_seq, last_ts = seq, ts
+                                continue
+                    elif enums is None:  # a cancel
+                        gone = orders.pop(number, None)
+                        if gone is None:  # filled, cancelled or never placed: refused
+                            last_seq, last_ts = seq, ts
+                            continue
+                        if gone.account != account:  # not the owner's: refused below
+                            orders[number] = gone  # (the index's order does not matter)
+                        else:
+                            at = gone.level
+                            assert at is not None
+                            prev, following = gone.prev, gone.next
+                            if prev is None:
+                                at.head = following
+                            else:
+                                prev.next = following
+                            if following is None:
+                                at.tail = prev
+                            else:
+                                following.prev = prev
+                            remaining = gone.remaining
+                            at.qty -= remaining
+                            at.count -= 1
+                            if at.head is None:
+                                (bids if gone.is_buy else asks).drop_level(at)
+                            release = remaining * gone.hold_per_lot
+                            row = gone.hold_row
+                            row[1] -= release
+                            row[0] += release
+                            if gone.client_order_id:
+                                self._finish_client_id(account, gone.client_order_id, number)
+                            last_seq, last_ts = seq, ts
+                            continue
+                    else:
+                        side, order_type, tif = enums
+                        if (
+                            order_type is _MARKET
+                            and tif is _IOC
+                            and price == 0
+                            and unguarded
+                            and min_qty <= number <= max_qty
+                            and (side is _BUY or side is _SELL)
+                        ):
+                            self.last_seq, self.last_ts = seq, ts
+                            self._replay_market(market, seq, side is _BUY, account, number)
+                            last_seq, last_ts = seq, ts
+                            continue
+                # Anything else: the general entry points, then reload what they may change.
+                self.last_seq, self.last_ts = last_seq, last_ts
+                if enums is None:
+                    self._cancel(seq, ts, symbol, account, number)
+                else:
+                    side, order_type, tif = enums
+                    self._order(seq, ts, symbol, account, side, number, price, order_type, tif)
+                last_seq, last_ts = self.last_seq, self.last_ts
+                deadline = self._next_deadline
+                bound = None
+        finally:
+            self.last_seq, self.last_ts = last_seq, last_ts
+
+    def _replay_limit(  # noqa: PLR0917 - hot: positional on purpose
+        self, market: _Market, seq: int, is_buy: bool, account: int, qty: int, price: int
+    ) -> None:
+        """A plain GTC limit order that may cross, for :meth:`replay_batch` (open market,
+        no breaker): what :meth:`_order` and :meth:`_place_limit_fully` do, without events."""
+        if is_buy:
+            hold_row = market.quote_rows.get(account)
+            hold_per_lot = market.buy_hold_per_lot(price)
+            limit_key = price
+        else:
+            hold_row = market.base_rows.get(account)
+            hold_per_lot = market.base_per_lot
+            limit_key = -price
+        if hold_row is None or hold_row[0] < qty * hold_per_lot:
+            return  # refused for funds
+        remaining, spent, received, fees, self_trade = self._replay_take(
+            market, is_buy, account, limit_key, qty, -1
+        )
+        rest_hold = 0
+        if remaining and not self_trade:
+            rest_hold = remaining * hold_per_lot
+            own = market.bids if is_buy else market.asks
+            level = own.levels.get(-limit_key)
+            if level is None:
+                level = own.level_for(price)
+            tail = level.tail
+            order = RestingOrder(
+                seq, account, is_buy, price, qty, remaining, "", hold_per_lot, hold_row, tail,
+                None, level,
+            )
+            market.orders[seq] = order
+            if tail is None:
+                level.head = order
+            else:
+                tail.next = order
+            level.tail = order
+            level.qty += remaining
+            level.count += 1
+        hold_row[0] -= spent + rest_hold
+        hold_row[1] += rest_hold
+        if received:
+            _receive_row(market.base_rows if is_buy else market.quote_rows, account)[0] += received
+        if fees:
+            market.fee_row[0] += fees
+
+    def _replay_market(
+        self, market: _Market, seq: int, is_buy: bool, account: int, qty: int
+    ) -> None:
+        """A plain market IOC order for :meth:`replay_batch` (open market, no breaker): what
+        :meth:`_place_market` does, without events."""
+        if is_buy:
+            pay_row = market.quote_rows.get(account)
+            budget = 0 if pay_row is None else pay_row[0]
+            if budget <= 0:
+                return  # refused for funds
+        else:
+            pay_row = market.base_rows.get(account)
+            if pay_row is None or pay_row[0] < qty * market.base_per_lot:
+                return
+            budget = -1
+        _, spent, received, fees, _ = self._replay_take(
+            market, is_buy, account, NO_LIMIT_KEY, qty, budget
+        )
+        pay_row[0] -= spent  # type: ignore[index]
+        if received:
+            _receive_row(market.base_rows if is_buy else market.quote_rows, account)[0] += received
+        if fees:
+            market.fee_row[0] += fees
+
+    def _replay_take(  # noqa: PLR0917 - hot: positional on purpose
+        self, market: _Market, is_buy: bool, account: int, limit_key: int, qty: int, budget: int
+    ) -> tuple[int, int, int, int, bool]:
+        """:meth:`_match` as a plain record needs it: no events, no breaker, self-trade
+        prevention cancel-taker. Returns ``(remaining, spent, received, fees, self_trade)``."""
+        opposite = market.asks if is_buy else market.bids
+        heap, levels, orders = opposite.heap, opposite.levels, market.orders
+        maker_receive_rows = market.quote_rows if is_buy else market.base_rows
+        per_tick_lot, base_per_lot = market.quote_per_tick_lot, market.base_per_lot
+        taker_bps, maker_bps = market.taker_bps, market.maker_bps
+        trade_id = self._next_trade_id
+        remaining = qty
+        spent = received = fees = 0
+        stopped = self_trade = False
+        while remaining and heap:
+            key = heap[0]
+            level = levels.get(key)
+            if level is None:
+                heappop(heap)
+                continue
+            if key > limit_key:
+                break
+            price = level.price
+            level_filled = 0
+            maker = level.head
+            while remaining and maker is not None:
+                if maker.account == account:
+                    stopped = self_trade = True
+                    break
+                maker_left = maker.remaining
+                fill = remaining if remaining < maker_left else maker_left
+                notional = price * fill * per_tick_lot
+                taker_fee = notional * taker_bps // BPS_PER_UNIT
+                if budget >= 0:
+                    if notional + taker_fee > budget:
+                        fill = _affordable_lots(budget, price * per_tick_lot, taker_bps, fill)
+                        if fill == 0:
+                            stopped = True
+                            break
+                        notional = price * fill * per_tick_lot
+                        taker_fee = notional * taker_bps // BPS_PER_UNIT
+                    budget -= notional + taker_fee
+                maker_fee = notional * maker_bps // BPS_PER_UNIT
+                try:
+                    receive_row = maker_receive_rows[maker.account]
+                except KeyError:
+                    receive_row = maker_receive_rows[maker.account] = [0, 0]
+                if is_buy:
+                    maker.hold_row[1] -= fill * base_per_lot
+                    receive_row[0] += notional - maker_fee
+                    spent += notional + taker_fee
+                else:
+                    release = fill * maker.hold_per_lot
+                    hold_row = maker.hold_row
+                    hold_row[1] -= release
+                    hold_row[0] += release - notional - maker_fee
+                    receive_row[0] += fill * base_per_lot
+                    received += notional - taker_fee
+                fees += taker_fee + maker_fee
+                trade_id += 1
+                remaining -= fill
+                level_filled += fill
+                level.qty -= fill
+                if fill == maker_left:
+                    following = maker.next
+                    level.head = following
+                    if following is None:
+                        level.tail = None
+                    else:
+                        following.prev = None
+                    level.count -= 1
+                    maker.remaining = 0
+                    del orders[maker.order_id]
+                    if maker.client_order_id:
+                        self._finish_client_id(maker.account, maker.client_order_id, maker.order_id)
+                    maker = following
+                else:
+                    maker.remaining = maker_left - fill
+            if level.head is None:
+                del levels[key]
+                heappop(heap)
+            if level_filled:
+                market.last_price = price
+            if stopped:
+                break
+        self._next_trade_id = trade_id
+        filled = qty - remaining
+        if is_buy:
+            received = filled * base_per_lot
+        else:
+            spent = filled * base_per_lot
+        return remaining, spent, received, fees, self_trade
 
     def _cancel_checked(self, command: CancelOrder) -> list[Event]:
         """Cancel with every check spelled out (each field's type first), for rejections,

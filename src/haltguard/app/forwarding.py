@@ -1,0 +1,225 @@
+"""The public venue API of ``haltguard serve`` when the venue is a process of its own.
+
+:class:`VenueForwarder` is a plain ASGI app that passes each ``/v1`` and ``/venue`` request to
+the child venue over keep-alive connections and hands the answer back. While the child is
+down (restarting after a crash) it answers at once with ``503``, ``Retry-After`` and the
+venue's error shape naming the restart, instead of letting clients wait on a dead port.
+Load shedding and the request-flood limiter run in front of it, in this process, so they
+hold through a restart of the venue.
+
+:class:`ChildStatus` polls the child's admin status so the shedder knows the queue depth and
+the health monitors know whether the venue runs, without a round trip per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from starlette.types import Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+FORWARD_BODY_BYTES_MAX = 1_048_576
+FORWARD_TIMEOUT_S = 30.0
+FORWARD_CONNECTIONS_MAX = 200
+RETRY_AFTER_S = 1
+STATUS_POLL_S = 0.2
+STATUS_TIMEOUT_S = 1.0
+_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+    b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length",
+})
+_NOT_PASSED_BACK = _HOP_BY_HOP | {b"content-encoding"}  # httpx hands the body decoded
+
+
+class VenueForwarder:
+    """Forwards HTTP requests to the venue at ``base_url``; ``down_reason`` says why the venue
+    is down ("" while it runs), checked before each request."""
+
+    def __init__(self, base_url: str, down_reason: Callable[[], str]) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.down_reason = down_reason
+        self._client: httpx.AsyncClient | None = None
+        self.forwarded = 0
+        self.refused_down = 0
+
+    def _client_for_this_loop(self) -> httpx.AsyncClient:
+        """One client (its connection pool) per server; made on the server's event loop."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url, timeout=FORWARD_TIMEOUT_S,
+                limits=httpx.Limits(max_connections=FORWARD_CONNECTIONS_MAX,
+                                    max_keepalive_connections=FORWARD_CONNECTIONS_MAX),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await _answer(send, 404, "not_found", "the venue API speaks HTTP only")
+            return
+        down = self.down_reason()
+        if down:
+            self.refused_down += 1
+            await _answer(send, 503, "venue_restarting", f"{down}; retry shortly",
+                          RETRY_AFTER_S)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            await _answer(send, 413, "request_too_large",
+                          f"a request body is at most {FORWARD_BODY_BYTES_MAX} bytes")
+            return
+        client = self._client_for_this_loop()
+        headers = [(name, value) for name, value in scope["headers"]
+                   if name.lower() not in _HOP_BY_HOP]
+        address = scope.get("client")
+        if address:
+            headers.append((b"x-forwarded-for", str(address[0]).encode()))
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        request = client.build_request(scope["method"], target, headers=headers, content=body)
+        try:
+            response = await client.send(request)
+        except httpx.HTTPError as exc:
+            self.refused_down += 1
+            await _answer(send, 503, "venue_restarting",
+                          f"the venue process is not answering ({type(exc).__name__}); it is "
+                          "being restarted from its journal; retry shortly. An order sent "
+                          "just now may have been taken: retry it with the same "
+                          "client_order_id", RETRY_AFTER_S)
+            return
+        content = response.content
+        out_headers = [(name.lower(), value) for name, value in response.headers.raw
+                       if name.lower() not in _NOT_PASSED_BACK]
+        out_headers.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": out_headers})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
+        self.forwarded += 1
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > FORWARD_BODY_BYTES_MAX:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _answer(send: Send, status: int, code: str, message: str,
+                  retry_after_s: int = 0) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if retry_after_s:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+@dataclass
+class ChildRuntimeStatus:
+    """The child's runtime counters as the monitors and the shedder read them
+    (:class:`haltguard.detection.monitors.RuntimeStatusLike`)."""
+
+    running: bool
+    failure: str
+    queue_depth: int
+    queue_depth_max: int
+    commands: int
+    overloads: int
+    last_seq: int
+
+
+class ChildStatus:
+    """The latest status of the child venue, polled every ``interval_s`` on a thread."""
+
+    def __init__(self, base_url: str, admin_token: str, queue_depth_max: int,
+                 down_reason: Callable[[], str], *, interval_s: float = STATUS_POLL_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.admin_token = admin_token
+        self.down_reason = down_reason
+        self.interval_s = interval_s
+        self._latest = ChildRuntimeStatus(False, "not polled yet", 0, queue_depth_max, 0, 0, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll_forever, name="venue-status",
+                                        daemon=True)
+
+    def start(self) -> ChildStatus:
+        self.poll_once()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def __call__(self) -> ChildRuntimeStatus:
+        return self._latest
+
+    def queue_depth(self) -> tuple[int, int]:
+        latest = self._latest
+        return latest.queue_depth, latest.queue_depth_max
+
+    def poll_once(self, client: httpx.Client | None = None) -> ChildRuntimeStatus:
+        previous = self._latest
+        down = self.down_reason()
+        if down:
+            self._latest = ChildRuntimeStatus(False, down, 0, previous.queue_depth_max,
+                                              previous.commands, previous.overloads,
+                                              previous.last_seq)
+            return self._latest
+        try:
+            if client is None:
+                with httpx.Client(timeout=STATUS_TIMEOUT_S) as own:
+                    data = self._fetch(own)
+            else:
+                data = self._fetch(client)
+            self._latest = ChildRuntimeStatus(
+                running=bool(data["running"]), failure=str(data["failure"]),
+                queue_depth=int(data["queue_depth"]),
+                queue_depth_max=int(data["queue_depth_max"]), commands=int(data["commands"]),
+                overloads=int(data["overloads"]), last_seq=int(data["last_seq"]),
+            )
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            self._latest = ChildRuntimeStatus(
+                False, f"the venue process does not answer its status ({exc})", 0,
+                previous.queue_depth_max, previous.commands, previous.overloads,
+                previous.last_seq,
+            )
+        return self._latest
+
+    def _fetch(self, client: httpx.Client) -> dict[str, Any]:
+        response = client.get(self.base_url + "/v1/admin/status",
+                              headers={"Authorization": f"Bearer {self.admin_token}"})
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def _poll_forever(self) -> None:
+        with httpx.Client(timeout=STATUS_TIMEOUT_S) as client:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    self.poll_once(client)
+                except Exception:
+                    log.exception("polling the venue's status failed; trying again")

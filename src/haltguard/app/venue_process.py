@@ -1,0 +1,256 @@
+"""The venue as a process of its own: ``haltguard venue run`` (and the supervisor's child).
+
+One :class:`VenueRuntime` on a data directory, its HTTP API on one port, and with the demo its
+markets, funded accounts and synthetic order flow. It recovers from snapshot + journal at
+start, so a process killed at any moment comes back with every acknowledged order. SIGTERM
+or SIGINT stops it cleanly: the server stops taking requests, the venue finishes what is
+queued and writes a snapshot, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from haltguard.detection.load import SheddingSettings
+from haltguard.gateway.app import create_venue_app
+from haltguard.gateway.demo import DemoFlow, set_up_demo
+from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
+from haltguard.journal import JournalError
+from haltguard.venue.commands import SetMarketState
+from haltguard.venue.events import CommandRejected
+from haltguard.venue.types import MarketState
+
+log = logging.getLogger(__name__)
+
+VENUE_DOCS_PATH = "/venue/docs"
+VENUE_OPENAPI_PATH = "/venue/openapi.json"
+LOCK_FILE_NAME = "venue.lock"
+PARENT_PID_ENV = "HALTGUARD_VENUE_PARENT_PID"
+"""Set by the supervisor: the venue stops cleanly when that process is gone, so a killed
+``serve`` never leaves a venue behind writing to the journal."""
+PARENT_CHECK_S = 0.5
+READY_POLL_S = 0.02
+HALT_ACTOR = "supervisor"
+TRADING_STATES = frozenset({MarketState.OPEN, MarketState.LIMIT_ONLY, MarketState.POST_ONLY,
+                            MarketState.AUCTION})
+READY_LINE_PREFIX = "haltguard venue ready"
+"""The first line the process prints once it answers, for whoever watches its output."""
+
+
+class VenueStartError(RuntimeError):
+    """The venue process could not start; the message says what to check."""
+
+
+@dataclass(frozen=True)
+class VenueProcessSettings:
+    data_dir: Path
+    host: str
+    port: int
+    admin_token: str
+    demo: bool = False
+    demo_rate_per_s: float = 20.0
+    allow_fault_injection: bool = False
+    checkpoint_every: int = 100_000
+    queue_depth_max: int = 10_000
+    order_capacity_per_s: int = 1_000
+    halt_reason: str = ""  # set: halt every trading market before serving (a restart)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def add_venue_docs(venue_app: FastAPI) -> None:
+    """Serve the venue's OpenAPI document and browser under ``/venue``, since ``/docs`` and
+    ``/openapi.json`` belong to the operations service on the shared public port."""
+
+    @venue_app.get(VENUE_OPENAPI_PATH, include_in_schema=False)
+    def venue_openapi() -> JSONResponse:
+        return JSONResponse(venue_app.openapi())
+
+    @venue_app.get(VENUE_DOCS_PATH, include_in_schema=False)
+    def venue_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=VENUE_OPENAPI_PATH,
+                                   title="haltguard venue - API documentation")
+
+
+def runtime_limits(settings: VenueProcessSettings) -> RuntimeLimits:
+    """The runtime's limits; fault injection (for drills) only when asked for."""
+    return RuntimeLimits(checkpoint_every=settings.checkpoint_every,
+                         queue_depth_max=settings.queue_depth_max,
+                         fault_injection=settings.allow_fault_injection)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the venue starts so a busy port fails first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise VenueStartError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); is another venue running "
+            "there? Stop it or choose another --port"
+        ) from exc
+    return listener
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """An exclusive lock on ``data_dir`` for this process's life (the kernel drops it when
+    the process dies, however it dies): two venues on one journal would corrupt it."""
+    descriptor = os.open(data_dir / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(descriptor)
+        raise VenueStartError(
+            f"another venue (pid {holder}) is running on {data_dir}; stop it first, or give "
+            "this one another --data-dir"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+    return descriptor
+
+
+def stop_when_parent_exits(parent_pid: int) -> None:
+    """Ask this process to stop cleanly (SIGTERM to itself) once ``parent_pid`` is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            threading.Event().wait(PARENT_CHECK_S)
+        log.warning("the supervising process %d is gone; stopping the venue", parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def start_runtime(settings: VenueProcessSettings) -> VenueRuntime:
+    try:
+        return VenueRuntime(settings.data_dir, limits=runtime_limits(settings)).start()
+    except (JournalError, RuntimeError, OSError, ValueError) as exc:
+        if isinstance(exc, VenueStartError):
+            raise
+        raise VenueStartError(
+            f"cannot start the venue on {settings.data_dir}: {exc}. Check the journal with "
+            f"`haltguard venue verify {settings.data_dir}`."
+        ) from exc
+
+
+def halt_trading_markets(runtime: VenueRuntime, reason: str) -> list[str]:
+    """Halt every market still trading (cancels stay allowed), journaled with ``reason``,
+    before any client is served: a venue back from a crash does not reopen by itself;
+    resuming is a person's decision. Returns the markets halted."""
+    states = runtime.read(lambda venue: venue.market_states())
+    halted = []
+    for market, state in sorted(states.items()):
+        if state not in TRADING_STATES:
+            continue
+        result = runtime.submit_and_wait(
+            SetMarketState(market, MarketState.HALTED, HALT_ACTOR, reason)
+        )
+        refused = [event for event in result.events if type(event) is CommandRejected]
+        if refused:
+            log.error("could not halt %s after the restart: %s", market, refused[0].detail)
+            continue
+        halted.append(market)
+    if halted:
+        log.warning("halted %s: %s", ", ".join(halted), reason)
+    return halted
+
+
+def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
+    """Serve the venue until SIGTERM/SIGINT; returns the last journaled seq.
+
+    Prints :data:`READY_LINE_PREFIX` with the URL and pid once the server answers.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_data_dir(settings.data_dir)
+    try:
+        listener = bind(settings.host, settings.port)
+    except VenueStartError:
+        os.close(lock)
+        raise
+    try:
+        runtime = start_runtime(settings)
+    except VenueStartError:
+        listener.close()
+        os.close(lock)
+        raise
+    demo_flow: DemoFlow | None = None
+    try:
+        if settings.halt_reason:
+            halt_trading_markets(runtime, settings.halt_reason)
+        app = create_venue_app(
+            runtime, settings.admin_token,
+            load_shedding=SheddingSettings(order_capacity_per_s=settings.order_capacity_per_s),
+        )
+        add_venue_docs(app)
+        if settings.demo:
+            set_up_demo(runtime)
+            demo_flow = DemoFlow(runtime, rate_per_s=settings.demo_rate_per_s).start()
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+
+        def ask_to_exit(_signum: int, _frame: FrameType | None) -> None:
+            server.should_exit = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, ask_to_exit)
+        parent_pid = os.environ.get(PARENT_PID_ENV, "")
+        if parent_pid.isdigit():
+            stop_when_parent_exits(int(parent_pid))
+        if announce:
+            _announce_when_started(server, settings, runtime)
+        server.run(sockets=[listener])
+    finally:
+        if demo_flow is not None:
+            demo_flow.stop()
+        runtime.stop()
+        listener.close()
+        os.close(lock)
+    return runtime.status().last_seq
+
+
+def _announce_when_started(
+    server: uvicorn.Server, settings: VenueProcessSettings, runtime: VenueRuntime
+) -> None:
+    """Print the ready line once the server answers (from a thread: the server runs on
+    this one), so it is true when printed."""
+
+    def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            threading.Event().wait(READY_POLL_S)
+        report = runtime.recovery_report.describe()
+        print(f"{READY_LINE_PREFIX} on {settings.url} pid {os.getpid()}; {report}", flush=True)
+
+    threading.Thread(target=announce, name="ready-line", daemon=True).start()
+
+
+def main() -> None:
+    """``python -m haltguard.app.venue_process [options]``: ``haltguard venue run`` without
+    the console script, which is how the supervisor starts its child."""
+    from haltguard.cli.venue import app
+
+    app(["run", *sys.argv[1:]], prog_name="haltguard venue")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Drills: each of the manual's chapter 1 interruptions rehearsed end to end on a system."""
