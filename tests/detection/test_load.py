@@ -488,7 +488,8 @@ def test_a_slow_window_shrinks_the_in_flight_bound_to_what_the_venue_answers_in_
     bound = InFlightBound(SheddingSettings(order_capacity_per_s=1_000, ack_p99_ms_max=500,
                                            orders_in_flight_min=32))
     assert bound.limit == 500  # capacity x the latency bound
-    assert bound.adapt(answered=120, span_ns=NS_PER_S, p99_ms=2_000, hit_limit=False) == 60
+    # answered in the window x half the bound: the p99 of what waits stays within it
+    assert bound.adapt(answered=240, span_ns=NS_PER_S, p99_ms=2_000, hit_limit=False) == 60
     assert bound.adapt(answered=10, span_ns=NS_PER_S, p99_ms=3_000, hit_limit=True) == 32
     assert bound.adapt(answered=200, span_ns=NS_PER_S, p99_ms=300, hit_limit=True) == 32
 
@@ -497,7 +498,7 @@ def test_a_backlog_the_venue_cannot_answer_in_time_shrinks_the_bound_before_late
 ) -> None:
     bound = InFlightBound(SheddingSettings(order_capacity_per_s=1_000, ack_p99_ms_max=500,
                                            orders_in_flight_min=32))
-    assert bound.adapt(answered=100, span_ns=NS_PER_S, p99_ms=20, hit_limit=False,
+    assert bound.adapt(answered=200, span_ns=NS_PER_S, p99_ms=20, hit_limit=False,
                        in_flight=400) == 50
     assert bound.adapt(answered=3, span_ns=NS_PER_S, p99_ms=None, hit_limit=False,
                        in_flight=20) == 50  # a few honest orders in flight: no change

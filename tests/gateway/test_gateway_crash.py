@@ -43,8 +43,11 @@ def free_port() -> int:
 
 def start_venue(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "haltguard.cli.main", "serve", "--data-dir", str(data_dir),
-         "--port", str(port), "--checkpoint-every", str(CHECKPOINT_EVERY)],
+        # The venue's own process (what `serve` supervises), so SIGKILL hits the journal
+        # writer itself.
+        [sys.executable, "-m", "haltguard.cli.main", "venue", "run", "--data-dir",
+         str(data_dir), "--port", str(port), "--checkpoint-every", str(CHECKPOINT_EVERY),
+         "--order-capacity-per-s", "1000000"],
         env={**os.environ, "HALTGUARD_VENUE_TOKEN": TOKEN},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -113,7 +113,10 @@ def test_a_quarantined_command_stays_skipped_after_a_restart(tmp_path: Path) -> 
     assert report.quarantined_skipped == [seq]
     assert venue.state_hash() == live_hash
     assert venue.state_hash() == replay_skipping(crashed, {seq}).state_hash()
-    assert venue.state_hash() != replay_skipping(crashed, set()).state_hash()
+    unaware = tmp_path / "unaware"  # the same journal without its quarantine list
+    shutil.copytree(crashed, unaware)
+    quarantine_path(unaware).unlink()
+    assert venue.state_hash() != replay_skipping(unaware, set()).state_hash()
 
     restarted = start_runtime(crashed, set_up=False)
     try:

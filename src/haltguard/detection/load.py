@@ -395,14 +395,17 @@ class InFlightBound:
     slow disk, a busy host, a forwarded hop), admitted orders would queue in front of it
     where neither the shedder's rate nor the runtime's queue depth sees them, and wait for
     seconds. By Little's law, in-flight = rate x latency: after a window whose p99 was over
-    the bound, or that ended with more orders in flight than the venue answers within the
-    bound, the limit becomes what was answered in the window times the bound; after a fast
-    window that hit the limit, it doubles, up to capacity x the bound. Pure.
+    the bound, or that ended with more orders in flight than the venue answers within half
+    the bound, the limit becomes what was answered in the window times half the bound (a
+    limit of the full bound would hold the average wait at the bound, and the p99 above it,
+    for as long as the venue stays slow); after a fast window that hit the limit, it doubles,
+    up to capacity x the bound. Pure.
     """
 
     def __init__(self, settings: SheddingSettings) -> None:
         self.floor = settings.orders_in_flight_min
         self.target_ms = settings.ack_p99_ms_max
+        self.queue_ms = max(1, settings.ack_p99_ms_max // 2)  # the wait a cut limit allows
         self.ceiling = max(self.floor,
                            settings.order_capacity_per_s * settings.ack_p99_ms_max // 1_000)
         self.limit = self.ceiling
@@ -411,7 +414,7 @@ class InFlightBound:
               in_flight: int = 0) -> int:
         """Adjust after one window (``answered`` acknowledgements over ``span_ns``, and
         ``in_flight`` orders still awaiting theirs as it closed)."""
-        done_in_target = answered * self.target_ms * NS_PER_MS // max(1, span_ns)
+        done_in_target = answered * self.queue_ms * NS_PER_MS // max(1, span_ns)
         if (p99_ms is not None and p99_ms > self.target_ms) or in_flight > max(
                 done_in_target, self.floor):
             self.limit = max(self.floor, min(self.limit, done_in_target))

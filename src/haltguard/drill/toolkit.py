@@ -76,6 +76,8 @@ PROGRESS_EVERY_S = 5.0  # how often a long wait says what it still waits for
 NOTICE_WAIT_S = 10.0  # longest wait for queued notices to be delivered before counting
 HTTP_TIMEOUT_S = 10.0
 LOAD_WORKERS_DEFAULT = 4
+BACKGROUND_SHARE = 0.5
+BACKGROUND_RATE_PER_S_MIN = 5.0
 LOAD_BACKOFF_S = 0.05  # after a refusal or a failed connection, before the next order
 PRICE_OFFSET_TICKS_MAX = 20  # how far from the mid the load places its orders
 TRADING_STATES = frozenset({MarketState.OPEN, MarketState.LIMIT_ONLY, MarketState.POST_ONLY})
@@ -87,6 +89,11 @@ RESUME_PHASES_DEFAULT = (
     ResumePhaseSpec(state=MarketState.OPEN, min_seconds=0),
 )
 
+
+SHED_STATUSES = frozenset({429, 503})
+"""Answers of a gateway shedding load: the order was not queued, send it again later."""
+SHED_WAIT_S_MAX = 30.0
+SHED_RETRY_S_MAX = 2.0
 
 class DrillError(RuntimeError):
     """A drill step that could not be done; the message says what was awaited or tried and
@@ -155,6 +162,13 @@ def database(system: System) -> Iterator[Session]:
 # --- the venue over HTTP --------------------------------------------------------------------
 
 
+def background_rate_per_s(system: System) -> float:
+    """The pace of a drill's background customers: half of the order capacity the demo flow
+    may leave, so the background alone never trips load shedding or the capacity rule."""
+    spare = float(system.config.order_capacity_per_s) - float(system.config.demo_rate_per_s)
+    return max(BACKGROUND_RATE_PER_S_MIN, spare * BACKGROUND_SHARE)
+
+
 def venue_api_url(system: System) -> str:
     """Where the public venue API answers (``{url}/v1/...``)."""
     url = str(getattr(system, "venue_api_url", "") or getattr(system, "api_url", ""))
@@ -213,7 +227,23 @@ class VenueClient:
             return False
 
     def place(self, symbol: str, body: dict[str, Any]) -> httpx.Response:
+        """One order, answered as the venue answers it (the background load counts refusals
+        as they come)."""
         return self._client.post(f"/v1/markets/{symbol}/orders", json=body)
+
+    def place_patiently(self, symbol: str, body: dict[str, Any], *,
+                        wait_s_max: float = SHED_WAIT_S_MAX) -> httpx.Response:
+        """One order from a well-behaved client: a 429 or 503 (load shed, nothing queued) is
+        sent again after its ``Retry-After``, for up to ``wait_s_max`` in all. The order's
+        client order id makes a repeat harmless; the last answer is returned."""
+        deadline = time.monotonic() + wait_s_max
+        while True:
+            response = self.place(symbol, body)
+            if response.status_code not in SHED_STATUSES or time.monotonic() >= deadline:
+                return response
+            retry_after_s = float(response.headers.get("retry-after", "1") or 1)
+            time.sleep(min(retry_after_s, max(0.0, deadline - time.monotonic()),
+                           SHED_RETRY_S_MAX))
 
     def admin_get(self, path: str) -> httpx.Response:
         return self._client.get(f"/v1/admin/{path}", headers=self._admin)
@@ -278,9 +308,14 @@ class OrderLoad:
         workers: int = LOAD_WORKERS_DEFAULT,
         prefix: str = "drill",
         seed: int = 7,
+        rate_per_s: float = 0.0,
     ) -> None:
         if orders < 1:
             raise ValueError("the order load needs at least one order")
+        if rate_per_s < 0:
+            raise ValueError(f"rate_per_s must be 0 (unpaced) or more, got {rate_per_s}")
+        self.rate_per_s = rate_per_s
+        self._next_send = 0.0
         self.base_url = base_url
         self.orders = orders
         self.accounts = accounts
@@ -365,6 +400,7 @@ class OrderLoad:
     def _work(self) -> None:
         with VenueClient(self.base_url) as client:
             while not self._stop.is_set() and not self.done:
+                self._wait_for_slot()
                 symbol, body = self._next_order()
                 started = time.perf_counter()
                 try:
@@ -379,6 +415,18 @@ class OrderLoad:
                 self._count(self.refused if response.status_code < 500 else self.failed,
                             _error_code(response))
                 self._stop.wait(LOAD_BACKOFF_S)
+
+    def _wait_for_slot(self) -> None:
+        """Paced load: the workers share one schedule of ``rate_per_s`` sends a second, so
+        the drill's customers stay within the venue's capacity unless a scenario means them
+        not to."""
+        if not self.rate_per_s:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(self._next_send, now)
+            self._next_send = slot + 1.0 / self.rate_per_s
+        self._stop.wait(max(0.0, slot - now))
 
     def _record(self, answer: dict[str, Any], symbol: str, body: dict[str, Any],
                 started: float) -> None:

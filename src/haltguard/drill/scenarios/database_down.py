@@ -39,6 +39,7 @@ from haltguard.drill.toolkit import (
     NOTICE_WAIT_S,
     DrillError,
     OrderLoad,
+    background_rate_per_s,
     close_incident_record,
     count_pages,
     decisions_seen,
@@ -134,7 +135,8 @@ class DatabaseDown:
         outage_s = outage_seconds(scale)
         if system.detection is None:
             raise DrillError("this system runs no detection service; database-down needs one")
-        load = OrderLoad(venue_api_url(system), orders=scale.orders, prefix="drill-dd").start()
+        load = OrderLoad(venue_api_url(system), orders=scale.orders, prefix="drill-dd",
+                         rate_per_s=background_rate_per_s(system)).start()
         outage = DatabaseOutage(engine)
         try:
             warm = max(1, scale.orders // 4)

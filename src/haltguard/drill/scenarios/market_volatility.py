@@ -55,7 +55,8 @@ class MarketVolatilityScenario:
             symbol, spec = _pick_market(client)
             progress(f"{NAME}: customer load on the venue, then a crash in {symbol}")
             load = OrderLoad(toolkit.venue_api_url(system), orders=max(scale.orders, 4),
-                             prefix="drill-volatility").start()
+                             prefix="drill-volatility",
+                             rate_per_s=toolkit.background_rate_per_s(system)).start()
             try:
                 load_wait = scale.timeout_s
                 toolkit.wait_for(
@@ -180,7 +181,7 @@ def _rest_ladder(client: VenueClient, symbol: str, spec: dict[str, Any]) -> list
     _fund(client, BUYER_ACCOUNT, str(spec["quote"]), sum(prices) * qty * 2)
     stamp = utc_now().strftime("%H%M%S%f")
     for number, price in enumerate(prices):
-        answer = client.place(symbol, {
+        answer = client.place_patiently(symbol, {
             "account": BUYER_ACCOUNT, "side": "buy", "qty": str(qty), "price": str(price),
             "client_order_id": f"drill-ladder-{stamp}-{number}"})
         if answer.status_code != 201:
@@ -205,7 +206,7 @@ def _crash(client: VenueClient, symbol: str, spec: dict[str, Any],
     tick = Decimal(str(spec["tick_size"]))
     price = max(_ticks(lowest_bid / 2, tick), tick)
     _fund(client, SELLER_ACCOUNT, str(spec["base"]), qty * 2)
-    answer = client.place(symbol, {
+    answer = client.place_patiently(symbol, {
         "account": SELLER_ACCOUNT, "side": "sell", "qty": str(qty), "price": str(price),
         "tif": "ioc", "client_order_id": f"drill-crash-{utc_now().strftime('%H%M%S%f')}"})
     if answer.status_code != 201:

@@ -28,6 +28,7 @@ from haltguard.drill.toolkit import (
     MarketWatch,
     OrderLoad,
     VenueClient,
+    background_rate_per_s,
     close_incident_record,
     count_pages,
     decisions_seen,
@@ -79,7 +80,8 @@ class ServerDown:
         trading = sorted(m for m, state in states.items() if state in TRADING_STATES)
         if not trading:
             raise DrillError(f"no market is trading before the drill: {states}")
-        load = OrderLoad(venue_api_url(system), orders=scale.orders, prefix="drill-sd").start()
+        load = OrderLoad(venue_api_url(system), orders=scale.orders, prefix="drill-sd",
+                         rate_per_s=background_rate_per_s(system)).start()
         watch = MarketWatch(client).start()
         try:
             kill_at = max(1, int(scale.orders * KILL_AFTER_FRACTION))

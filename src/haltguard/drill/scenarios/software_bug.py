@@ -11,10 +11,7 @@ after the drill's phased resume the market trades again.
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any
-
-import httpx
 
 from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
 from haltguard.drill.toolkit import (
@@ -25,6 +22,7 @@ from haltguard.drill.toolkit import (
     MarketWatch,
     OrderLoad,
     VenueClient,
+    background_rate_per_s,
     close_incident_record,
     count_pages,
     decisions_seen,
@@ -50,8 +48,6 @@ from haltguard.incidents.rules import Category, Severity
 
 FAULT_KIND = "engine_raise"
 INCIDENT_WAIT_S = 10.0
-SHED_STATUSES = frozenset({429, 503})  # refused in front of the venue: nothing was queued
-SHED_RETRY_S = 0.1
 CAUSE_EN = ("A command made the matching engine raise (a fault the drill injected); the venue "
             "quarantined it and halted its market.")
 CAUSE_JA = ("注文の処理中にマッチングエンジンが例外を送出した(訓練による障害注入)。取引所は"
@@ -66,18 +62,6 @@ def _quarantine_entries(client: VenueClient) -> list[dict[str, Any]]:
     body = response.json()
     entries = body.get("quarantined", body) if isinstance(body, dict) else body
     return [entry for entry in entries if isinstance(entry, dict)]
-
-
-def _place_until_taken(client: VenueClient, market: str, body: dict[str, Any],
-                       timeout_s: float) -> httpx.Response:
-    """Send the order until the venue takes it in: a 429 or 503 (load shedding, the fair
-    share of a busy client) queued nothing, so sending it again is safe."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        answer = client.place(market, body)
-        if answer.status_code not in SHED_STATUSES or time.monotonic() >= deadline:
-            return answer
-        time.sleep(min(float(answer.headers.get("Retry-After") or SHED_RETRY_S), 1.0))
 
 
 class SoftwareBug:
@@ -105,7 +89,8 @@ class SoftwareBug:
                 f"{armed.status_code}: {armed.text[:300]}); software-bug needs a venue started "
                 "with fault injection allowed (drill.enabled) and a build that has it")
         progress(f"fault armed: {FAULT_KIND} on client order ids starting {prefix}")
-        load = OrderLoad(venue_api_url(system), orders=scale.orders, prefix="drill-sb").start()
+        load = OrderLoad(venue_api_url(system), orders=scale.orders, prefix="drill-sb",
+                         rate_per_s=background_rate_per_s(system)).start()
         watch = MarketWatch(client).start()
         try:
             warm = max(1, scale.orders // 4)
@@ -117,7 +102,7 @@ class SoftwareBug:
                       "price": price or str(detail["tick_size"]),
                       "client_order_id": f"{prefix}-1"}
             injected_at = utc_now()
-            answer = _place_until_taken(client, market, poison, scale.timeout_s)
+            answer = client.place_patiently(market, poison, wait_s_max=scale.timeout_s)
             progress(f"poison order sent to {market}: HTTP {answer.status_code}")
             halted_at = wait_for(
                 lambda: utc_now() if client.market_states().get(market) in HALT_STATES else None,
