@@ -73,13 +73,50 @@ EXTRA_JA: dict[str, str] = {
     "database monitor fired during the outage": "障害中のデータベース監視の発報",
     "poison order answer": "問題の注文への応答",
     "quarantined (this drill)": "隔離された命令(この訓練)",
+    "acknowledged_orders": "受付済み注文",
+    "crash_trades": "急落中の約定",
+    "lowest_trade_price": "最安約定価格",
+    "protective_action": "自動保護措置",
+    "login_attempts": "ログイン試行",
+    "stuffing_incident": "リスト型攻撃のインシデント",
+    "stuffing_detect_s": "リスト型攻撃の検知(秒)",
+    "attackers": "攻撃元",
+    "flood_requests": "大量リクエスト数",
+    "flood_rate_per_s": "大量リクエストの速度(毎秒)",
+    "flood_seconds": "大量リクエストの継続(秒)",
+    "rate_limited_429": "流量制限(429)",
+    "refused_while_blocked": "遮断中に拒否",
+    "clients_blocked": "遮断したクライアント",
+    "status_page_requests": "ステータスページへのリクエスト",
+    "status_page_p50_ms": "ステータスページ応答 p50(ミリ秒)",
+    "status_page_p99_ms": "ステータスページ応答 p99(ミリ秒)",
+    "customer_requests": "一般顧客のリクエスト",
+    "customer_p99_ms": "一般顧客の応答 p99(ミリ秒)",
+    "host_load_average": "ホストの負荷平均",
+    "capacity_per_s": "注文処理能力(毎秒)",
+    "wanted_per_s": "目標の注文速度(毎秒)",
+    "surge_seconds": "急増の継続(秒)",
+    "offered_per_s": "送信した注文速度(毎秒)",
+    "admitted_per_s": "受け入れた注文速度(毎秒)",
+    "orders_sent": "送信した注文",
+    "orders_sent_late": "予定より遅れて送信した注文",
+    "orders_acknowledged": "受付済み注文",
+    "shed_429": "負荷制御で拒否(429)",
+    "shed_503": "負荷制御で拒否(503)",
+    "ack_p50_ms": "受付応答 p50(ミリ秒)",
+    "ack_p99_ms": "受付応答 p99(ミリ秒)",
+    "ack_p99_ms_after_first_s": "最初の1秒以降の受付応答 p99(ミリ秒)",
+    "shed_p99_ms": "拒否応答 p99(ミリ秒)",
+    "gateway_ack_p50_ms": "ゲートウェイ計測の受付応答 p50(ミリ秒)",
+    "gateway_ack_p99_ms": "ゲートウェイ計測の受付応答 p99(ミリ秒)",
 }
 
 
 def extra_label(key: str) -> str:
     """``日本語 / English`` for a scenario figure's name."""
     ja = EXTRA_JA.get(key)
-    return f"{ja} / {key}" if ja else key
+    english = key.replace("_", " ")
+    return f"{ja} / {english}" if ja else english
 
 
 @dataclass(frozen=True)

@@ -265,8 +265,9 @@ class DdosScenario:
         m.recovery_time_s = last_block_s
         m.notices_sent = toolkit.count_notices(system, incident_id).sent
         m.extra["pages"] = str(pages)
-        m.extra["protective_action"] = "flooding addresses blocked (time to halt: first " \
-            "block; recovery: last attacker blocked)"
+        m.extra["protective_action"] = (
+            "大量送信元の遮断(停止時間: 最初の遮断、復旧時間: 最後の攻撃元の遮断) / flooding "
+            "addresses blocked (time to halt: first block; recovery: last attacker blocked)")
         m.extra["flood_seconds"] = f"{(flood_end - flood_at).total_seconds():.2f}"
         result.checks += [
             Check("classified as DDoS", category == Category.DDOS,

@@ -194,7 +194,8 @@ class SurgeScenario:
             gateway_p99 = latency_percentile_ms(record.gateway_counts, 99)
             m.extra["gateway_ack_p50_ms"] = f"< {gateway_p50}"
             m.extra["gateway_ack_p99_ms"] = f"< {gateway_p99}"
-        host = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"  # a busy host explains much
+        # A busy host explains much of a slow surge.
+        host = f"{os.getloadavg()[0]:.1f} ({os.cpu_count()} コア / cores)"
         m.extra.update({
             "host_load_average": host,
             "capacity_per_s": str(capacity),

@@ -170,7 +170,7 @@ class UnauthorizedAccessScenario:
         m.ledger_invariant_ok = ledger.ok
         m.notices_sent = toolkit.count_notices(system, incident_id).sent
         m.extra["pages"] = str(pages)
-        m.extra["protective_action"] = "withdrawals frozen"
+        m.extra["protective_action"] = "出金停止 / withdrawals frozen"
         result.checks += [
             Check("classified as unauthorized access",
                   category == Category.UNAUTHORIZED_ACCESS,
