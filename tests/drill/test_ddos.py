@@ -15,8 +15,8 @@ import pytest
 from haltguard.detection.load import PRIVATE_NETWORKS
 from haltguard.drill.runner import run_scenario
 from haltguard.drill.scenario import DrillResult, Scale
-from haltguard.drill.scenarios.ddos import SCENARIO, load_guard, without_attackers
-from haltguard.drill.toolkit import database
+from haltguard.drill.scenarios.ddos import SCENARIO, without_attackers
+from haltguard.drill.toolkit import database, load_guard
 from haltguard.incidents import service as incidents
 
 REDUCED = Scale(orders=20, burst=20, timeout_s=15.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 from sqlalchemy import select
@@ -31,7 +32,8 @@ from sqlalchemy.orm import Session
 
 from haltguard.db.session import session_scope
 from haltguard.detection import records as decision_records
-from haltguard.drill.scenario import DRILL_ACTOR, Check
+from haltguard.detection.load import LoadGuard
+from haltguard.drill.scenario import DRILL_ACTOR, Check, DrillContext, DrillResult
 from haltguard.incidents import flows as incident_flows
 from haltguard.incidents import service as incidents
 from haltguard.incidents.models import (
@@ -995,6 +997,19 @@ def public_update_check(ja: str, en: str) -> Check:
         seen_ja=f"日本語 {len(ja)} 文字、英語 {len(en)} 文字")
 
 
+def paged_check(pages: int) -> Check:
+    return Check("on-call paged", pages >= 1, "at least one page in the timeline", str(pages),
+                 name_ja="当番への呼び出し", expected_ja="1 件以上", seen_ja=str(pages))
+
+
+def note_played_support(result: DrillResult, played: list[str]) -> None:
+    """Carry the toolkit's note that the drill published the first update, in both
+    languages."""
+    for line in played:
+        result.note("自動の公開告知がなかったため、訓練がサポート担当として日英の定型文を公開"
+                    "しました。", line)
+
+
 def timeline_check(kinds: tuple[str, ...], wanted: tuple[str, ...]) -> Check:
     missing = [kind for kind in wanted if kind not in kinds]
     return Check(
@@ -1040,3 +1055,95 @@ def open_incident_by_hand(
             actor=DRILL_ACTOR, clock=system.operations.state.clock,
             responder_settings=system.config.paging)
         return int(incident.id)
+
+
+# --- attacks that go on while the drill responds ------------------------------------------
+
+
+def load_guard(system: Any) -> LoadGuard | None:
+    """The gateway's load guard (its limiter holds the blocks), where this process has it."""
+    guard = getattr(system, "load_guard", None)
+    if guard is None and getattr(system, "venue_app", None) is not None:
+        guard = getattr(system.venue_app.state, "load_guard", None)
+    return guard if isinstance(guard, LoadGuard) else None
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(max(1, math.ceil(len(ordered) * share)), len(ordered)) - 1]
+
+
+class Background(Generic[T]):
+    """``work`` on a thread of its own: the attack goes on while the drill responds."""
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        self._work = work
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="drill-attack", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._work()
+        except BaseException as exc:  # handed to whoever waits for the result
+            self._error = exc
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+def first_response(context: DrillContext, result: DrillResult, attack_at: datetime, *,
+                   rule_id: str, cause_en: str, cause_ja: str) -> int | DrillError:
+    """While the attack runs: wait for ``rule_id``'s incident, take it as its commander and
+    publish the first update (ja + en) if nothing did. The incident, or why not."""
+    system, scale, progress = context.system, context.scale, context.progress
+    progress(f"{result.scenario}: waiting for rule {rule_id}'s incident while the attack goes on")
+    try:
+        incident_id = wait_for(
+            lambda: incident_for(system, since=attack_at, rule_id=rule_id),
+            scale.timeout_s, f"an incident from rule {rule_id}",
+            seen=lambda: decisions_seen(system, attack_at))
+        take_incident(system, incident_id, started_at=attack_at,
+                              cause=f"drill: {cause_en}")
+        played: list[str] = []
+        ensure_public_update(system, incident_id, grace_s=min(2.0, scale.timeout_s),
+                                     cause_ja=cause_ja, cause_en=cause_en, notes=played)
+    except DrillError as exc:
+        return exc
+    note_played_support(result, played)
+    return incident_id
+
+
+def unfinished(exc: DrillError) -> Check:
+    """The drill could not finish the incident: a failed check saying why, so the figures
+    measured so far stay in the report."""
+    return Check("incident handled end to end", False, "every step of the response done",
+                 str(exc), name_ja="インシデント対応の完了", expected_ja="全手順の完了",
+                 seen_ja=str(exc))
+
+
+def milliseconds(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "n/a"
+
+
+def finish_incident(context: DrillContext, result: DrillResult, incident_id: int, *,
+                    cause_en: str, went_well: list[str]) -> None:
+    """Close the drill's incident with its postmortem and reports (a check that they were
+    written), then count the notices delivered for it."""
+    system, scale = context.system, context.scale
+    paths = close_incident_record(
+        system, result.note, incident_id, report_dir=context.report_dir,
+        summary=f"Drill {result.scenario}: {cause_en}", cause=cause_en, went_well=went_well,
+        went_badly=[check.name for check in result.checks if not check.passed])
+    result.report_paths += [str(path) for path in paths]
+    result.checks.append(reports_check(paths))
+    notices = notices_delivered(system, incident_id, min(scale.timeout_s, NOTICE_WAIT_S))
+    result.measurements.notices_sent = notices.sent
+    result.measurements.extra["notices queued"] = str(notices.queued)

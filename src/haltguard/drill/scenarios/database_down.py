@@ -36,21 +36,18 @@ from haltguard.drill.scenario import (
     Scale,
 )
 from haltguard.drill.toolkit import (
-    NOTICE_WAIT_S,
     DrillError,
     OrderLoad,
     background_rate_per_s,
-    close_incident_record,
     count_pages,
     decisions_seen,
     ensure_public_update,
+    finish_incident,
     incident_for,
     ledger_check,
     lost_orders,
-    notices_delivered,
     open_incident_by_hand,
     public_update_check,
-    reports_check,
     seconds_between,
     take_incident,
     timeline_check,
@@ -243,17 +240,9 @@ class DatabaseDown:
             public_update_check(times.public_update_ja, times.public_update_en),
             timeline_check(times.kinds, ("opened", "public_update")),
         ]
-        paths = close_incident_record(
-            system, result.note, incident_id, report_dir=context.report_dir,
-            summary=f"Drill {self.name}: {CAUSE_EN}", cause=CAUSE_EN,
-            went_well=[f"{acked_during} orders acknowledged during the outage.",
-                       f"{lost.checked} acknowledged orders, {lost.count} lost."],
-            went_badly=[check.name for check in result.checks if not check.passed])
-        result.report_paths += [str(path) for path in paths]
-        result.checks.append(reports_check(paths))
-        notices = notices_delivered(system, incident_id, min(scale.timeout_s, NOTICE_WAIT_S))
-        m.notices_sent = notices.sent
-        m.extra["notices queued"] = str(notices.queued)
+        finish_incident(context, result, incident_id, cause_en=CAUSE_EN,
+                        went_well=[f"{acked_during} orders acknowledged during the outage.",
+                                   f"{lost.checked} acknowledged orders, {lost.count} lost."])
         return result
 
 

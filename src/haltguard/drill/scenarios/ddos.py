@@ -19,21 +19,27 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
 
 import httpx
 
 from haltguard.detection.load import LoadGuard
 from haltguard.drill import toolkit
 from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
-from haltguard.drill.toolkit import DrillError, utc_now
+from haltguard.drill.toolkit import (
+    Background,
+    DrillError,
+    first_response,
+    load_guard,
+    percentile,
+    unfinished,
+    utc_now,
+)
 from haltguard.incidents import service as incidents
 from haltguard.incidents.rules import Category
 from haltguard.security.config import IPNetwork
@@ -57,12 +63,6 @@ STATUS_P99_MS_MAX = 1_000.0  # the status page must stay usable under the flood
 LEGITIMATE_SHARE_MIN = 0.95  # of a customer's requests answered 200 during the flood
 
 
-def load_guard(system: Any) -> LoadGuard | None:
-    """The gateway's load guard (its limiter holds the blocks), where this process has it."""
-    guard = getattr(system, "load_guard", None)
-    if guard is None and getattr(system, "venue_app", None) is not None:
-        guard = getattr(system.venue_app.state, "load_guard", None)
-    return guard if isinstance(guard, LoadGuard) else None
 
 
 def without_attackers(networks: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
@@ -99,11 +99,6 @@ class ProbeRecord:
         return sum(self.statuses.values()) + sum(self.errors.values())
 
 
-def percentile(values: list[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(max(1, math.ceil(len(ordered) * share)), len(ordered)) - 1]
 
 
 class DdosScenario:
@@ -196,10 +191,10 @@ class DdosScenario:
             "refused_while_blocked": str(refused_blocked),
             "clients_blocked": str(len(blocks)),
             "status_page_requests": str(status_page.total),
-            "status_page_p50_ms": _ms(percentile(status_page.latencies_ms, 0.5)),
-            "status_page_p99_ms": _ms(status_p99),
+            "status_page_p50_ms": toolkit.milliseconds(percentile(status_page.latencies_ms, 0.5)),
+            "status_page_p99_ms": toolkit.milliseconds(status_p99),
             "customer_requests": str(customer.total),
-            "customer_p99_ms": _ms(percentile(customer.latencies_ms, 0.99)),
+            "customer_p99_ms": toolkit.milliseconds(percentile(customer.latencies_ms, 0.99)),
         })
         reasons = "; ".join(f"{client}: {reason}" for client, reason in sorted(blocks.items()))
         result.checks += [
@@ -277,15 +272,8 @@ class DdosScenario:
                   f"rule {RULE_ID} with the limiter's reason and values",
                   f"{len(fired)} entries from the rule",
                   name_ja="遮断理由の記録", expected_ja="ルールと値", seen_ja=f"{len(fired)} 件"),
-            Check("on-call paged", pages >= 1, "at least one page in the timeline", str(pages),
-                  name_ja="当番への呼び出し", expected_ja="1 件以上", seen_ja=str(pages)),
-            Check("public update in Japanese and English",
-                  bool(times.public_update_ja and times.public_update_en),
-                  "a published update with both texts",
-                  "both" if times.public_update_ja and times.public_update_en else "missing",
-                  name_ja="日英の公開告知", expected_ja="日本語と英語の両方",
-                  seen_ja="あり" if times.public_update_ja and times.public_update_en
-                  else "なし"),
+            toolkit.paged_check(pages),
+            toolkit.public_update_check(times.public_update_ja, times.public_update_en),
         ]
         if context.report_dir is not None:
             toolkit.write_postmortem(
@@ -297,64 +285,13 @@ class DdosScenario:
                 system, incident_id, context.report_dir)]
 
 
-T = TypeVar("T")
 
 
-class Background(Generic[T]):
-    """``work`` on a thread of its own: the attack goes on while the drill responds."""
-
-    def __init__(self, work: Callable[[], T]) -> None:
-        self._work = work
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="drill-attack", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._work()
-        except BaseException as exc:  # handed to whoever waits for the result
-            self._error = exc
-
-    def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
 
 
-def first_response(context: DrillContext, result: DrillResult, attack_at: datetime, *,
-                   rule_id: str, cause_en: str, cause_ja: str) -> int | DrillError:
-    """While the attack runs: wait for ``rule_id``'s incident, take it as its commander and
-    publish the first update (ja + en) if nothing did. The incident, or why not."""
-    system, scale, progress = context.system, context.scale, context.progress
-    progress(f"{result.scenario}: waiting for rule {rule_id}'s incident while the attack goes on")
-    try:
-        incident_id = toolkit.wait_for(
-            lambda: toolkit.incident_for(system, since=attack_at, rule_id=rule_id),
-            scale.timeout_s, f"an incident from rule {rule_id}",
-            seen=lambda: toolkit.decisions_seen(system, attack_at))
-        toolkit.take_incident(system, incident_id, started_at=attack_at,
-                              cause=f"drill: {cause_en}")
-        played: list[str] = []
-        toolkit.ensure_public_update(system, incident_id, grace_s=min(2.0, scale.timeout_s),
-                                     cause_ja=cause_ja, cause_en=cause_en, notes=played)
-    except DrillError as exc:
-        return exc
-    note_played_support(result, played)
-    return incident_id
-
-def unfinished(exc: DrillError) -> Check:
-    """The drill could not finish the incident: a failed check saying why, so the figures
-    measured so far stay in the report."""
-    return Check("incident handled end to end", False, "every step of the response done",
-                 str(exc), name_ja="インシデント対応の完了", expected_ja="全手順の完了",
-                 seen_ja=str(exc))
 
 
-def _ms(value: float | None) -> str:
-    return f"{value:.1f}" if value is not None else "n/a"
+
 
 
 async def _flood(base_url: str, addresses: list[str], seconds_min: float,
@@ -465,13 +402,6 @@ def _probe(base_url: str, paths: list[str], record: ProbeRecord, stop: threading
                 record.latencies_ms.append((time.perf_counter() - started) * 1000)
             stop.wait(PROBE_INTERVAL_S)
 
-
-def note_played_support(result: DrillResult, played: list[str]) -> None:
-    """Carry the toolkit's note that the drill published the first update, in both
-    languages."""
-    for line in played:
-        result.note("自動の公開告知がなかったため、訓練がサポート担当として日英の定型文を公開"
-                    "しました。", line)
 
 
 SCENARIO = DdosScenario()

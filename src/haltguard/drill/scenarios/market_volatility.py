@@ -106,7 +106,7 @@ class MarketVolatilityScenario:
             system, incident_id, grace_s=min(2.0, scale.timeout_s),
             cause_ja=f"{symbol} の価格急変動", cause_en=f"a sharp price move in {symbol}",
             notes=played)
-        note_played_support(result, played)
+        toolkit.note_played_support(result, played)
         _check_classification(system, incident_id, result)
 
         progress(f"{NAME}: cancelling the drill's ladder, then a phased resume of {symbol}")
@@ -257,8 +257,7 @@ def _finish(context: DrillContext, result: DrillResult, *, incident_id: int, cra
               "halted" if times.first_halt_at else "no halt in the incident's timeline",
               name_ja="急変動ルールによる取引停止", expected_ja=f"{symbol} 停止",
               seen_ja="停止済み" if times.first_halt_at else "停止記録なし"),
-        Check("on-call paged", pages >= 1, "at least one page in the timeline", str(pages),
-              name_ja="当番への呼び出し", expected_ja="1 件以上", seen_ja=str(pages)),
+        toolkit.paged_check(pages),
         Check("public update in Japanese and English",
               bool(times.public_update_ja and times.public_update_en),
               "a published update with both texts",
@@ -281,13 +280,6 @@ def _finish(context: DrillContext, result: DrillResult, *, incident_id: int, cra
               seen_ja="整合" if ledger.ok else "不整合"),
     ]
 
-
-def note_played_support(result: DrillResult, played: list[str]) -> None:
-    """Carry the toolkit's note that the drill published the first update, in both
-    languages."""
-    for line in played:
-        result.note("自動の公開告知がなかったため、訓練がサポート担当として日英の定型文を公開"
-                    "しました。", line)
 
 
 SCENARIO = MarketVolatilityScenario()

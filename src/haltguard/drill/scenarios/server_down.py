@@ -22,25 +22,22 @@ from typing import Any
 from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
 from haltguard.drill.toolkit import (
     HALT_STATES,
-    NOTICE_WAIT_S,
     TRADING_STATES,
     DrillError,
     MarketWatch,
     OrderLoad,
     VenueClient,
     background_rate_per_s,
-    close_incident_record,
     count_pages,
     decisions_seen,
     ensure_public_update,
+    finish_incident,
     incident_for,
     ledger_check,
     lost_orders,
-    notices_delivered,
     open_incident_by_hand,
     play_resume,
     public_update_check,
-    reports_check,
     rules_for_signal,
     seconds_between,
     take_incident,
@@ -206,17 +203,9 @@ class ServerDown:
             timeline_check(times.kinds, ("opened", "public_update", "resume")
                            if held else ("opened", "public_update")),
         ]
-        paths = close_incident_record(
-            system, result.note, incident_id, report_dir=context.report_dir,
-            summary=f"Drill {self.name}: {CAUSE_EN}", cause=CAUSE_EN,
-            went_well=[f"{lost.checked} acknowledged orders, {lost.count} lost.",
-                       f"Ledger after recovery: {ledger.detail}."],
-            went_badly=[check.name for check in result.checks if not check.passed])
-        result.report_paths += [str(path) for path in paths]
-        result.checks.append(reports_check(paths))
-        notices = notices_delivered(system, incident_id, min(scale.timeout_s, NOTICE_WAIT_S))
-        m.notices_sent = notices.sent
-        m.extra["notices queued"] = str(notices.queued)
+        finish_incident(context, result, incident_id, cause_en=CAUSE_EN,
+                        went_well=[f"{lost.checked} acknowledged orders, {lost.count} lost.",
+                                   f"Ledger after recovery: {ledger.detail}."])
         return result
 
 

@@ -39,8 +39,18 @@ from haltguard.detection.decisions import DecisionKind
 from haltguard.detection.load import SheddingSettings, latency_percentile_ms
 from haltguard.drill import toolkit
 from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
-from haltguard.drill.scenarios.ddos import Background, first_response, load_guard, unfinished
-from haltguard.drill.toolkit import AcknowledgedOrder, DrillError, VenueClient, utc_now
+from haltguard.drill.toolkit import (
+    AcknowledgedOrder,
+    Background,
+    DrillError,
+    VenueClient,
+    first_response,
+    load_guard,
+    milliseconds,
+    percentile,
+    unfinished,
+    utc_now,
+)
 from haltguard.incidents import service as incidents
 from haltguard.incidents.rules import Category
 from haltguard.venue.types import MarketState
@@ -111,17 +121,8 @@ def admitted_per_s_max(settings: SheddingSettings, capacity: int, span_s: float)
     return capacity + burst / span_s
 
 
-def _ms(value: float | None) -> str:
-    return f"{value:.1f}" if value is not None else "n/a"
 
 
-def percentile(values: list[float], share: float) -> float | None:
-    """The nearest-rank percentile (``share`` in 0..1); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(len(ordered) * share))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 class SurgeScenario:
@@ -208,10 +209,10 @@ class SurgeScenario:
             "orders_acknowledged": str(len(record.acknowledged)),
             "shed_429": str(record.shed[429]),
             "shed_503": str(record.shed[503]),
-            "ack_p50_ms": _ms(p50),
-            "ack_p99_ms": _ms(p99),
-            "ack_p99_ms_after_first_s": _ms(steady_p99),
-            "shed_p99_ms": _ms(shed_p99),
+            "ack_p50_ms": milliseconds(p50),
+            "ack_p99_ms": milliseconds(p99),
+            "ack_p99_ms_after_first_s": milliseconds(steady_p99),
+            "shed_p99_ms": milliseconds(shed_p99),
         })
         low = capacity * ADMITTED_SHARE_MIN
         high = admitted_per_s_max(settings, capacity, span_s) * ADMITTED_MARGIN_MAX
@@ -247,10 +248,11 @@ class SurgeScenario:
                   p99 is not None and p99 <= bound_ms,
                   f"p99 of admitted orders' acknowledgements <= {bound_ms} ms as the customers "
                   "measured them (the load detector's bound, load.order_ack_p99_ms)",
-                  f"p50 {_ms(p50)} ms, p99 {_ms(p99)} ms over {len(record.ack_latencies_ms)} "
+                  f"p50 {milliseconds(p50)} ms, p99 {milliseconds(p99)} ms over "
+                  f"{len(record.ack_latencies_ms)} "
                   f"admitted orders (host load average {host})", name_ja="受付注文の応答時間",
                   expected_ja=f"p99 {bound_ms} ms 以下(顧客側計測)",
-                  seen_ja=f"p50 {_ms(p50)} ms, p99 {_ms(p99)} ms"),
+                  seen_ja=f"p50 {milliseconds(p50)} ms, p99 {milliseconds(p99)} ms"),
         ]
 
     def _journal(self, context: DrillContext, result: DrillResult, record: SurgeRecord) -> None:
@@ -304,15 +306,8 @@ class SurgeScenario:
             Check("no market halted by the surge", not halted,
                   "shedding, not a halt, protects the venue", ", ".join(halted) or "none",
                   name_ja="市場停止なし", expected_ja="なし", seen_ja=", ".join(halted) or "なし"),
-            Check("on-call paged", pages >= 1, "at least one page in the timeline", str(pages),
-                  name_ja="当番への呼び出し", expected_ja="1 件以上", seen_ja=str(pages)),
-            Check("public update in Japanese and English",
-                  bool(times.public_update_ja and times.public_update_en),
-                  "a published update with both texts",
-                  "both" if times.public_update_ja and times.public_update_en else "missing",
-                  name_ja="日英の公開告知", expected_ja="日本語と英語の両方",
-                  seen_ja="あり" if times.public_update_ja and times.public_update_en
-                  else "なし"),
+            toolkit.paged_check(pages),
+            toolkit.public_update_check(times.public_update_ja, times.public_update_en),
         ]
         if context.report_dir is not None:
             toolkit.write_postmortem(

@@ -27,8 +27,7 @@ import httpx
 
 from haltguard.drill import toolkit
 from haltguard.drill.scenario import DRILL_ACTOR, Check, DrillContext, DrillResult, Measurements
-from haltguard.drill.scenarios.ddos import load_guard
-from haltguard.drill.toolkit import DrillError, VenueClient, utc_now
+from haltguard.drill.toolkit import DrillError, VenueClient, load_guard, utc_now
 from haltguard.incidents import flows as incident_flows
 from haltguard.incidents import service as incidents
 from haltguard.incidents.models import TimelineKind, WithdrawalsRequest
@@ -122,7 +121,7 @@ class UnauthorizedAccessScenario:
             system, incident_id, grace_s=min(2.0, scale.timeout_s),
             cause_ja=f"{asset} の出金に関する不審な取引", cause_en=f"suspicious {asset} "
             "withdrawals", notes=played)
-        note_played_support(result, played)
+        toolkit.note_played_support(result, played)
         progress(f"{NAME}: playing the operator who unfreezes {asset} and lifts the block")
         with toolkit.database(system) as session:
             incident = incidents.get(session, incident_id)
@@ -178,15 +177,8 @@ class UnauthorizedAccessScenario:
                   f"{category.value} {severity.value}",
                   name_ja="分類: 不正アクセス", expected_ja="unauthorized_access",
                   seen_ja=f"{category.value} {severity.value}"),
-            Check("on-call paged", pages >= 1, "at least one page in the timeline", str(pages),
-                  name_ja="当番への呼び出し", expected_ja="1 件以上", seen_ja=str(pages)),
-            Check("public update in Japanese and English",
-                  bool(times.public_update_ja and times.public_update_en),
-                  "a published update with both texts",
-                  "both" if times.public_update_ja and times.public_update_en else "missing",
-                  name_ja="日英の公開告知", expected_ja="日本語と英語の両方",
-                  seen_ja="あり" if times.public_update_ja and times.public_update_en
-                  else "なし"),
+            toolkit.paged_check(pages),
+            toolkit.public_update_check(times.public_update_ja, times.public_update_en),
             Check("withdrawals unfrozen by a person", unfrozen,
                   "the unfreeze done by the (drill-played) operator, never by a rule",
                   "unfrozen" if unfrozen else "the venue refused",
@@ -297,13 +289,6 @@ def _frozen_at(system: Any, incident_id: int, asset: str) -> datetime | None:
                 return entry.at
     return None
 
-
-def note_played_support(result: DrillResult, played: list[str]) -> None:
-    """Carry the toolkit's note that the drill published the first update, in both
-    languages."""
-    for line in played:
-        result.note("自動の公開告知がなかったため、訓練がサポート担当として日英の定型文を公開"
-                    "しました。", line)
 
 
 SCENARIO = UnauthorizedAccessScenario()
