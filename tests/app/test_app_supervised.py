@@ -70,7 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     config = load_config(None, environ={}, overrides={
         "data_dir": str(tmp / "data"), "venue.admin_token": TOKEN, "server.port": port,
         "detection.rules_file": str(rules), "demo.rate_per_s": 2.0,
-        "status.loop_interval_s": 0.5,
+        "status.loop_interval_s": 0.5, "venue.order_capacity_per_s": 100_000,
     })
     system = start_system(config, demo=True)
     server = uvicorn.Server(uvicorn.Config(system.asgi_app(), host="127.0.0.1", port=port,

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from haltguard.app.listening import bind_listener
 from haltguard.detection.load import SheddingSettings
 from haltguard.gateway.app import create_venue_app
 from haltguard.gateway.demo import DemoFlow, set_up_demo
@@ -97,18 +98,13 @@ def runtime_limits(settings: VenueProcessSettings) -> RuntimeLimits:
 
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the venue starts so a busy port fails first."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        listener.bind((host, port))
+        return bind_listener(host, port)
     except OSError as exc:
-        listener.close()
         raise VenueStartError(
             f"cannot listen on {host}:{port} ({exc.strerror}); is another venue running "
             "there? Stop it or choose another --port"
         ) from exc
-    return listener
 
 
 def lock_data_dir(data_dir: Path) -> int:

@@ -36,6 +36,7 @@ from rich.markup import escape
 
 from haltguard.app.config import CONFIG_FILE_ENV, SQLITE_FILE_NAME, ConfigError, load_config
 from haltguard.app.first_admin import FirstAdmin
+from haltguard.app.listening import bind_listener
 from haltguard.app.system import (
     StartError,
     System,
@@ -154,18 +155,13 @@ def refuse(exc: ConfigError | StartError) -> NoReturn:
 def listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound before anything starts: a busy port then stops the start
     before a first admin is created and shown on a screen that is about to say it failed."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        listener.bind((host, port))
+        return bind_listener(host, port)
     except OSError as exc:
-        listener.close()
         raise StartError(
             f"cannot listen on {host}:{port} ({exc.strerror}); is another haltguard running "
             "there? Stop it, or choose another port with --port or server.port"
         ) from exc
-    return listener
 
 
 def run_server(system: System, listener: socket.socket) -> None:

@@ -9,6 +9,7 @@ flows (four eyes after a SEV1), with the drill named as the operator in every re
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -1147,3 +1148,22 @@ def finish_incident(context: DrillContext, result: DrillResult, incident_id: int
     notices = notices_delivered(system, incident_id, min(scale.timeout_s, NOTICE_WAIT_S))
     result.measurements.notices_sent = notices.sent
     result.measurements.extra["notices queued"] = str(notices.queued)
+
+
+async def read_http_answer(reader: asyncio.StreamReader,
+                           bytes_max: int) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer with a Content-Length (every answer of haltguard's APIs has one),
+    for the drills' raw clients, which send faster than an HTTP library can; a body over
+    ``bytes_max`` is refused rather than read."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    if length > bytes_max:
+        raise ValueError(f"an answer of {length} bytes is more than the {bytes_max} expected")
+    return status, headers, await reader.readexactly(length)

@@ -351,19 +351,7 @@ async def _flood(base_url: str, addresses: list[str], seconds_min: float,
 
 
 async def _answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name:
-            headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    if length > RESPONSE_BYTES_MAX:
-        raise ValueError(f"an answer of {length} bytes is more than the flood reads")
-    body = await reader.readexactly(length)
-    return status, headers, body
+    return await toolkit.read_http_answer(reader, RESPONSE_BYTES_MAX)
 
 
 def _note(record: AttackerRecord, status: int, headers: dict[str, str], body: bytes,

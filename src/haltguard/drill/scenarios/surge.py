@@ -585,19 +585,7 @@ async def _generate(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 answer with a Content-Length (every answer of the venue API has one)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name:
-            headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    if length > ANSWER_BYTES_MAX:
-        raise ValueError(f"an answer of {length} bytes is more than an order's")
-    return status, headers, await reader.readexactly(length)
+    return await toolkit.read_http_answer(reader, ANSWER_BYTES_MAX)
 
 
 def _probe(base_url: str, symbol: str, grid: OrderGrid) -> datetime:
