@@ -58,6 +58,9 @@ SIGNAL_DOCS: dict[str, str] = {
     "sampled like the spread. Labels `market`, `base`, `quote`.",
     BREAKER_TRIPPED: "The venue's own price-band circuit breaker tripped (one signal per "
     "trip); the value is its trigger count of the day. Labels `market`, `base`, `quote`.",
+    COMMAND_QUARANTINED: "The venue halted a market by itself (actor `system:venue`) because "
+    "the engine raised on a command, which it quarantined: a software bug. Value 1; details "
+    "`reason` (the seq and the error). Labels `market`, `base`, `quote`.",
 }
 """Every signal the market detectors emit; the rules reference lists them from here."""
 SIGNAL_NAMES = tuple(SIGNAL_DOCS)
