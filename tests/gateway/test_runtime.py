@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,30 @@ def test_a_journal_that_cannot_be_written_stops_the_venue(tmp_path: Path) -> Non
     venue, _ = recover(data_dir, repair=True)
     assert venue.last_seq >= outcome["acked"][-1]
     assert venue.check_invariants() == []
+
+
+def test_a_restarted_venue_still_shows_its_last_trades(tmp_path: Path) -> None:
+    """Recovery replays without events; the recent trades come back from the journal."""
+    runtime = start_runtime(tmp_path, trades_per_market_max=3)
+    try:
+        for price in range(15_000_000, 15_000_005):
+            runtime.submit_and_wait(limit(2, Side.SELL, price, qty=1))
+            runtime.submit_and_wait(limit(1, Side.BUY, price, qty=1))
+        before = runtime.recent_trades("BTC-JPY", 10)
+    finally:
+        runtime.stop()
+
+    restarted = start_runtime(tmp_path, set_up=False, trades_per_market_max=3)
+    try:
+        deadline = time.monotonic() + 10
+        while not restarted.recent_trades("BTC-JPY", 10) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        restarted.submit_and_wait(limit(2, Side.SELL, 15_000_009, qty=1))
+        restarted.submit_and_wait(limit(1, Side.BUY, 15_000_009, qty=1))
+        after = restarted.recent_trades("BTC-JPY", 10)
+    finally:
+        restarted.stop()
+
+    assert [(r.seq, r.trade.price) for r in before[:2]] == [
+        (r.seq, r.trade.price) for r in after[1:]]
+    assert [r.trade.price for r in after] == [15_000_009, 15_000_004, 15_000_003]

@@ -48,7 +48,14 @@ from typing import TypeVar
 
 from haltguard.gateway.models import Units
 from haltguard.gateway.sequencer import Clock, Sequencer
-from haltguard.journal import Journal, UnjournalableCommandError, check_journalable, recover
+from haltguard.journal import (
+    Journal,
+    JournalError,
+    JournalReader,
+    UnjournalableCommandError,
+    check_journalable,
+    recover,
+)
 from haltguard.journal.quarantine import (
     ERROR_TEXT_MAX,
     QuarantinedCommand,
@@ -78,6 +85,9 @@ T = TypeVar("T")
 
 ACK_TIMEOUT_S_DEFAULT = 10.0
 
+
+TRADES_BACKFILL_COMMANDS = 50_000
+"""Journal commands read back at start to refill the recent-trades rings."""
 
 @dataclass(frozen=True)
 class RuntimeLimits:
@@ -297,9 +307,44 @@ class VenueRuntime:
         if self._thread is not None:
             raise RuntimeError("the venue runtime was already started")
         self._refusal = ""
+        recovered_seq = self._venue.last_seq
         self._thread = threading.Thread(target=self._run, name="venue", daemon=True)
         self._thread.start()
+        if recovered_seq:
+            threading.Thread(target=self._backfill_trades, args=(recovered_seq,),
+                             name="venue-trades", daemon=True).start()
         return self
+
+    def _backfill_trades(self, through_seq: int) -> None:
+        """Refill the recent-trades rings from the journal's last commands before this start
+        (recovery replays without events), so a restarted venue still shows its last trades.
+        Live trades keep arriving meanwhile; the older ones go in front of them."""
+        from_seq = max(1, through_seq - TRADES_BACKFILL_COMMANDS + 1)
+        found: dict[str, list[TradeRecord]] = {}
+        try:
+            reader = JournalReader(self.data_dir)
+            try:
+                reader.seek(from_seq)
+                while entries := reader.read_available():
+                    for sequenced, events in entries:
+                        if sequenced.seq > through_seq:
+                            break
+                        for event in events:
+                            if type(event) is Trade:
+                                found.setdefault(event.market, []).append(
+                                    TradeRecord(sequenced.seq, sequenced.ts, event))
+                    if entries[-1][0].seq >= through_seq:
+                        break
+            finally:
+                reader.close()
+        except (JournalError, OSError) as exc:
+            log.warning("recent trades were not refilled from the journal: %s", exc)
+            return
+        keep = self.limits.trades_per_market_max
+        with self._state_lock:
+            for market, older in found.items():
+                live = list(self._trades.get(market, ()))
+                self._trades[market] = deque(older[-keep:] + live, maxlen=keep)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Refuse new commands, finish the queued ones, snapshot, close the journal."""
