@@ -107,6 +107,25 @@ def test_the_venue_runs_as_its_own_process_behind_the_public_port(served: Served
     assert served.system.venue_api_url == served.base == served.system.api_url
 
 
+def test_the_shedder_in_front_of_the_venue_process_counts_on_the_public_metrics(
+    served: Served,
+) -> None:
+    def offered() -> float:
+        text = served.http.get("/metrics").text
+        lines = [line for line in text.splitlines()
+                 if line.startswith("haltguard_venue_orders_offered_total ")]
+        assert lines, "the parent's /metrics has no load-shedding counters"
+        return float(lines[0].split()[1])
+
+    before = offered()
+    answer = served.http.post("/v1/markets/BTC-JPY/orders", json={
+        "account": 7, "side": "buy", "qty": "0.0001", "price": "1000000",
+        "client_order_id": "metrics-probe"})
+    # 201, or 409 from a halted market, or 503 while the venue restarts: offered all the same
+    assert answer.status_code in (201, 409, 503), answer.text
+    assert offered() == before + 1
+
+
 def test_a_killed_venue_comes_back_halted_with_every_acknowledged_order_and_an_incident(
     served: Served,
 ) -> None:

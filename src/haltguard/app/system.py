@@ -64,6 +64,7 @@ from haltguard.detection.feed import (
 )
 from haltguard.detection.intake import MAPPING_ENV, TOKENS_ENV, IntakeSettings
 from haltguard.detection.load import LoadGuard, LoadSheddingMiddleware, SheddingSettings
+from haltguard.detection.metrics import LoadMetrics
 from haltguard.detection.monitors import (
     MonitorScheduler,
     ProcessCheck,
@@ -603,6 +604,7 @@ def _front_the_child(system: System) -> None:
     guard = LoadGuard(
         settings, child.queue_depth, flood=RequestFloodDetector(settings.flood),
         outbox=SignalOutbox(service_sink),
+        metrics=LoadMetrics(system.operations.state.metrics_registry),
     )
     guard.attach(system.detection)
     system.load_guard = guard
