@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from haltguard.journal import Journal, JournalCorruptionError, recover
+from haltguard.journal import Journal, JournalCorruptionError, JournalReader, recover
 from haltguard.journal.codec import FRAME, RECORD_V1, RECORD_VERSION, seq_offset
 from haltguard.journal.segments import (
     SEGMENT_HEADER_BYTES,
@@ -235,6 +235,22 @@ def test_a_log_in_the_first_record_format_recovers_and_continues_in_the_current_
     venue, report = recover(data_dir)
     assert report.last_seq == len(COMMANDS)
     assert venue.state_hash() == replay(COMMANDS).state_hash()
+
+
+def test_a_reader_hands_out_a_first_format_segment_record_by_record(data_dir: Path) -> None:
+    """Readers take plain records one at a time through the same decoding loop recovery
+    uses in batches; an old segment reads back command for command."""
+    write_raw_segment(data_dir, 1, list(enumerate(COMMANDS, 1)), version=RECORD_V1)
+    recover(data_dir)  # as a venue starting on it would: it writes the commit mark
+    reader = JournalReader(data_dir)
+    try:
+        reader.seek(1)
+        read = []
+        while entries := reader.read_available():
+            read += [(sequenced.seq, sequenced.command) for sequenced, _ in entries]
+    finally:
+        reader.close()
+    assert read == list(enumerate(COMMANDS, 1))
 
 
 def test_a_damaged_record_in_a_first_format_segment_is_refused_naming_its_offset(

@@ -532,91 +532,23 @@ class RecordDecoder:
         (:meth:`_decode_v2`).
         """
         end = len(data)
-        symbols = self.symbols
         while pos < end and expected_seq <= skip_through_seq:  # inside the snapshot: skip
             decoded = self._decode_one(data, pos, expected_seq)
             if type(decoded) is DecodeStop:
                 return pos, expected_seq, decoded
             expected_seq, pos = decoded[0] + 1, decoded[3]  # type: ignore[index]
+        if batch_sink is None:  # one by one: the same loop, handing over one record at a time
+            batch_sink = _each_to(sink, order_sink, cancel_sink)
         if self.version == RECORD_V2:
-            if batch_sink is None:
-                batch_sink = _each_to(sink, order_sink, cancel_sink)
             return self._decode_v2(data, pos, expected_seq, sink, batch_sink)
-        unpack_place, place_bytes = _PLACE_RECORD.unpack_from, _PLACE_RECORD.size
-        unpack_cancel, cancel_bytes = _CANCEL_RECORD.unpack_from, _CANCEL_RECORD.size
-        place_length, cancel_length = _PLACE.size, _CANCEL.size
-        place_seed, cancel_seed = length_seed(place_length), length_seed(cancel_length)
-        plain_enums = PLAIN_ORDER_ENUMS
-        if batch_sink is not None:
-            return self._decode_batched(data, pos, expected_seq, sink, batch_sink)
-        known_symbols = len(symbols)
-        if order_sink is None:
-            order_sink = _order_to(sink)
-        if cancel_sink is None:
-            cancel_sink = _cancel_to(sink)
-        while pos < end:
-            body = pos + 8
-            kind = data[body] if body < end else 0
-            if kind == KIND_PLACE_ORDER:
-                stop = pos + place_bytes
-                if stop <= end:
-                    (length, crc, seq, ts, code, account, enum_codes, qty, price, id_bytes) = (
-                        unpack_place(data, pos)
-                    )
-                    if (
-                        length == place_length
-                        and seq == expected_seq
-                        and code < known_symbols
-                        and not id_bytes
-                        and crc32c(data[body:stop], place_seed) == crc
-                    ):
-                        try:
-                            side, order_type, tif = plain_enums[enum_codes]
-                        except TypeError:  # None: other options, or not a valid word
-                            pass
-                        else:
-                            order_sink(
-                                seq, ts, symbols[code], account, side, qty, price, order_type,
-                                tif,
-                            )
-                            expected_seq = seq + 1
-                            pos = stop
-                            continue
-            elif kind == KIND_CANCEL_ORDER:
-                stop = pos + cancel_bytes
-                if stop <= end:
-                    (length, crc, seq, ts, code, account, order_id, id_bytes) = (
-                        unpack_cancel(data, pos)
-                    )
-                    if (
-                        length == cancel_length
-                        and seq == expected_seq
-                        and code < known_symbols
-                        and not id_bytes
-                        and crc32c(data[body:stop], cancel_seed) == crc
-                    ):
-                        cancel_sink(seq, ts, symbols[code], account, order_id)
-                        expected_seq = seq + 1
-                        pos = stop
-                        continue
-            # Anything else (a new market, a client order id, another command, or damage)
-            # takes the careful path, which also says exactly what is wrong.
-            decoded = self._decode_one(data, pos, expected_seq)
-            if type(decoded) is DecodeStop:
-                return pos, expected_seq, decoded
-            seq, ts, command, pos = decoded  # type: ignore[misc]
-            sink(seq, ts, command)
-            expected_seq = seq + 1
-            known_symbols = len(symbols)
-        return pos, expected_seq, None
+        return self._decode_batched(data, pos, expected_seq, sink, batch_sink)
 
     def _decode_batched(
         self, data: bytes, pos: int, expected_seq: int, sink: Sink, batch_sink: BatchSink
     ) -> tuple[int, int, DecodeStop | None]:
-        """:meth:`decode_span` with a batch sink: plain records are collected, not called.
-
-        The same checks as the per-record loop (length, seq, known market code, no client
-        order id, CRC, a plain options word); anything else takes :meth:`_decode_one`
+        """:meth:`decode_span` for version 1 records: plain records are collected for the
+        batch sink once they pass the checks (length, seq, known market code, no client order
+        id, their own CRC, a plain options word); anything else takes :meth:`_decode_one`
         after the records collected so far were handed over.
         """
         end = len(data)
