@@ -13,7 +13,6 @@ the health monitors know whether the venue runs, without a round trip per reques
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from typing import Any
 
 import httpx
 from starlette.types import Receive, Scope, Send
+
+from haltguard.web.asgi import answer_error, read_body
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +67,18 @@ class VenueForwarder:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await _answer(send, 404, "not_found", "the venue API speaks HTTP only")
+            await answer_error(send, 404, "not_found", "the venue API speaks HTTP only")
             return
         down = self.down_reason()
         if down:
             self.refused_down += 1
-            await _answer(send, 503, "venue_restarting", f"{down}; retry shortly",
-                          RETRY_AFTER_S)
+            await answer_error(send, 503, "venue_restarting", f"{down}; retry shortly",
+                               RETRY_AFTER_S)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive, FORWARD_BODY_BYTES_MAX)
         if body is None:
-            await _answer(send, 413, "request_too_large",
-                          f"a request body is at most {FORWARD_BODY_BYTES_MAX} bytes")
+            await answer_error(send, 413, "request_too_large",
+                               f"a request body is at most {FORWARD_BODY_BYTES_MAX} bytes")
             return
         client = self._client_for_this_loop()
         headers = [(name, value) for name, value in scope["headers"]
@@ -93,11 +94,11 @@ class VenueForwarder:
             response = await client.send(request)
         except httpx.HTTPError as exc:
             self.refused_down += 1
-            await _answer(send, 503, "venue_restarting",
-                          f"the venue process is not answering ({type(exc).__name__}); it is "
-                          "being restarted from its journal; retry shortly. An order sent "
-                          "just now may have been taken: retry it with the same "
-                          "client_order_id", RETRY_AFTER_S)
+            await answer_error(send, 503, "venue_restarting",
+                               f"the venue process is not answering ({type(exc).__name__}); it is "
+                               "being restarted from its journal; retry shortly. An order sent "
+                               "just now may have been taken: retry it with the same "
+                               "client_order_id", RETRY_AFTER_S)
             return
         content = response.content
         out_headers = [(name.lower(), value) for name, value in response.headers.raw
@@ -107,33 +108,6 @@ class VenueForwarder:
                     "headers": out_headers})
         await send({"type": "http.response.body", "body": content, "more_body": False})
         self.forwarded += 1
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > FORWARD_BODY_BYTES_MAX:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _answer(send: Send, status: int, code: str, message: str,
-                  retry_after_s: int = 0) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    if retry_after_s:
-        headers.append((b"retry-after", str(retry_after_s).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 @dataclass

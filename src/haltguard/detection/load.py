@@ -62,6 +62,7 @@ from haltguard.detection.monitors import (
 )
 from haltguard.detection.signals import Signal
 from haltguard.security.config import IPNetwork
+from haltguard.web.asgi import answer_error, read_body
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -798,10 +799,10 @@ class LoadSheddingMiddleware:
             return
         start_ns = time.perf_counter_ns()
         scope[ROUTE_SCOPE_KEY] = ORDER_ROUTE  # for metrics, when answered before routing
-        body = await _read_body(receive, ORDER_BODY_BYTES_MAX)
+        body = await read_body(receive, ORDER_BODY_BYTES_MAX)
         if body is None:
-            await _answer(send, 413, "request_too_large",
-                          f"an order body is at most {ORDER_BODY_BYTES_MAX} bytes")
+            await answer_error(send, 413, "request_too_large",
+                               f"an order body is at most {ORDER_BODY_BYTES_MAX} bytes")
             return
         client = client_key_of_credentials(scope)
         if client is None:
@@ -820,25 +821,8 @@ class LoadSheddingMiddleware:
 
     async def _refuse(self, send: Send, refusal: Admission) -> None:
         self.guard.count_shed(refusal.code)
-        await _answer(send, refusal.status, refusal.code, refusal.message,
-                      refusal.retry_after_s)
-
-
-async def _read_body(receive: Receive, bytes_max: int) -> bytes | None:
-    """The whole request body, or None once it exceeds ``bytes_max``."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)  # the client went away; the app sees an empty body
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > bytes_max:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+        await answer_error(send, refusal.status, refusal.code, refusal.message,
+                           refusal.retry_after_s)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -852,19 +836,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-async def _answer(
-    send: Send, status: int, code: str, message: str, retry_after_s: int = 0
-) -> None:
-    """The venue's error shape, ``{"error": {"code", "message"}}``, without the app."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    if retry_after_s:
-        headers.append((b"retry-after", str(retry_after_s).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def install_load_shedding(
