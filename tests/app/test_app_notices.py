@@ -106,7 +106,7 @@ def publish_update(system: System) -> None:
 def test_a_published_update_reaches_the_status_page_and_a_webhook_subscriber_by_itself(
     system: System, receiver: Receiver
 ) -> None:
-    assert system.status_loop is not None and system.status_loop.thread.is_alive()
+    assert system.status_loop is not None and system.status_loop.running
     assert system.outbox_worker is not None
     subscribe_webhook(system, receiver.url)
 
@@ -120,10 +120,11 @@ def test_a_published_update_reaches_the_status_page_and_a_webhook_subscriber_by_
 
 
 def test_stopping_the_system_stops_the_status_loop_and_the_outbox(system: System) -> None:
-    loop, outbox_thread = system.status_loop, system.outbox_thread
-    assert loop is not None and outbox_thread is not None and outbox_thread.is_alive()
+    loop, outbox = system.status_loop, system.outbox_worker
+    assert loop is not None and loop.running
+    assert outbox is not None and outbox.running
 
     system.stop()
 
-    assert not loop.thread.is_alive()
-    assert not outbox_thread.is_alive()
+    assert not loop.running
+    assert not outbox.running

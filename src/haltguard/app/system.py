@@ -209,19 +209,6 @@ class JournalFollower:
 
 
 @dataclass
-class StatusLoop:
-    """The status loop's thread: refreshes the page and pages on overdue updates."""
-
-    thread: threading.Thread
-    stop_event: threading.Event
-    interval_s: float
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(THREAD_STOP_S_MAX)
-
-
-@dataclass
 class System:
     """The running parts; :meth:`stop` shuts them down in reverse order of starting."""
 
@@ -245,13 +232,12 @@ class System:
     remote_venue_problem: str = ""
     oncall_people: int = 0
     outbox_worker: OutboxWorker | None = None
-    status_loop: StatusLoop | None = None
+    status_loop: status_flows.StatusLoop | None = None
     drills_enabled: bool = False
     drill_token: str = field(default_factory=lambda: secrets.token_urlsafe(GENERATED_TOKEN_BYTES))
     api_url: str = ""  # the operations service, once serving
     venue_api_url: str = ""  # where `{venue_api_url}/v1/...` answers
     started_at: datetime = field(default_factory=utc_now)
-    outbox_thread: threading.Thread | None = None
     _serve_file: Path | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -300,11 +286,9 @@ class System:
         if self._serve_file is not None:
             self._serve_file.unlink(missing_ok=True)
         if self.status_loop is not None:
-            self.status_loop.stop()
+            self.status_loop.stop(THREAD_STOP_S_MAX)
         if self.outbox_worker is not None:
-            self.outbox_worker.stop_event.set()
-            if self.outbox_thread is not None:
-                self.outbox_thread.join(THREAD_STOP_S_MAX)
+            self.outbox_worker.stop(THREAD_STOP_S_MAX)
         if self.monitors is not None:
             self.monitors.stop()
         if self.load_guard is not None:
@@ -643,10 +627,10 @@ def _start_status(system: System) -> None:
     operations.add_middleware(StatusPagesMiddleware)
     interval_s = config.status_loop_interval_s
     if interval_s > 0:
-        thread, stop = status_flows.start_status_thread(
+        system.status_loop = status_flows.StatusLoop(
             publisher_of(operations), interval_s, responder_settings=config.paging
         )
-        system.status_loop = StatusLoop(thread, stop, interval_s)
+        system.status_loop.start()
 
 
 def _start_outbox(system: System) -> None:
@@ -665,11 +649,8 @@ def _start_outbox(system: System) -> None:
         return
     with session_scope(operations.state.session_factory) as session:
         secret = notify.link_secret(session, settings, utc_now())
-    worker = OutboxWorker(operations.state.engine, settings, secret)
-    thread = threading.Thread(target=worker.run, name="notify-outbox", daemon=True)
-    thread.start()
-    system.outbox_worker = worker
-    system.outbox_thread = thread
+    system.outbox_worker = OutboxWorker(operations.state.engine, settings, secret)
+    system.outbox_worker.start()
 
 
 def _install_drills(system: System) -> None:
