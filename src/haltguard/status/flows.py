@@ -20,7 +20,8 @@ from haltguard.incidents import service as incidents
 from haltguard.incidents.models import Incident, TimelineKind
 from haltguard.responders import service as responders
 from haltguard.responders.service import ResponderSettings
-from haltguard.status import service
+from haltguard.status.cadence import cadence
+from haltguard.status.components import SYSTEM_ACTOR
 from haltguard.status.models import CadencePage
 from haltguard.status.publisher import StatusPublisher
 from haltguard.status.settings import LOOP_INTERVAL_S_MIN, StatusSettings
@@ -59,7 +60,7 @@ def _page_for_overdue(
                 page = responders.page_person(
                     session, person=commander, incident_id=incident.ref, summary=summary,
                     category=incident.category.value, severity=incident.severity.value,
-                    reason=reason, clock=clock, actor=service.SYSTEM_ACTOR,
+                    reason=reason, clock=clock, actor=SYSTEM_ACTOR,
                     settings=responder_settings,
                 )
             return _Paged(page.id, "commander")
@@ -70,7 +71,7 @@ def _page_for_overdue(
             page = responders.page(
                 session, incident_id=incident.ref, summary=summary,
                 category=incident.category.value, severity=incident.severity.value,
-                clock=clock, actor=service.SYSTEM_ACTOR, settings=responder_settings,
+                clock=clock, actor=SYSTEM_ACTOR, settings=responder_settings,
             )
         return _Paged(page.id, "on_call", fallback_reason=fallback_reason)
     except responders.RespondersError as exc:
@@ -105,7 +106,7 @@ def page_overdue_updates(
     """
     now = clock.now()
     paged_refs = []
-    for row in service.cadence(session, now=now, settings=settings):
+    for row in cadence(session, now=now, settings=settings):
         if not row.overdue or row.paged_at is not None:
             continue
         incident = incidents.get(session, row.incident_id)
@@ -128,7 +129,7 @@ def page_overdue_updates(
         session.add(CadencePage(incident_id=incident.id, due_at=row.due_at, paged_at=now,
                                 page_id=paged.page_id))
         incidents.record(
-            session, incident, kind=TimelineKind.PAGE, actor=service.SYSTEM_ACTOR, now=now,
+            session, incident, kind=TimelineKind.PAGE, actor=SYSTEM_ACTOR, now=now,
             audit_action="status.update_overdue",
             message=_overdue_message(incident, paged, rule=rule, late=late),
             details={"rule": rule, "every_minutes": row.every_minutes,
