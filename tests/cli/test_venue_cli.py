@@ -16,10 +16,12 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner, Result
 
+from haltguard.app.venue_process import lock_data_dir
 from haltguard.cli.main import app
 from haltguard.gateway.app import create_venue_app
 from haltguard.gateway.runtime import VenueRuntime
 from haltguard.journal import Journal, recover
+from haltguard.journal.codec import encode_record
 from haltguard.venue.commands import AddAsset, AddMarket, Command, Deposit, PlaceOrder
 from haltguard.venue.markets import DEMO_ASSETS, demo_markets
 from haltguard.venue.types import MarketState, Side
@@ -69,7 +71,7 @@ def test_verify_on_a_good_directory_exits_0_and_prints_the_state_hash(journal_di
     assert result.exit_code == 0, result.output
     assert "OK" in result.output
     assert venue.state_hash() in result.output
-    assert "209" in result.output  # records replayed and last seq
+    assert str(len(venue_commands())) in result.output  # records replayed and last seq
 
 
 def test_verify_on_a_corrupted_directory_exits_1_naming_segment_and_offset(
@@ -88,17 +90,109 @@ def test_verify_on_a_corrupted_directory_exits_1_naming_segment_and_offset(
     assert "restore" in result.output  # what to do next
 
 
+def _append(segment: Path, data: bytes) -> None:
+    with segment.open("ab") as file:
+        file.write(data)
+
+
 def test_verify_reports_a_torn_tail_without_cutting_it(journal_dir: Path) -> None:
     segment = the_segment(journal_dir)
     size = segment.stat().st_size
-    with segment.open("r+b") as file:
-        file.truncate(size - 5)
+    seq = len(venue_commands()) + 1
+    torn = encode_record(seq, 10_000, venue_commands()[-1], {})[:-5]  # written, never synced
+    _append(segment, torn)
 
     result = runner.invoke(app, ["venue", "verify", str(journal_dir)])
 
     assert result.exit_code == 0, result.output
     assert "torn tail" in result.output
-    assert segment.stat().st_size == size - 5  # verify changed nothing
+    assert segment.stat().st_size == size + len(torn)  # verify changed nothing
+
+
+def test_verify_says_which_range_of_the_journal_is_retained(journal_dir: Path) -> None:
+    result = runner.invoke(app, ["venue", "verify", str(journal_dir)], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.output
+    assert f"seq 1 to {len(venue_commands())}" in result.output
+
+
+def test_verify_fails_on_a_synced_record_cut_short(journal_dir: Path) -> None:
+    segment = the_segment(journal_dir)
+    segment.write_bytes(segment.read_bytes()[:-5])
+
+    result = runner.invoke(app, ["venue", "verify", str(journal_dir)])
+
+    assert result.exit_code == 1
+    assert "below the commit mark" in result.output
+
+
+GARBAGE = b"\x00\x00\x00\x7f" + bytes(range(40))  # no record is that long: not a torn tail
+
+
+def test_repair_cuts_garbage_after_the_commit_mark_once_confirmed(journal_dir: Path) -> None:
+    segment = the_segment(journal_dir)
+    intact = segment.read_bytes()
+    _append(segment, GARBAGE)
+    assert runner.invoke(app, ["venue", "verify", str(journal_dir)]).exit_code == 1
+
+    result = runner.invoke(
+        app, ["venue", "repair", str(journal_dir), "--reason", "disk fault", "--actor", "alice"],
+        input="y\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"cut {len(GARBAGE)} byte(s) from {segment.name}" in result.output
+    assert segment.read_bytes() == intact
+    [kept] = (journal_dir / "repairs").glob("*.cut")
+    assert kept.read_bytes() == GARBAGE
+    verified = runner.invoke(app, ["venue", "verify", str(journal_dir)])
+    assert verified.exit_code == 0, verified.output
+    assert "by alice (disk fault)" in verified.output
+
+
+def test_repair_declined_changes_nothing(journal_dir: Path) -> None:
+    segment = the_segment(journal_dir)
+    _append(segment, GARBAGE)
+    damaged = segment.read_bytes()
+
+    result = runner.invoke(
+        app, ["venue", "repair", str(journal_dir), "--reason", "disk fault"], input="n\n"
+    )
+
+    assert result.exit_code == 1
+    assert "nothing was cut" in result.output
+    assert segment.read_bytes() == damaged
+    assert not (journal_dir / "repairs").exists()
+
+
+def test_repair_refuses_damage_below_the_commit_mark(journal_dir: Path) -> None:
+    segment = the_segment(journal_dir)
+    data = bytearray(segment.read_bytes())
+    data[-20] ^= 0xFF  # inside the last synced record
+    segment.write_bytes(bytes(data))
+
+    result = runner.invoke(
+        app, ["venue", "repair", str(journal_dir), "--reason", "disk fault", "--yes"]
+    )
+
+    assert result.exit_code == 1
+    assert "repair will not cut them" in result.output
+    assert "restore" in result.output
+    assert segment.read_bytes() == bytes(data)
+
+
+def test_repair_refuses_while_a_venue_holds_the_data_directory(journal_dir: Path) -> None:
+    _append(the_segment(journal_dir), GARBAGE)
+    lock = lock_data_dir(journal_dir)  # what a running venue holds
+    try:
+        result = runner.invoke(
+            app, ["venue", "repair", str(journal_dir), "--reason", "disk fault", "--yes"]
+        )
+    finally:
+        os.close(lock)
+
+    assert result.exit_code == 1
+    assert "stop the venue" in result.output
 
 
 def test_verify_on_a_directory_that_is_not_a_venue_says_so(tmp_path: Path) -> None:
@@ -223,8 +317,8 @@ def test_off_grid_order_from_the_command_line_explains_the_grid(venue: RunningVe
 
 
 def test_every_venue_command_has_help() -> None:
-    commands = ["run", "verify", "inspect", "halt", "state", "kill-switch", "freeze", "resume",
-                "status", "order", "cancel", "book", "balances"]
+    commands = ["run", "verify", "repair", "inspect", "halt", "state", "kill-switch", "freeze",
+                "resume", "status", "order", "cancel", "book", "balances"]
     for command in commands:
         result = runner.invoke(app, ["venue", command, "--help"])
         assert result.exit_code == 0, command

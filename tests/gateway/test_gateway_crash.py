@@ -87,7 +87,8 @@ class Load:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.accepted: list[tuple[int, int, str, int]] = []  # seq, account, client id, order
+        # seq, account, client id, order id, and the side and price to retry it with
+        self.accepted: list[tuple[int, int, str, int, str, str]] = []
         self.refused_seqs: list[int] = []
         self.lock = threading.Lock()
         self.threads = [
@@ -117,7 +118,9 @@ class Load:
                 with self.lock:
                     if response.status_code == 201:
                         order_id = data["order"]["order_id"]
-                        self.accepted.append((data["seq"], account, client_order_id, order_id))
+                        self.accepted.append(
+                            (data["seq"], account, client_order_id, order_id, side, body["price"])
+                        )
                     elif "seq" in data.get("error", {}):
                         self.refused_seqs.append(data["error"]["seq"])
 
@@ -173,9 +176,9 @@ def test_sigkill_mid_load_loses_no_acknowledged_command(tmp_path: Path) -> None:
     assert replayed.state_hash() == recovered.state_hash()
     # Every acknowledged order is known to the recovered venue under its client order id.
     seq = recovered.last_seq
-    for _, account, client_order_id, order_id in load.accepted:
+    for _, account, client_order_id, order_id, side, price in load.accepted:
         seq += 1
-        retry = PlaceOrder("BTC-JPY", account, Side.BUY, 10, 15_000_000,
+        retry = PlaceOrder("BTC-JPY", account, Side(side), 10, int(price),  # the same terms
                            client_order_id=client_order_id)
         events = recovered.apply(seq, recovered.last_ts, retry)
         assert events == [OrderRepeated("BTC-JPY", account, client_order_id, order_id)]

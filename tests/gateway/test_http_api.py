@@ -488,8 +488,8 @@ def test_a_number_the_journal_cannot_store_is_422_and_uses_no_sequence_number(
 
     assert response.status_code == 422
     error = response.json()["error"]
-    assert error["code"] == "invalid_command"
-    assert "64 bits" in error["message"]
+    assert error["code"] == "invalid_request"
+    assert "account" in error["message"] and "9223372036854775807" in error["message"]
     assert runtime.status().last_seq == last_seq
     assert runtime.status().failure == ""
     assert place(client).status_code == 201

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from haltguard.journal import Journal
 from haltguard.journal.codec import RECORD_VERSION, encode_record
-from haltguard.journal.segments import segment_header, segment_name, segments_dir
+from haltguard.journal.segments import (
+    CommitMark,
+    list_segments,
+    segment_header,
+    segment_name,
+    segments_dir,
+    write_commit_mark,
+)
 from haltguard.venue.commands import Command
 from haltguard.venue.engine import Venue
 from haltguard.venue.workload import order_flow, setup_commands
@@ -103,3 +110,23 @@ def record_offsets(path: Path) -> list[int]:
         offsets.append(offset)
         offset += FRAME.size + FRAME.unpack_from(data, offset)[0]
     return offsets
+
+
+def flip(path: Path, offset: int, mask: int = 0x40) -> None:
+    """Damage one byte of ``path`` in place."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= mask
+    path.write_bytes(bytes(data))
+
+
+def unsync_last_records(data_dir: Path, records: int) -> int:
+    """Move the commit mark back before the newest segment's last ``records`` records, as if
+    the sync covering them never returned (a crash between write and fsync): they were never
+    acknowledged. Returns the offset of the first of them."""
+    first_seq, segment = list_segments(data_dir)[-1]
+    offsets = record_offsets(segment)
+    last_synced = first_seq + len(offsets) - records - 1
+    write_commit_mark(
+        data_dir, CommitMark(first_seq, offsets[-records], last_synced, ts_of(last_synced))
+    )
+    return offsets[-records]

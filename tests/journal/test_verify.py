@@ -5,10 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from haltguard.journal import verify
+from haltguard.journal.quarantine import quarantine_path
 from haltguard.journal.snapshots import encode_snapshot, snapshots_dir, write_snapshot_bytes
 from haltguard.venue.engine import Venue
 
-from .support import newest_segment, record_offsets, replay, ts_of, workload, write_journal
+from .support import (
+    newest_segment,
+    record_offsets,
+    replay,
+    ts_of,
+    unsync_last_records,
+    workload,
+    write_journal,
+)
 
 COMMANDS = workload(300)
 
@@ -26,7 +35,8 @@ def _files(data_dir: Path) -> dict[str, tuple[bytes, int]]:
 def test_verify_reports_the_state_and_a_torn_tail_and_changes_nothing(data_dir: Path) -> None:
     write_journal(data_dir, COMMANDS, checkpoint_at=(100,))
     segment = newest_segment(data_dir)
-    segment.write_bytes(segment.read_bytes()[:-7])  # a torn last write
+    unsync_last_records(data_dir, 1)  # its sync never returned ...
+    segment.write_bytes(segment.read_bytes()[:-7])  # ... and the write was torn
     before = _files(data_dir)
     report = verify(data_dir)
     assert _files(data_dir) == before
@@ -72,3 +82,11 @@ def test_verify_reports_a_venue_that_breaks_conservation_of_funds(data_dir: Path
     report = verify(data_dir)
     assert not report.ok
     assert any("venue invariant broken" in problem for problem in report.problems)
+
+
+def test_verify_reports_an_unreadable_quarantine_list_as_a_problem(data_dir: Path) -> None:
+    write_journal(data_dir, COMMANDS[:80])
+    quarantine_path(data_dir).write_text('{"version": 1, "commands": [{"seq": ')
+    report = verify(data_dir)
+    assert not report.ok
+    assert "quarantine.json cannot be read" in report.problems[0]

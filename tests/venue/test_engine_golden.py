@@ -110,6 +110,16 @@ def client_order_ids(first: int) -> list[Step]:
     ]
 
 
+def client_order_id_reuse(first: int) -> list[Step]:
+    return [
+        order(1, BUY, 1, 990, client_order_id="r-1"),
+        order(1, BUY, 2, 991, client_order_id="r-1"),  # other price and quantity: refused
+        order(1, BUY, 1, 990, client_order_id="r-1"),  # the same terms: a repeat
+        order(9, BUY, 1, 990, client_order_id="r-1"),  # an account the venue never funded
+        Withdraw(9, "JPY", 1),
+    ]
+
+
 def cancels_and_funds(first: int) -> list[Step]:
     return [
         order(1, BUY, 1, 990),
@@ -193,6 +203,7 @@ SCENARIOS: dict[str, Callable[[int], list[Step]]] = {
     "post_only": post_only,
     "self_trade_prevention": self_trade_prevention,
     "client_order_ids": client_order_ids,
+    "client_order_id_reuse": client_order_id_reuse,
     "cancels_and_funds": cancels_and_funds,
     "halts": halts,
     "auction": auction,

@@ -267,6 +267,7 @@ def test_market_buy_fills_until_its_funds_run_out() -> None:
 
 def test_market_buy_without_quote_is_rejected() -> None:
     h = funded()
+    h(Deposit(9, "COIN", 1))  # known to the venue, but holding no JPY
     h.sell(1, 1, 1_000)
     events = h.buy(9, 1)
     assert isinstance(events[0], OrderRejected)
@@ -402,7 +403,9 @@ def test_finished_client_order_ids_are_forgotten_beyond_the_window(
     assert kinds(h.buy(1, 1, 900, client_order_id="a", tif=TimeInForce.IOC))[0] == (
         "OrderAccepted"
     )
-    assert isinstance(h.buy(1, 1, 900, client_order_id="c")[0], OrderRepeated)
+    assert isinstance(
+        h.buy(1, 1, 900, client_order_id="c", tif=TimeInForce.IOC)[0], OrderRepeated
+    )
 
 
 def test_resting_orders_keep_their_client_order_id_whatever_the_window(

@@ -9,15 +9,37 @@ own event types. Timestamps (``ts``, ``*_ts``) stay integers: nanoseconds since 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from decimal import Decimal, DecimalException
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
+from haltguard.venue.engine import BPS_PER_UNIT
 from haltguard.venue.events import Event
-from haltguard.venue.markets import MarketSpec, from_units
+from haltguard.venue.markets import (
+    ASSET_CODE_LENGTH_MAX,
+    ASSET_CODE_PATTERN,
+    DECIMAL_GRAMMAR,
+    DECIMAL_PATTERN,
+    DECIMAL_TEXT_LENGTH_MAX,
+    MARKET_SYMBOL_LENGTH_MAX,
+    MARKET_SYMBOL_PATTERN,
+    MarketSpec,
+    decimal_text_problem,
+    from_units,
+)
 from haltguard.venue.types import (
     INT64_MAX,
     MarketState,
@@ -117,8 +139,75 @@ class Units:
 
 
 # ---------------------------------------------------------------------------------------
-# Requests. Prices, sizes and amounts are strings so no float ever touches them; a JSON
-# number is refused rather than guessed at.
+# Requests. Prices, sizes and amounts are strings in the plain decimal grammar so no float
+# ever touches them; a JSON number is refused rather than guessed at. Every other field
+# takes exactly its JSON type: an integer is a JSON integer (not ``true``, ``"1"`` or
+# ``1.0``) within the 64-bit range the journal stores, a flag is ``true`` or ``false``.
+
+
+def _plain_decimal(text: str) -> str:
+    problem = decimal_text_problem(text)
+    if problem is not None:
+        raise ValueError(f"{problem}; nothing is rounded or guessed")
+    return text
+
+
+def _named(pattern: str, what: str, length_max: int) -> Callable[[str], str]:
+    compiled = re.compile(pattern)
+
+    def check(text: str) -> str:
+        if len(text) > length_max or compiled.fullmatch(text) is None:
+            raise ValueError(f"{text[:40]!r} is not {what}")
+        return text
+
+    return check
+
+
+_SYMBOL_RULE = (
+    "two asset codes joined by '-', at most "
+    f"{MARKET_SYMBOL_LENGTH_MAX} characters, e.g. 'BTC-JPY'"
+)
+_ASSET_RULE = f"1 to {ASSET_CODE_LENGTH_MAX} capital ASCII letters and digits, e.g. 'BTC'"
+_check_symbol = _named(
+    MARKET_SYMBOL_PATTERN, f"a market symbol ({_SYMBOL_RULE})", MARKET_SYMBOL_LENGTH_MAX
+)
+_check_asset = _named(ASSET_CODE_PATTERN, f"an asset code ({_ASSET_RULE})", ASSET_CODE_LENGTH_MAX)
+
+GRAMMAR_TEXT = (
+    f"Decimals (prices, quantities, amounts) are JSON strings, {DECIMAL_GRAMMAR}. Integers "
+    "are JSON integers (not true, '1' or 1.0) from 0 to 2^63-1; flags are true or false; "
+    f"asset codes are {_ASSET_RULE}; market symbols are {_SYMBOL_RULE}."
+)
+"""The wire grammar in one sentence, for the OpenAPI description."""
+
+DecimalText = Annotated[
+    StrictStr,
+    AfterValidator(_plain_decimal),
+    Field(json_schema_extra={"pattern": DECIMAL_PATTERN, "maxLength": DECIMAL_TEXT_LENGTH_MAX}),
+]
+"""A price, quantity or amount as text: :data:`DECIMAL_PATTERN`, never a JSON number."""
+MarketSymbol = Annotated[
+    StrictStr,
+    AfterValidator(_check_symbol),
+    Field(json_schema_extra={"pattern": MARKET_SYMBOL_PATTERN,
+                             "maxLength": MARKET_SYMBOL_LENGTH_MAX}),
+]
+AssetCode = Annotated[
+    StrictStr,
+    AfterValidator(_check_asset),
+    Field(json_schema_extra={"pattern": ASSET_CODE_PATTERN, "maxLength": ASSET_CODE_LENGTH_MAX}),
+]
+Account = Annotated[StrictInt, Field(gt=0, le=INT64_MAX)]
+"""A customer account: a positive JSON integer the journal can store."""
+Seconds = Annotated[StrictFloat, Field(ge=0, le=86_400, allow_inf_nan=False)]
+"""A duration in seconds: a JSON number (integer or not), at most one day."""
+PositiveSeconds = Annotated[StrictFloat, Field(gt=0, le=86_400, allow_inf_nan=False)]
+FeeBps = Annotated[StrictInt, Field(ge=0, le=1_000)]
+BandBps = Annotated[StrictInt, Field(gt=0, le=BPS_PER_UNIT)]
+
+
+def _decimal(what: str) -> str:
+    return f"{what}, as a JSON string: {DECIMAL_GRAMMAR}."
 
 
 class _Request(BaseModel):
@@ -130,84 +219,99 @@ class PlaceOrderRequest(_Request):
     ``account`` field says whose order it is, and whatever sits in front of the venue (the
     exchange's own gateway) is responsible for checking that the caller owns it."""
 
-    account: int = Field(gt=0, description="The customer's account number (0 is the fee account).")
+    account: Account = Field(
+        description="The customer's account number, 1 to 2^63-1 (0 is the fee account)."
+    )
     side: Side
-    qty: str = Field(description="Quantity in base units, a multiple of the lot size, e.g. '0.01'.")
-    price: str | None = Field(
-        default=None, description="Limit price in quote per base, a multiple of the tick size."
+    qty: DecimalText = Field(
+        description=_decimal("Quantity in base units, a multiple of the lot size, e.g. '0.01'")
+    )
+    price: DecimalText | None = Field(
+        default=None,
+        description=_decimal("Limit price in quote per base, a multiple of the tick size"),
     )
     type: OrderType = OrderType.LIMIT
     tif: TimeInForce = TimeInForce.GTC
-    post_only: bool = False
+    post_only: StrictBool = False
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
-    client_order_id: str = Field(
-        default="", max_length=64, description="Retrying with the same id places nothing new."
+    client_order_id: StrictStr = Field(
+        default="", max_length=64,
+        description="Scoped to the account, across markets. Resending the same id with the "
+        "same terms places nothing and answers 200 with the original order; the same id "
+        "with any other term (market, side, type, tif, price, qty, post_only, stp) is a 409 "
+        "client_order_id_reused.",
     )
 
 
 class CancelAllRequest(_Request):
-    account: int = Field(gt=0, description="Whose orders to cancel in this market.")
+    account: Account = Field(description="Whose orders to cancel in this market.")
 
 
 class _Operator(_Request):
-    actor: str = Field(min_length=1, max_length=128, description="Who decided (name or id).")
-    reason: str = Field(min_length=1, max_length=1000, description="Why, for the audit trail.")
-    incident_id: str = Field(default="", max_length=128)
+    actor: StrictStr = Field(
+        min_length=1, max_length=128, description="Who decided (name or id)."
+    )
+    reason: StrictStr = Field(
+        min_length=1, max_length=1000, description="Why, for the audit trail."
+    )
+    incident_id: StrictStr = Field(default="", max_length=128)
 
 
 class DepositRequest(_Request):
-    account: int = Field(gt=0)
-    asset: str
-    amount: str = Field(description="A decimal amount, a multiple of the asset's minor unit.")
-    reference: str = Field(default="", max_length=256)
+    account: Account
+    asset: AssetCode
+    amount: DecimalText = Field(
+        description=_decimal("An amount, a multiple of the asset's minor unit")
+    )
+    reference: StrictStr = Field(default="", max_length=256)
 
 
 class WithdrawRequest(DepositRequest):
-    destination: str = Field(default="", max_length=256)
+    destination: StrictStr = Field(default="", max_length=256)
 
 
 class AddAssetRequest(_Request):
-    code: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")
-    decimals: int = Field(ge=0, le=18)
+    code: AssetCode
+    decimals: StrictInt = Field(ge=0, le=18)
 
 
 class AddMarketRequest(_Request):
     """A market from human decimals; the grid is checked by ``make_market``."""
 
-    symbol: str = Field(min_length=3, max_length=32, pattern=r"^[A-Z0-9]+-[A-Z0-9]+$")
-    base: str
-    quote: str
-    tick_size: str
-    lot_size: str
-    min_qty: str
-    max_qty: str
-    maker_fee_bps: int = 0
-    taker_fee_bps: int = 0
+    symbol: MarketSymbol
+    base: AssetCode
+    quote: AssetCode
+    tick_size: DecimalText = Field(description=_decimal("The price step"))
+    lot_size: DecimalText = Field(description=_decimal("The quantity step"))
+    min_qty: DecimalText = Field(description=_decimal("The smallest order size"))
+    max_qty: DecimalText = Field(description=_decimal("The largest order size"))
+    maker_fee_bps: FeeBps = 0
+    taker_fee_bps: FeeBps = 0
     breaker: Literal["none", "coincheck", "luld"] = "none"
     state: MarketState = MarketState.CLOSED
 
 
 class SetMarketStateRequest(_Operator):
     state: MarketState
-    cancels_allowed: bool = Field(
+    cancels_allowed: StrictBool = Field(
         default=True, description="For 'halted': false refuses even cancels (maintenance)."
     )
-    auction_seconds: float = Field(
-        default=0, ge=0, le=86_400, description="For 'auction': uncross and open after this long."
+    auction_seconds: Seconds = Field(
+        default=0, description="For 'auction': uncross and open after this long (0 to 86400)."
     )
 
 
 class KillSwitchRequest(_Operator):
-    engaged: bool
+    engaged: StrictBool
 
 
 class FreezeWithdrawalsRequest(_Operator):
-    frozen: bool
+    frozen: StrictBool
 
 
 class ResumePhaseRequest(_Request):
     state: MarketState
-    min_seconds: float = Field(ge=0, le=86_400)
+    min_seconds: Seconds
 
 
 class ResumePlanRequest(_Operator):
@@ -218,19 +322,28 @@ class OperatorRequest(_Operator):
     """An operator action that needs nothing but who and why (uncross, abort a resume plan)."""
 
 
+def _empty_or_symbol(text: str) -> str:
+    return text if text == "" else _check_symbol(text)
+
+
 class AdminCancelAllRequest(_Operator):
-    market: str = Field(default="", description="Empty: every market.")
-    account: int = Field(default=0, ge=0, description="0: every account.")
+    market: Annotated[StrictStr, AfterValidator(_empty_or_symbol)] = Field(
+        default="", description=f"Empty: every market; otherwise a market, {_SYMBOL_RULE}."
+    )
+    account: StrictInt = Field(default=0, ge=0, le=INT64_MAX, description="0: every account.")
 
 
 class BreakerRequest(_Request):
     """A breaker preset or explicit settings; ``preset='none'`` turns the breaker off."""
 
-    actor: str = Field(min_length=1, max_length=128)
-    reason: str = Field(min_length=1, max_length=1000)
+    actor: StrictStr = Field(min_length=1, max_length=128)
+    reason: StrictStr = Field(min_length=1, max_length=1000)
     preset: Literal["none", "coincheck", "luld", "custom"] = "custom"
-    band_bps: list[int] = Field(default_factory=list, max_length=8)
-    pause_seconds: float = Field(default=300, gt=0, le=86_400)
+    band_bps: list[BandBps] = Field(
+        default_factory=list, max_length=8,
+        description=f"Band half-widths in basis points, 1 to {BPS_PER_UNIT} each.",
+    )
+    pause_seconds: PositiveSeconds = 300
     reference: Literal["rolling", "static"] = "rolling"
-    window_seconds: float = Field(default=300, gt=0, le=86_400)
-    limit_state_seconds: float = Field(default=0, ge=0, le=86_400)
+    window_seconds: PositiveSeconds = 300
+    limit_state_seconds: Seconds = 0

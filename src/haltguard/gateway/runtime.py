@@ -76,7 +76,7 @@ from haltguard.venue.commands import (
     validated,
 )
 from haltguard.venue.engine import Venue
-from haltguard.venue.events import CommandRejected, Event, OrderRepeated, Trade
+from haltguard.venue.events import CommandRejected, Event, OrderAccepted, OrderRepeated, Trade
 from haltguard.venue.types import NS_PER_SECOND, MarketState
 
 log = logging.getLogger(__name__)
@@ -294,6 +294,12 @@ class VenueRuntime:
             _freeze_gc()  # the recovered state lives as long as the process
 
     def _venue_check_after_recovery(self) -> None:
+        report = self.recovery_report
+        for damage in report.history_damage:  # the state is intact; the history is not
+            log.error("retained journal history damaged: %s; run `haltguard venue verify %s`",
+                      damage, self.data_dir)
+        for rejected in report.rejected_snapshots:
+            log.error("snapshot %s refused at recovery: %s", rejected.file, rejected.reason)
         problems = self._venue.check_invariants()
         if problems:
             raise RuntimeError(
@@ -807,7 +813,14 @@ class VenueRuntime:
             elif type(event) is OrderRepeated:
                 original = self._outcomes.get((event.account, event.client_order_id))
         result = CommandResult(seq, ts, command, events, original)
-        if type(command) is PlaceOrder and command.client_order_id and original is None:
+        # Only an order the venue accepted is an outcome to repeat: a refused one (a reused
+        # id with other terms, say) must not replace the original's.
+        if (
+            type(command) is PlaceOrder
+            and command.client_order_id
+            and original is None
+            and any(type(event) is OrderAccepted for event in events)
+        ):
             key = (command.account, command.client_order_id)
             self._outcomes[key] = result
             if len(self._outcomes) > self.limits.order_outcomes_max:

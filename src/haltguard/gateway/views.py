@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
 from haltguard.gateway.models import (
+    GRAMMAR_TEXT,
     AddAssetRequest,
     AddMarketRequest,
     AdminCancelAllRequest,
+    AssetCode,
     BreakerRequest,
     CancelAllRequest,
     DepositRequest,
     FreezeWithdrawalsRequest,
     KillSwitchRequest,
+    MarketSymbol,
     OperatorRequest,
     PlaceOrderRequest,
     ResumePlanRequest,
@@ -76,10 +80,38 @@ from haltguard.venue.markets import (
     luld_breaker,
     make_market,
 )
-from haltguard.venue.types import NS_PER_SECOND, MarketState, OrderType, RejectReason
+from haltguard.venue.types import (
+    INT64_MAX,
+    NS_PER_SECOND,
+    MarketState,
+    OrderType,
+    RejectReason,
+)
 
 DEPTH_LEVELS_MAX = 500
 ORDERS_LISTED_MAX = 1_000
+TRADES_LISTED_MAX = 1_000
+
+_PLAIN_DIGITS = re.compile(r"0|[1-9][0-9]*")
+
+
+def _plain_digits(value: object) -> object:
+    """A path or query integer is written in plain ASCII digits: no sign, spaces, '_',
+    leading zeros, fraction, exponent or other scripts' digits (which ``int()`` accepts)."""
+    if isinstance(value, str) and _PLAIN_DIGITS.fullmatch(value) is None:
+        raise ValueError(f"{value[:40]!r} is not a whole number in plain digits, e.g. 42")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_plain_digits)]
+"""An integer read from a URL (path or query), in plain digits; bounds come with it."""
+SymbolPath = Annotated[MarketSymbol, Path(description="The market, e.g. BTC-JPY.")]
+OrderIdPath = Annotated[
+    WholeNumber, Path(gt=0, le=INT64_MAX, description="The venue's order id (its seq).")
+]
+OwnerQuery = Annotated[
+    WholeNumber, Query(gt=0, le=INT64_MAX, description="The order's owner (account number).")
+]
 
 
 class ApiError(Exception):
@@ -120,6 +152,8 @@ _REJECT_HTTP: dict[RejectReason, tuple[int, str]] = {
     _R.POST_ONLY_WOULD_CROSS: (409, "price the post-only order away from the other side"),
     _R.FOK_NOT_FILLABLE: (409, "nothing was placed; use a smaller size or an IOC order"),
     _R.INSUFFICIENT_FUNDS: (409, "GET /v1/accounts/{account}/balances shows what is available"),
+    _R.UNKNOWN_ACCOUNT: (404, "GET /v1/accounts/{account}/balances shows what it holds"),
+    _R.CLIENT_ORDER_ID_REUSED: (409, "GET /v1/accounts/{account}/orders lists the open orders"),
     _R.MARKET_HALTED: (409, "wait for the market to reopen; GET /v1/markets/{market} shows it"),
     _R.MARKET_CANCEL_ONLY: (409, "only cancels are taken now; GET /v1/markets/{market}"),
     _R.MARKET_POST_ONLY: (409, "only post-only limit orders are taken now"),
@@ -330,20 +364,33 @@ def render_open_order(view: Any, spec: MarketSpec) -> dict[str, Any]:
 
 public_router = APIRouter(prefix="/v1", tags=["venue"])
 
+PLACE_ORDER_TEXT = (
+    "Place a limit or market order. Answers once the order is durable and matched: `status` "
+    "is `resting`, `filled` or `cancelled` (`filled_qty` says how much traded first). A "
+    "retried `client_order_id` with the same terms places nothing and answers 200 with the "
+    "original outcome and `repeated: true`; the same id with other terms (another market "
+    "included) is a 409 `client_order_id_reused`. An account holding nothing at the venue is "
+    f"a 404 `unknown_account`. {GRAMMAR_TEXT}"
+)
+
 
 @public_router.post(
     "/markets/{symbol}/orders",
     status_code=status.HTTP_201_CREATED,
     summary="Place an order",
-    responses={200: {"description": "A retry of a client_order_id already used"}},
+    description=PLACE_ORDER_TEXT,
+    responses={
+        200: {"description": "A retry of a client_order_id already used, with the same terms"},
+        404: {"description": "unknown_market, or unknown_account (it holds nothing)"},
+        409: {"description": "Refused by the venue: client_order_id_reused, "
+              "insufficient_funds, a market state, ..."},
+        422: {"description": "Outside the request grammar, or off the market's grid"},
+    },
 )
 async def place_order(
-    symbol: str, body: PlaceOrderRequest, runtime: RuntimeDep, request: Request
+    symbol: SymbolPath, body: PlaceOrderRequest, runtime: RuntimeDep, request: Request
 ) -> Any:
-    """Place a limit or market order. Answers once the order is durable and matched:
-    ``status`` is ``resting``, ``filled`` or ``cancelled`` (``filled_qty`` says how much
-    traded first). A retried ``client_order_id`` places nothing and answers 200 with the
-    original outcome and ``repeated: true``."""
+    """Place an order (see :data:`PLACE_ORDER_TEXT`, the route's OpenAPI description)."""
     units = runtime.units()
     spec = spec_of(units, symbol)
     command = order_command(symbol, body, spec)
@@ -387,9 +434,9 @@ def repeated_order(
 
 @public_router.delete("/markets/{symbol}/orders/{order_id}", summary="Cancel an order")
 async def cancel_order(
-    symbol: str,
-    order_id: Annotated[int, Path(gt=0)],
-    account: Annotated[int, Query(gt=0, description="The order's owner")],
+    symbol: SymbolPath,
+    order_id: OrderIdPath,
+    account: OwnerQuery,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """Cancel one open order by the venue's order id (allowed while halted unless the halt
@@ -402,9 +449,9 @@ async def cancel_order(
     summary="Cancel an order by client order id",
 )
 async def cancel_order_by_client_id(
-    symbol: str,
+    symbol: SymbolPath,
     client_order_id: Annotated[str, Path(min_length=1, max_length=64)],
-    account: Annotated[int, Query(gt=0, description="The order's owner")],
+    account: OwnerQuery,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     return await _cancel(runtime, CancelOrder(symbol, account, client_order_id=client_order_id))
@@ -420,7 +467,7 @@ async def _cancel(runtime: VenueRuntime, command: CancelOrder) -> dict[str, Any]
 
 @public_router.post("/markets/{symbol}/cancel-all", summary="Cancel all of an account's orders")
 async def cancel_all_in_market(
-    symbol: str, body: CancelAllRequest, runtime: RuntimeDep
+    symbol: SymbolPath, body: CancelAllRequest, runtime: RuntimeDep
 ) -> dict[str, Any]:
     units = runtime.units()
     spec_of(units, symbol)
@@ -463,7 +510,7 @@ def list_assets(runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @public_router.get("/markets/{symbol}", summary="A market's spec and state")
-def get_market(symbol: str, runtime: RuntimeDep) -> dict[str, Any]:
+def get_market(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
     def read(venue: Any) -> dict[str, Any]:
         spec = venue.markets.get(symbol)
         if spec is None:
@@ -487,9 +534,9 @@ def get_market(symbol: str, runtime: RuntimeDep) -> dict[str, Any]:
 
 @public_router.get("/markets/{symbol}/depth", summary="Aggregated order book depth")
 def get_depth(
-    symbol: str,
+    symbol: SymbolPath,
     runtime: RuntimeDep,
-    levels: Annotated[int, Query(ge=1, le=DEPTH_LEVELS_MAX)] = 20,
+    levels: Annotated[WholeNumber, Query(ge=1, le=DEPTH_LEVELS_MAX)] = 20,
 ) -> dict[str, Any]:
     """Best first on each side; each level is ``[price, qty, orders]``."""
     def read(venue: Any) -> dict[str, Any]:
@@ -511,9 +558,9 @@ def get_depth(
 
 @public_router.get("/markets/{symbol}/trades", summary="Recent trades, newest first")
 def get_trades(
-    symbol: str,
+    symbol: SymbolPath,
     runtime: RuntimeDep,
-    limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
+    limit: Annotated[WholeNumber, Query(ge=1, le=TRADES_LISTED_MAX)] = 100,
 ) -> dict[str, Any]:
     """The latest trades since this venue process started (a bounded window per market)."""
     spec = spec_of(runtime.units(), symbol)
@@ -534,7 +581,7 @@ def get_trades(
 
 
 @public_router.get("/markets/{symbol}/auction", summary="Indicative auction uncross")
-def get_auction(symbol: str, runtime: RuntimeDep) -> dict[str, Any]:
+def get_auction(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
     """Where the book would uncross now: the single price with the most volume (``price``
     null when nothing crosses). Meaningful while the market is in ``auction``."""
     def read(venue: Any) -> dict[str, Any]:
@@ -559,7 +606,7 @@ def get_auction(symbol: str, runtime: RuntimeDep) -> dict[str, Any]:
 
 @public_router.get("/markets/{symbol}/orders/{order_id}", summary="One open order")
 def get_order(
-    symbol: str, order_id: Annotated[int, Path(gt=0)], runtime: RuntimeDep
+    symbol: SymbolPath, order_id: OrderIdPath, runtime: RuntimeDep
 ) -> dict[str, Any]:
     def read(venue: Any) -> dict[str, Any]:
         spec = venue.markets.get(symbol)
@@ -579,9 +626,9 @@ def get_order(
 
 @public_router.get("/accounts/{account}/orders", summary="An account's open orders")
 def list_orders(
-    account: Annotated[int, Path(gt=0)],
+    account: Annotated[WholeNumber, Path(gt=0, le=INT64_MAX)],
     runtime: RuntimeDep,
-    market: Annotated[str | None, Query()] = None,
+    market: Annotated[MarketSymbol | None, Query()] = None,
 ) -> dict[str, Any]:
     def read(venue: Any) -> dict[str, Any]:
         if market is not None and market not in venue.markets:
@@ -599,7 +646,9 @@ def list_orders(
 
 
 @public_router.get("/accounts/{account}/balances", summary="An account's balances")
-def get_balances(account: Annotated[int, Path(ge=0)], runtime: RuntimeDep) -> dict[str, Any]:
+def get_balances(
+    account: Annotated[WholeNumber, Path(ge=0, le=INT64_MAX)], runtime: RuntimeDep
+) -> dict[str, Any]:
     """Per asset: ``available`` to trade or withdraw and ``held`` by open orders."""
     def read(venue: Any) -> dict[str, Any]:
         assets: dict[str, Asset] = venue.assets
@@ -660,8 +709,10 @@ class FaultRequest(BaseModel):
     """A fault to arm for a drill (venues started with fault injection allowed only)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: str = Field(description=f"One of: {', '.join(sorted(FAULT_KINDS))}.")
-    client_order_id_prefix: str = Field(
+    kind: StrictStr = Field(
+        max_length=64, description=f"One of: {', '.join(sorted(FAULT_KINDS))}."
+    )
+    client_order_id_prefix: StrictStr = Field(
         min_length=1, max_length=64,
         description="Orders whose client_order_id starts with this make the engine raise.",
     )
@@ -739,7 +790,7 @@ async def withdraw(body: WithdrawRequest, runtime: RuntimeDep) -> Any:
 
 @admin_router.post("/markets/{symbol}/state", summary="Change a market's state")
 async def set_market_state(
-    symbol: str, body: SetMarketStateRequest, runtime: RuntimeDep
+    symbol: SymbolPath, body: SetMarketStateRequest, runtime: RuntimeDep
 ) -> Any:
     command = SetMarketState(
         symbol, body.state, body.actor, body.reason, body.incident_id,
@@ -757,33 +808,37 @@ async def kill_switch(body: KillSwitchRequest, runtime: RuntimeDep) -> Any:
 
 @admin_router.post("/assets/{asset}/withdrawals-frozen", summary="Freeze or unfreeze withdrawals")
 async def freeze_withdrawals(
-    asset: str, body: FreezeWithdrawalsRequest, runtime: RuntimeDep
+    asset: Annotated[AssetCode, Path(description="The asset, e.g. BTC.")],
+    body: FreezeWithdrawalsRequest,
+    runtime: RuntimeDep,
 ) -> Any:
     command = FreezeWithdrawals(asset, body.frozen, body.actor, body.reason, body.incident_id)
     return await admin_execute(runtime, command)
 
 
 @admin_router.post("/markets/{symbol}/resume-plan", summary="Reopen a market through phases")
-async def start_resume_plan(symbol: str, body: ResumePlanRequest, runtime: RuntimeDep) -> Any:
+async def start_resume_plan(
+    symbol: SymbolPath, body: ResumePlanRequest, runtime: RuntimeDep
+) -> Any:
     phases = [ResumePhase(p.state, seconds_to_ns(p.min_seconds)) for p in body.phases]
     command = StartResumePlan(symbol, phases, body.actor, body.reason, body.incident_id)
     return await admin_execute(runtime, command, symbol)
 
 
 @admin_router.post("/markets/{symbol}/resume-plan/abort", summary="Stop a running resume plan")
-async def abort_resume_plan(symbol: str, body: OperatorRequest, runtime: RuntimeDep) -> Any:
+async def abort_resume_plan(symbol: SymbolPath, body: OperatorRequest, runtime: RuntimeDep) -> Any:
     command = AbortResumePlan(symbol, body.actor, body.reason, body.incident_id)
     return await admin_execute(runtime, command, symbol)
 
 
 @admin_router.post("/markets/{symbol}/uncross", summary="End an auction now")
-async def uncross(symbol: str, body: OperatorRequest, runtime: RuntimeDep) -> Any:
+async def uncross(symbol: SymbolPath, body: OperatorRequest, runtime: RuntimeDep) -> Any:
     command = Uncross(symbol, body.actor, body.reason, body.incident_id)
     return await admin_execute(runtime, command, symbol)
 
 
 @admin_router.put("/markets/{symbol}/breaker", summary="Replace a market's circuit breaker")
-async def configure_breaker(symbol: str, body: BreakerRequest, runtime: RuntimeDep) -> Any:
+async def configure_breaker(symbol: SymbolPath, body: BreakerRequest, runtime: RuntimeDep) -> Any:
     breaker: BreakerConfig | None
     if body.preset == "none":
         breaker = None

@@ -2,8 +2,9 @@
 
 Every command is appended and fsynced (group commit) before it is applied or acknowledged;
 recovery rebuilds the venue from the newest snapshot plus the log's tail; readers follow
-the log with the events each command produced. Format and fsync policy:
-docs/adr/0001-journal-format-and-fsync-policy.md.
+the log with the events each command produced; ``verify`` checks the whole retained journal
+and ``repair`` (:mod:`haltguard.journal.repair`) cuts damage after the commit mark on an
+operator's decision. Format and fsync policy: docs/adr/0001-journal-format-and-fsync-policy.md.
 """
 
 from haltguard.journal.codec import check_journalable

@@ -8,6 +8,17 @@ segments. A torn tail of the newest segment is cut off (only with
 :class:`JournalCorruptionError`. With ``repair=False`` nothing on disk changes, which is what
 ``haltguard venue verify`` needs.
 
+The commit mark (:mod:`haltguard.journal.segments`) decides what may be a torn tail: only
+bytes after it. A record at or below it was fsynced and may have been acknowledged, so a
+record there that fails its check, or a log that ends before it (a truncated or deleted
+segment), is corruption and is never cut.
+
+The history recovery does not replay (the segments before the snapshot's, the snapshots
+older than the one used) is checked too, cheaply (:func:`check_retained_history`): damage
+there does not change the venue's state, so it does not stop the start, but the report
+lists it (``history_damage``), since that journal is what audit, detection and
+compensation read. ``haltguard venue verify`` checks the same history by decoding it all.
+
 Quarantined commands (:mod:`haltguard.journal.quarantine`) are replayed as a heartbeat at
 their ts, as the live venue did after setting them aside, and listed in the report.
 
@@ -19,6 +30,7 @@ command or event objects.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -28,18 +40,28 @@ from pathlib import Path
 import msgspec
 
 from haltguard.journal import codec
-from haltguard.journal.errors import JournalCorruptionError
-from haltguard.journal.quarantine import quarantined_seqs
+from haltguard.journal.errors import JournalCorruptionError, JournalError, SnapshotError
+from haltguard.journal.quarantine import QUARANTINE_FILE, quarantined_seqs
 from haltguard.journal.segments import (
     CommitMark,
     TornTail,
     fsync_directory,
     list_segments,
+    read_commit_mark,
     scan_segment,
+    sealed_segment_last_seq,
+    segment_name,
     segments_dir,
     write_commit_mark,
 )
-from haltguard.journal.snapshots import RejectedSnapshot, load_newest_snapshot, snapshots_dir
+from haltguard.journal.snapshots import (
+    RejectedSnapshot,
+    check_snapshot_file,
+    list_snapshots,
+    load_newest_snapshot,
+    read_snapshot,
+    snapshots_dir,
+)
 from haltguard.venue.commands import Command, Heartbeat
 from haltguard.venue.engine import Venue
 
@@ -61,6 +83,8 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     rejected_snapshots: list[RejectedSnapshot]
     elapsed_ms: float
     quarantined_skipped: list[int] = []  # quarantined seqs replayed as heartbeats
+    retained_from_seq: int = 0  # the first seq the retained log holds; 0: no segment
+    history_damage: list[str] = []  # damage outside the replayed part (see the module doc)
 
     def summary(self) -> dict[str, object]:
         """Plain values for logs, status endpoints and JSON."""
@@ -83,19 +107,32 @@ class RecoveryReport(msgspec.Struct, frozen=True):
         if self.quarantined_skipped:
             seqs = ", ".join(str(seq) for seq in self.quarantined_skipped)
             base += f"; quarantined command(s) skipped: seq {seqs}"
+        if self.history_damage:
+            base += (
+                "; RETAINED HISTORY DAMAGED (the venue's state is intact, the journal before "
+                f"it is not; run `haltguard venue verify`): {'; '.join(self.history_damage)}"
+            )
         return base
 
 
 def recover(
-    data_dir: Path | str, repair: bool = True, *, through_seq: int | None = None
+    data_dir: Path | str,
+    repair: bool = True,
+    *,
+    through_seq: int | None = None,
+    decode_history: bool = False,
 ) -> tuple[Venue, RecoveryReport]:
     """Rebuild the venue from ``data_dir``: newest valid snapshot plus the journal's tail.
 
     With ``repair`` a torn tail is truncated away (and the newest segment fsynced) so the
     journal can be appended to, and the commit mark is rewritten; without it nothing on
-    disk is touched. ``through_seq`` stops the replay after that seq (no repair then): the
-    runtime rebuilds its venue that way when it quarantines a command. Raises
-    :class:`JournalCorruptionError` if history is damaged.
+    disk is touched. ``through_seq`` stops the replay after that seq (no repair then, and
+    neither the commit mark nor the older history is checked): the runtime rebuilds its
+    venue that way when it quarantines a command. ``decode_history`` checks the history
+    that is not replayed by decoding every record and rebuilding every snapshot (verify)
+    instead of cheaply. Raises :class:`JournalCorruptionError` if the log a restart needs
+    is damaged, :class:`JournalError` if ``quarantine.json`` is unreadable or the engine
+    raises on a journaled command.
     """
     started = time.perf_counter()
     data_dir = Path(data_dir)
@@ -105,7 +142,7 @@ def recover(
         segments_dir(data_dir).mkdir(parents=True, exist_ok=True)
         snapshots_dir(data_dir).mkdir(parents=True, exist_ok=True)
     with gc_paused():
-        return _recover(data_dir, repair, started, through_seq)
+        return _recover(data_dir, repair, started, through_seq, decode_history)
 
 
 class _ReachedEndError(Exception):
@@ -145,8 +182,10 @@ class _Sinks:
 
 
 def _recover(
-    data_dir: Path, repair: bool, started: float, through_seq: int | None
+    data_dir: Path, repair: bool, started: float, through_seq: int | None,
+    decode_history: bool,
 ) -> tuple[Venue, RecoveryReport]:
+    mark = read_commit_mark(data_dir) if through_seq is None else None  # before the files
     venue, snapshot, rejected = load_newest_snapshot(data_dir, seq_max=through_seq)
     if venue is None:
         venue = Venue()
@@ -187,12 +226,28 @@ def _recover(
             )
         except _ReachedEndError:
             break
+        except JournalError:
+            raise
+        except Exception as exc:  # the engine raised: a bug or a lost quarantine entry
+            raise JournalError(
+                f"replaying the record after seq {venue.last_seq} in {path.name} raised "
+                f"{exc!r}. If the venue quarantined that command, {QUARANTINE_FILE} no longer "
+                "lists it: restore that file from a backup; otherwise keep the data directory "
+                "as it is and report this"
+            ) from exc
         if venue.last_seq != end.next_seq - 1 and end.next_seq - 1 > snapshot_seq:
             raise JournalCorruptionError(
                 path, end.valid_end,
                 f"the venue is at seq {venue.last_seq} after replay, the log at {end.next_seq - 1}",
             )
         torn, newest_end = end.torn, end.valid_end
+    history_damage: list[str] = []
+    if through_seq is None:
+        if mark is not None:
+            check_against_commit_mark(data_dir, mark, segments, torn, venue.last_seq)
+        history_damage = check_retained_history(
+            data_dir, segments[:start + 1], snapshot_seq, decode=decode_history
+        )
     last_ts = max(last_ts, venue.last_ts)
     if repair:
         _repair(data_dir, segments[-1][1] if segments else None, torn, newest_end)
@@ -216,8 +271,79 @@ def _recover(
         rejected_snapshots=rejected,
         elapsed_ms=(time.perf_counter() - started) * 1000,
         quarantined_skipped=sinks.skipped,
+        retained_from_seq=segments[0][0] if segments else 0,
+        history_damage=history_damage,
     )
     return venue, report
+
+
+def check_against_commit_mark(
+    data_dir: Path, mark: CommitMark, segments: list[tuple[int, Path]], torn: TornTail | None,
+    last_seq: int,
+) -> None:
+    """Refuse a log that ends before its commit mark: what is at or below the mark was
+    fsynced and may have been acknowledged, so it is never a torn tail."""
+    newest_first_seq = segments[-1][0] if segments else 0
+    below_the_mark = torn is not None and newest_first_seq == mark.segment_first_seq and (
+        torn.offset < mark.end_offset
+    )
+    if torn is not None and below_the_mark:
+        raise JournalCorruptionError(
+            segments[-1][1], torn.offset,
+            f"{torn.reason} below the commit mark (records through seq {mark.last_seq}, "
+            f"up to byte {mark.end_offset} of this segment, were synced): the record may "
+            "have been acknowledged, so it is corruption, not a torn tail",
+        )
+    if mark.last_seq > last_seq:
+        raise JournalCorruptionError(
+            segments_dir(data_dir) / segment_name(mark.segment_first_seq), mark.end_offset,
+            f"the commit mark says records through seq {mark.last_seq} were synced, but the "
+            f"log ends at seq {last_seq}: synced, perhaps acknowledged records are missing "
+            "(a truncated or deleted segment)",
+        )
+
+
+def check_retained_history(
+    data_dir: Path, segments: list[tuple[int, Path]], snapshot_seq: int, *, decode: bool
+) -> list[str]:
+    """Damage in the history recovery does not replay; one line per finding.
+
+    ``segments`` runs up to and including the first replayed one: every segment before it
+    must be intact and end where the next one starts. Snapshots older than the one used
+    (``snapshot_seq``) must pass their check, since they are the fallbacks. Cheap by
+    default (CRC runs, no decoding, no rebuilt venue); ``decode`` checks everything.
+    """
+    damage: list[str] = []
+    for (first_seq, path), (next_first_seq, next_path) in itertools.pairwise(segments):
+        try:
+            last_seq = sealed_segment_last_seq(path, first_seq, decode=decode)
+        except JournalCorruptionError as exc:
+            damage.append(f"{path.name} at byte offset {exc.offset}: {exc.problem}")
+            continue
+        except OSError as exc:
+            damage.append(f"{path.name} cannot be read ({exc.strerror})")
+            continue
+        if last_seq + 1 < next_first_seq:
+            damage.append(
+                f"{path.name} ends at seq {last_seq} but {next_path.name} starts at seq "
+                f"{next_first_seq}: seq {last_seq + 1} to {next_first_seq - 1} are missing"
+            )
+        elif last_seq + 1 > next_first_seq:
+            damage.append(
+                f"{path.name} ends at seq {last_seq} but {next_path.name} starts at seq "
+                f"{next_first_seq}: the segments overlap"
+            )
+    for seq, path in list_snapshots(data_dir):
+        if seq >= snapshot_seq:
+            continue  # the one used was rebuilt and checked; newer ones are in the report
+        try:
+            if decode:
+                read_snapshot(path)
+            else:
+                check_snapshot_file(path)
+        except SnapshotError as exc:
+            damage.append(f"older snapshot {exc}: it is no fallback")
+    return damage
 
 
 @contextmanager

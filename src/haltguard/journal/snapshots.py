@@ -124,12 +124,41 @@ def write_snapshot(
     return write_snapshot_bytes(data_dir, seq, blob, unsafe_skip_fsync=unsafe_skip_fsync)
 
 
+def check_snapshot_file(path: Path) -> None:
+    """The cheap check of a snapshot kept as a fallback: header, length and CRC, without
+    rebuilding the venue (:func:`read_snapshot` does that too). Raises :class:`SnapshotError`."""
+    _checked_body(path, _read(path))
+
+
 def read_snapshot(path: Path) -> tuple[Venue, SnapshotInfo]:
     """Load and fully verify one snapshot, or raise :class:`SnapshotError` saying why."""
+    data = _read(path)
+    seq, last_ts, body = _checked_body(path, data)
     try:
-        data = path.read_bytes()
+        snapshot = msgspec.msgpack.decode(body, type=SnapshotBody)
+        venue = Venue.restore(snapshot.state)
+    except Exception as exc:  # any failure to rebuild makes this snapshot unusable
+        raise SnapshotError(f"{path.name}: does not rebuild a venue ({exc!r})") from exc
+    if venue.last_seq != seq:
+        raise SnapshotError(f"{path.name}: rebuilt venue is at seq {venue.last_seq}, not {seq}")
+    rebuilt_hash = venue.state_hash()
+    if rebuilt_hash != snapshot.state_hash:
+        raise SnapshotError(
+            f"{path.name}: rebuilt state hash {rebuilt_hash[:16]}... differs from the recorded "
+            f"{snapshot.state_hash[:16]}..."
+        )
+    return venue, SnapshotInfo(path.name, seq, last_ts, rebuilt_hash, len(data))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
     except OSError as exc:
         raise SnapshotError(f"{path.name}: cannot be read ({exc})") from exc
+
+
+def _checked_body(path: Path, data: bytes) -> tuple[int, int, bytes]:
+    """``(seq, last_ts, body)`` of a snapshot file whose header, length and CRC check out."""
     if len(data) < _HEADER.size:
         raise SnapshotError(f"{path.name}: shorter than a snapshot header")
     magic, version, seq, last_ts, length, crc = _HEADER.unpack_from(data, 0)
@@ -146,20 +175,7 @@ def read_snapshot(path: Path) -> tuple[Venue, SnapshotInfo]:
         raise SnapshotError(f"{path.name}: format version {version}, expected {SNAPSHOT_VERSION}")
     if path.stem.isdigit() and int(path.stem) != seq:
         raise SnapshotError(f"{path.name}: holds seq {seq}, not the seq in its name")
-    try:
-        snapshot = msgspec.msgpack.decode(body, type=SnapshotBody)
-        venue = Venue.restore(snapshot.state)
-    except Exception as exc:  # any failure to rebuild makes this snapshot unusable
-        raise SnapshotError(f"{path.name}: does not rebuild a venue ({exc!r})") from exc
-    if venue.last_seq != seq:
-        raise SnapshotError(f"{path.name}: rebuilt venue is at seq {venue.last_seq}, not {seq}")
-    rebuilt_hash = venue.state_hash()
-    if rebuilt_hash != snapshot.state_hash:
-        raise SnapshotError(
-            f"{path.name}: rebuilt state hash {rebuilt_hash[:16]}... differs from the recorded "
-            f"{snapshot.state_hash[:16]}..."
-        )
-    return venue, SnapshotInfo(path.name, seq, last_ts, rebuilt_hash, len(data))
+    return int(seq), int(last_ts), body
 
 
 def load_newest_snapshot(

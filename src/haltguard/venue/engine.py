@@ -27,10 +27,19 @@ Rules worth knowing before reading the code:
   releases the difference). A sell holds ``qty * base_per_lot`` base. A market buy has no
   price: it may spend the buyer's whole available quote, fills while that covers the next
   fill and its fee, and is cancelled with ``insufficient_funds`` when it runs out.
-- Client order ids: ``(account, client_order_id)`` maps to the order it placed; a repeat
-  returns ``OrderRepeated`` and places nothing. Ids of resting orders are always kept; the
-  ids of finished orders are kept for the last ``CLIENT_ORDER_ID_WINDOW`` of them. A
-  rejected order does not use up its id, so the retry of a refused submit is judged afresh.
+- Client order ids are scoped per account, across markets: ``(account, client_order_id)``
+  maps to the order it placed and that order's terms (market, side, type, time in force,
+  price, quantity, post-only, self-trade prevention). A repeat with the same terms returns
+  ``OrderRepeated`` and places nothing; the same id with any other term (another market
+  included) is rejected with ``client_order_id_reused``, naming the terms that differ. Ids
+  of resting orders are always kept; the ids of finished orders are kept for the last
+  ``CLIENT_ORDER_ID_WINDOW`` of them. A rejected order does not use up its id, so the
+  retry of a refused submit is judged afresh. (Ids restored from a snapshot written before
+  terms were kept have none, and any reuse of them repeats.)
+- Accounts are not registered: the venue knows an account by what it holds. An order or a
+  withdrawal from a customer account holding nothing in any asset is rejected with
+  ``unknown_account`` rather than ``insufficient_funds``, so a mistyped account number says
+  so.
 - Self-trade prevention applies to continuous matching. An auction uncross matches at one
   price for everyone and lets an account's own buy and sell cross (both orders were placed
   on purpose into the auction), charging the later order the taker fee like any trade.
@@ -264,17 +273,40 @@ class AssetTotals(msgspec.Struct, frozen=True, array_like=True):
     withdrawn: int
 
 
+class OrderTerms(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What an order with a client order id asked for: a retry must ask for the same."""
+
+    market: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    price: int
+    qty: int
+    post_only: bool
+    stp: SelfTradePrevention
+
+
 class ClientOrderIdEntry(msgspec.Struct, frozen=True, array_like=True):
     account: int
     client_order_id: str
     order_id: int
 
 
-class VenueState(msgspec.Struct, frozen=True):
+class ClientOrderTermsEntry(msgspec.Struct, frozen=True, array_like=True):
+    account: int
+    client_order_id: str
+    terms: OrderTerms
+
+
+class VenueState(msgspec.Struct, frozen=True, omit_defaults=True):
     """Everything a venue is. ``Venue.restore(state)`` rebuilds one that behaves identically.
 
     Lists are in a canonical order (assets and markets as listed, balances by asset then
-    account, finished client order ids oldest first), so equal venues export equal states.
+    account, finished client order ids oldest first; client order terms those of the
+    finished ids in that order, then those of resting orders market by market in queue
+    position), so equal venues export equal states. ``client_order_terms`` came later: it
+    is left out of the encoding when empty, so a state without any (every snapshot written
+    before it) encodes, and hashes, exactly as it did.
     """
 
     version: int
@@ -288,6 +320,7 @@ class VenueState(msgspec.Struct, frozen=True):
     balances: list[BalanceEntry]
     markets: list[MarketEntry]
     finished_client_order_ids: list[ClientOrderIdEntry]
+    client_order_terms: list[ClientOrderTermsEntry] = msgspec.field(default_factory=list)
 
 
 _STATE_ENCODER = msgspec.msgpack.Encoder(order="deterministic")
@@ -420,6 +453,9 @@ class Venue:
         self._live_client_ids: dict[tuple[int, str], int] = {}
         self._finished_client_ids: dict[tuple[int, str], int] = {}
         self._finished_client_order: deque[tuple[int, str]] = deque()
+        # The terms of the remembered client order ids, live or finished (all of them but
+        # those restored from a snapshot written before terms were kept).
+        self._client_terms: dict[tuple[int, str], OrderTerms] = {}
         self._admin: dict[type, Callable[[int, int, Command], list[Event]]] = {
             Deposit: self._deposit,
             Withdraw: self._withdraw,
@@ -781,6 +817,8 @@ class Venue:
                 )
             ]
         client_id = cmd.client_order_id
+        if client_id:
+            self._client_terms[(account, client_id)] = _terms(cmd, market.symbol)
         events: list[Event] = []
         if emit:
             events.append(
@@ -868,6 +906,8 @@ class Venue:
                 return [_order_rejected(cmd, _R.FOK_NOT_FILLABLE, problem)]
         assert pay_row is not None
         client_id = cmd.client_order_id
+        if client_id:
+            self._client_terms[(account, client_id)] = _terms(cmd, market.symbol)
         events: list[Event] = []
         if emit:
             events.append(
@@ -1657,13 +1697,33 @@ class Venue:
 
     # --- client order ids ----------------------------------------------------------------
 
-    def _repeated(self, cmd: PlaceOrder) -> OrderRepeated | None:
+    def _repeated(self, cmd: PlaceOrder) -> OrderRepeated | OrderRejected | None:
+        """``OrderRepeated`` for a retry with the same terms, a ``client_order_id_reused``
+        rejection for the id with other terms, None for an id not in use."""
         key = (cmd.account, cmd.client_order_id)
         order_id = self._live_client_ids.get(key)
         if order_id is None:
             order_id = self._finished_client_ids.get(key)
         if order_id is None:
             return None
+        terms = self._client_terms.get(key)
+        if terms is not None:
+            differing = [
+                name
+                for name, then, now in zip(
+                    _TERM_NAMES, msgspec.structs.astuple(terms), _terms_tuple(cmd), strict=True
+                )
+                if then != now
+            ]
+            if differing:
+                return _order_rejected(
+                    cmd,
+                    _R.CLIENT_ORDER_ID_REUSED,
+                    f"client_order_id {cmd.client_order_id!r} of account {cmd.account} already "
+                    f"placed order {order_id} in {terms.market}; this order differs in "
+                    f"{', '.join(differing)}. Use a new client_order_id for a new order, or "
+                    "resend the original unchanged to learn its outcome",
+                )
         return OrderRepeated(cmd.market, cmd.account, cmd.client_order_id, order_id)
 
     def _finish_client_id(self, account: int, client_id: str, order_id: int) -> None:
@@ -1675,7 +1735,9 @@ class Venue:
         order = self._finished_client_order
         order.append(key)
         if len(order) > CLIENT_ORDER_ID_WINDOW:
-            del finished[order.popleft()]
+            forgotten = order.popleft()
+            del finished[forgotten]
+            self._client_terms.pop(forgotten, None)
 
     # --- funds -------------------------------------------------------------------------
 
@@ -1717,6 +1779,8 @@ class Venue:
             ]
         available = self.ledger.available(cmd.asset, cmd.account)
         if cmd.amount > available:
+            if cmd.account > FEE_ACCOUNT and not self.ledger.holds_anything(cmd.account):
+                return [_rejected(cmd, _R.UNKNOWN_ACCOUNT, _unknown_account(cmd.account))]
             return [
                 _rejected(
                     cmd,
@@ -2129,6 +2193,8 @@ class Venue:
     def _funds_rejected(
         self, cmd: PlaceOrder, market: _Market, is_buy: bool, need: int, row: list[int] | None
     ) -> OrderRejected:
+        if not self.ledger.holds_anything(cmd.account):
+            return _order_rejected(cmd, _R.UNKNOWN_ACCOUNT, _unknown_account(cmd.account))
         asset = market.spec.quote if is_buy else market.spec.base
         available = 0 if row is None else row[0]
         return _order_rejected(
@@ -2222,7 +2288,10 @@ class Venue:
             for account, row in sorted(ledger.rows[asset].items())
             if row[0] or row[1]
         ]
-        markets = [self._export_market(market) for market in self._markets.values()]
+        resting_terms: list[ClientOrderTermsEntry] = []
+        markets = [
+            self._export_market(market, resting_terms) for market in self._markets.values()
+        ]
         return VenueState(
             version=STATE_VERSION,
             last_seq=self.last_seq,
@@ -2243,15 +2312,30 @@ class Venue:
                 )
                 for account, client_id in self._finished_client_order
             ],
+            client_order_terms=[
+                ClientOrderTermsEntry(account, client_id, terms)
+                for account, client_id in self._finished_client_order
+                if (terms := self._client_terms.get((account, client_id))) is not None
+            ] + resting_terms,
         )
 
-    def _export_market(self, market: _Market) -> MarketEntry:
+    def _export_market(
+        self, market: _Market, terms_out: list[ClientOrderTermsEntry]
+    ) -> MarketEntry:
+        """The market's entry; the terms of its resting orders' client ids go to
+        ``terms_out``, in queue position."""
         orders = [
             OrderEntry(
                 o.order_id, o.account, o.is_buy, o.price, o.qty, o.remaining, o.client_order_id
             )
             for o in market.book.in_priority_order()
         ]
+        kept = self._client_terms
+        for o in orders:
+            if o.client_order_id:
+                terms = kept.get((o.account, o.client_order_id))
+                if terms is not None:
+                    terms_out.append(ClientOrderTermsEntry(o.account, o.client_order_id, terms))
         plan = market.plan
         return MarketEntry(
             spec=market.spec,
@@ -2296,6 +2380,8 @@ class Venue:
             key = (item.account, item.client_order_id)
             venue._finished_client_ids[key] = item.order_id
             venue._finished_client_order.append(key)
+        for kept in state.client_order_terms:
+            venue._client_terms[(kept.account, kept.client_order_id)] = kept.terms
         venue._refresh_deadline()
         return venue
 
@@ -2370,6 +2456,9 @@ class Venue:
                 for m in self._markets.values()
             ):
                 problems.append(f"client order id {client_id!r} points at no resting order")
+        remembered = self._live_client_ids.keys() | self._finished_client_ids.keys()
+        if not self._client_terms.keys() <= remembered:
+            problems.append("terms are kept for a client order id that is not")
         return problems
 
 
@@ -2401,6 +2490,29 @@ def _receive_row(rows: dict[int, list[int]], account: int) -> list[int]:
     except KeyError:
         row = rows[account] = [0, 0]
         return row
+
+
+_TERM_NAMES = tuple(OrderTerms.__struct_fields__)
+
+
+def _terms(cmd: PlaceOrder, symbol: str) -> OrderTerms:
+    """The terms of a validated order; ``symbol`` is the market's own string (shared)."""
+    return OrderTerms(
+        symbol, cmd.side, cmd.order_type, cmd.tif, cmd.price, cmd.qty, cmd.post_only, cmd.stp
+    )
+
+
+def _terms_tuple(cmd: PlaceOrder) -> tuple[object, ...]:
+    return (
+        cmd.market, cmd.side, cmd.order_type, cmd.tif, cmd.price, cmd.qty, cmd.post_only, cmd.stp
+    )
+
+
+def _unknown_account(account: int) -> str:
+    return (
+        f"account {account} is unknown to the venue: it holds nothing in any asset (accounts "
+        "exist by their balances); check the account number, or deposit to it first"
+    )
 
 
 def _order_rejected(cmd: PlaceOrder, reason: RejectReason, detail: str) -> OrderRejected:

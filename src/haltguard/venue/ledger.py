@@ -60,6 +60,18 @@ class Ledger:
         row = self.rows[asset].get(account)
         return 0 if row is None else row[HELD]
 
+    def holds_anything(self, account: int) -> bool:
+        """Whether ``account`` has a balance, available or held, in any asset.
+
+        Rows of zero count as nothing: a snapshot leaves them out, so the answer is the same
+        before and after a restore (the venue knows an account only by what it holds).
+        """
+        for rows in self.rows.values():
+            row = rows.get(account)
+            if row is not None and (row[AVAILABLE] or row[HELD]):
+                return True
+        return False
+
     def deposit(self, asset: str, account: int, amount: int) -> None:
         if amount <= 0:
             raise LedgerError(f"deposit amount must be positive, got {amount}")

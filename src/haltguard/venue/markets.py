@@ -3,10 +3,13 @@
 Inside the venue every price is a whole number of ticks, every quantity a whole number of
 lots, and every balance a whole number of the asset's minor units. Conversion happens here,
 at the edge, and is strict: an off-grid price or size is refused with a reason, never rounded.
+Text is read only in the plain decimal grammar (:data:`DECIMAL_PATTERN`), not in everything
+Python's ``Decimal`` would accept (underscores, exponents, other scripts' digits, spaces).
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation
 
 import msgspec
@@ -18,13 +21,59 @@ class GridError(ValueError):
     """A decimal that is not a whole number of steps, or is out of range."""
 
 
+ASSET_CODE_PATTERN = r"^[A-Z0-9]+$"
+"""An asset code: upper-case ASCII letters and digits, e.g. ``BTC``, ``JPY``."""
+ASSET_CODE_LENGTH_MAX = 16
+MARKET_SYMBOL_PATTERN = r"^[A-Z0-9]+-[A-Z0-9]+$"
+"""A market symbol: two asset codes joined by ``-``, e.g. ``BTC-JPY``."""
+MARKET_SYMBOL_LENGTH_MAX = 32
+
+
+def is_asset_code(text: str) -> bool:
+    """Whether ``text`` is a well-formed asset code (listed or not)."""
+    return len(text) <= ASSET_CODE_LENGTH_MAX and re.fullmatch(ASSET_CODE_PATTERN, text) is not None
+
+
+def is_market_symbol(text: str) -> bool:
+    """Whether ``text`` is a well-formed market symbol (listed or not)."""
+    return (len(text) <= MARKET_SYMBOL_LENGTH_MAX
+            and re.fullmatch(MARKET_SYMBOL_PATTERN, text) is not None)
+
+
 # Any valid unit count fits in 19 digits, so a quotient that would need rounding at 40
 # digits is off-grid: trap it instead of rounding someone's order.
 _EXACT = Context(prec=40, traps=[Inexact, InvalidOperation])
 
+DECIMAL_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
+"""The one grammar for decimal text (prices, quantities, amounts, grid sizes): ASCII digits
+without leading zeros, then optionally a point and more digits. No sign, exponent,
+underscore, whitespace, thousands separator or non-ASCII digit."""
+DECIMAL_TEXT_LENGTH_MAX = 40  # 19 integer digits and 18 decimals fit, with room to spare
+DECIMAL_GRAMMAR = (
+    "a plain decimal: ASCII digits with an optional '.' and fraction, e.g. '0.01' or "
+    "'15000000' (no sign, exponent, underscore, spaces, separators or leading zeros)"
+)
+_DECIMAL = re.compile(DECIMAL_PATTERN)
+
+
+def decimal_text_problem(text: str) -> str | None:
+    """Why ``text`` is not in the decimal grammar, or None when it is."""
+    if len(text) > DECIMAL_TEXT_LENGTH_MAX:
+        return f"is {len(text)} characters, more than the {DECIMAL_TEXT_LENGTH_MAX} allowed"
+    if _DECIMAL.fullmatch(text) is None:
+        return f"{text!r} is not {DECIMAL_GRAMMAR}"
+    return None
+
 
 def to_units(value: Decimal | str, step: Decimal, what: str) -> int:
-    """``value / step`` as an exact positive integer, or :class:`GridError` saying why not."""
+    """``value / step`` as an exact positive integer, or :class:`GridError` saying why not.
+
+    Text must be in the decimal grammar (:data:`DECIMAL_PATTERN`).
+    """
+    if isinstance(value, str):
+        problem = decimal_text_problem(value)
+        if problem is not None:
+            raise GridError(f"{what} {problem}")
     try:
         number = Decimal(value) if isinstance(value, str) else value
         units = _EXACT.divide(number, step)

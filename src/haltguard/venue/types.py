@@ -65,6 +65,8 @@ class RejectReason(StrEnum):
     POST_ONLY_WOULD_CROSS = "post_only_would_cross"
     FOK_NOT_FILLABLE = "fok_not_fillable"
     INSUFFICIENT_FUNDS = "insufficient_funds"
+    UNKNOWN_ACCOUNT = "unknown_account"  # holds nothing in any asset: never funded, or typo
+    CLIENT_ORDER_ID_REUSED = "client_order_id_reused"  # the id placed an order with other terms
     MARKET_HALTED = "market_halted"
     MARKET_CANCEL_ONLY = "market_cancel_only"
     MARKET_POST_ONLY = "market_post_only"
