@@ -37,7 +37,8 @@ BENCHMARKS: dict[str, tuple[str, str, Callable[[float], list[str]]]] = {
     "engine": (
         "bench_engine.py", "In-process throughput, latency and memory",
         lambda s: ["--count", _scaled(1_000_000, s, 1_000),
-                   "--resting", _scaled(1_000_000, s, 1_000)],
+                   "--resting", _scaled(1_000_000, s, 1_000),
+                   "--stress-count", _scaled(300_000, s, 1_000)],
     ),
     "journal": (
         "bench_journal.py", "Durable commands/s and journal latency",

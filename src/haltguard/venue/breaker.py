@@ -37,11 +37,11 @@ from enum import StrEnum
 
 import msgspec
 
+from haltguard.common.units import NS_PER_DAY
 from haltguard.venue.markets import BreakerConfig
-from haltguard.venue.types import INT64_MAX, NS_PER_SECOND
+from haltguard.venue.types import INT64_MAX
 
 BPS_PER_UNIT = 10_000
-NS_PER_DAY = 86_400 * NS_PER_SECOND
 BAND_STEPS_MAX = 16
 BREAKER_DURATION_NS_MAX = NS_PER_DAY
 WINDOW_BUCKETS = 300
@@ -161,17 +161,18 @@ class BreakerState:
     __slots__ = (
         "_bps",
         "_bucket_ns",
-        "_high",
-        "_low",
         "_notional",
         "_qty",
         "_reference",
+        "_static",
         "_static_reference",
         "_window",
         "config",
+        "high",
         "limit_order_id",
         "limit_price",
         "limit_since_ts",
+        "low",
         "next_reset_ts",
         "trigger_count",
     )
@@ -180,6 +181,7 @@ class BreakerState:
         """Raises :class:`BreakerConfigError` for an unusable config."""
         validate_breaker_config(config)
         self.config = config
+        self._static = config.reference == "static"
         self.trigger_count = 0
         self._static_reference = 0
         self._window: deque[_Bucket] = deque()  # oldest first
@@ -193,15 +195,17 @@ class BreakerState:
         self.limit_price = 0
         self.limit_order_id = 0
         self._reference = 0
-        self._low = 0
-        self._high = _NEVER
+        # The band in ticks (see allows): public because Venue._match reads them, with
+        # next_reset_ts, once per price level instead of calling allows.
+        self.low = 0
+        self.high = _NEVER
         self._refresh_band()
 
     # --- reading -----------------------------------------------------------------------
 
     def allows(self, price: int, ts: int) -> bool:
         """May a fill happen at ``price`` now? The hot path: no allocation, two compares."""
-        return self._low <= price <= self._high or ts >= self.next_reset_ts
+        return self.low <= price <= self.high or ts >= self.next_reset_ts
 
     def reference_price(self, ts: int) -> int | None:
         """The reference at ``ts``, or None before the first trade since a reset."""
@@ -217,7 +221,7 @@ class BreakerState:
         """``(low, high)`` in ticks at ``ts``, or None while there is no reference."""
         if self.reference_price(ts) is None:
             return None
-        return self._low, self._high
+        return self.low, self.high
 
     @property
     def in_limit_state(self) -> bool:
@@ -238,10 +242,11 @@ class BreakerState:
     def record_trade(self, price: int, qty: int, ts: int) -> None:
         """Account for a trade that happened (continuous matching) at ``price`` x ``qty``."""
         assert price > 0 and qty > 0, "a trade has a positive price and quantity"
-        self._reset_if_due(ts)
-        if self.in_limit_state and self._low < price < self._high:
+        if ts >= self.next_reset_ts:  # (the test is _reset_if_due's own; here it saves a call)
+            self._reset_if_due(ts)
+        if self.limit_since_ts != _NO_LIMIT_STATE and self.low < price < self.high:
             self._leave_limit_state()
-        if self.config.reference == "static":
+        if self._static:
             if self._static_reference == 0:
                 self._static_reference = price
                 self._refresh_band()
@@ -288,8 +293,8 @@ class BreakerState:
         record = BreakerTrip(
             reference_price=reference,
             band_bps=bps,
-            low=self._low,
-            high=self._high,
+            low=self.low,
+            high=self.high,
             attempted_price=attempted_price,
             order_id=order_id,
             trigger_count=self.trigger_count,
@@ -397,6 +402,6 @@ class BreakerState:
             reference = 0
         self._reference = reference
         if reference == 0:
-            self._low, self._high = 0, _NEVER
+            self.low, self.high = 0, _NEVER
         else:
-            self._low, self._high = band_limits(reference, self._bps)
+            self.low, self.high = band_limits(reference, self._bps)

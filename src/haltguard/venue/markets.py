@@ -14,7 +14,8 @@ from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperatio
 
 import msgspec
 
-from haltguard.venue.types import INT64_MAX, NS_PER_SECOND
+from haltguard.common.units import NS_PER_S
+from haltguard.venue.types import INT64_MAX
 
 
 class GridError(ValueError):
@@ -124,7 +125,7 @@ class BreakerConfig(msgspec.Struct, frozen=True):
     band_bps: list[int]
     pause_ns: int
     reference: str = "rolling"
-    window_ns: int = 300 * NS_PER_SECOND
+    window_ns: int = 300 * NS_PER_S
     limit_state_ns: int = 0
     daily_reset_ns_of_day: int = -1  # -1: never; e.g. 00:00 UTC = 09:00 JST is 0
 
@@ -140,7 +141,7 @@ def coincheck_breaker() -> BreakerConfig:
     """
     return BreakerConfig(
         band_bps=[5_000, 4_000, 3_000],
-        pause_ns=300 * NS_PER_SECOND,
+        pause_ns=300 * NS_PER_S,
         reference="static",
         daily_reset_ns_of_day=0,
     )
@@ -151,10 +152,10 @@ def luld_breaker(band_bps: int = 500) -> BreakerConfig:
     then a 5-minute pause (US equities' LULD with a single band)."""
     return BreakerConfig(
         band_bps=[band_bps],
-        pause_ns=300 * NS_PER_SECOND,
+        pause_ns=300 * NS_PER_S,
         reference="rolling",
-        window_ns=300 * NS_PER_SECOND,
-        limit_state_ns=15 * NS_PER_SECOND,
+        window_ns=300 * NS_PER_S,
+        limit_state_ns=15 * NS_PER_S,
     )
 
 
@@ -178,7 +179,7 @@ class MarketSpec(msgspec.Struct, frozen=True):
     quote_per_tick_lot: int
     base_per_lot: int
     breaker: BreakerConfig | None = None
-    reopen_auction_ns: int = 180 * NS_PER_SECOND  # itayose length when reopening by default
+    reopen_auction_ns: int = 180 * NS_PER_S  # itayose length when reopening by default
 
     @property
     def tick(self) -> Decimal:
@@ -213,7 +214,7 @@ def make_market(
     maker_fee_bps: int = 0,
     taker_fee_bps: int = 0,
     breaker: BreakerConfig | None = None,
-    reopen_auction_ns: int = 180 * NS_PER_SECOND,
+    reopen_auction_ns: int = 180 * NS_PER_S,
 ) -> MarketSpec:
     """Build a spec from human decimals, refusing grids the ledger cannot represent exactly."""
     tick, lot = Decimal(tick_size), Decimal(lot_size)

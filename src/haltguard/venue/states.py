@@ -25,6 +25,7 @@ from enum import StrEnum
 
 import msgspec
 
+from haltguard.common.units import NS_PER_DAY
 from haltguard.venue.commands import ResumePhase
 from haltguard.venue.types import MarketState, OrderType, RejectReason, TimeInForce
 
@@ -217,7 +218,7 @@ class ResumePlanError(ValueError):
 
 
 RESUME_PHASES_MAX = 16
-RESUME_PHASE_NS_MAX = 7 * 24 * 3600 * 1_000_000_000  # a week: longer is surely a typo
+RESUME_PHASE_NS_MAX = 7 * NS_PER_DAY  # a week: longer is surely a typo
 _RESUME_END_STATES = frozenset({_S.OPEN, _S.LIMIT_ONLY, _S.POST_ONLY})
 
 

@@ -9,7 +9,6 @@ from enum import StrEnum
 
 # Prices, quantities and amounts are signed 64-bit integers in the journal.
 INT64_MAX = (1 << 63) - 1
-NS_PER_SECOND = 1_000_000_000
 
 
 class Side(StrEnum):

@@ -11,12 +11,19 @@ generator, so the same seed yields the same orders.
 The randomness lives here, never in the engine. :func:`setup_commands` lists the assets,
 opens the market and funds every account generously, so a fresh :class:`Venue` can run the
 flow with every order accepted on funds.
+
+:func:`stress_flow` makes harder flows than the peer's mix, each a :class:`FlowProfile`:
+most limit orders sweeping several levels (``sweep``), a trending mid (``drift``), a third
+of the commands cancels (``cancel_heavy``), and all three at once (``mixed``).
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterator
+
+import msgspec
 
 from haltguard.venue.commands import (
     AddAsset,
@@ -118,3 +125,84 @@ def resting_flow(count: int, *, accounts: int = ACCOUNTS) -> Iterator[Command]:
             yield PlaceOrder(WORKLOAD_MARKET, account, Side.SELL, qty, MID_PRICE + away)
         else:
             yield PlaceOrder(WORKLOAD_MARKET, account, Side.BUY, qty, MID_PRICE - away)
+
+
+class FlowProfile(msgspec.Struct, frozen=True):
+    """The shape of a :func:`stress_flow`: how much of it cancels, crosses and drifts.
+
+    Shares are per mille (integers, so a profile is exact and prints as it is meant).
+    A crossing limit order is priced ``1..sweep_ticks`` through the current mid, so it
+    takes every level on its way there; a passive one ``1..depth_ticks`` on its own side.
+    With ``drift_every`` > 0 the mid moves one tick every that many commands, keeping its
+    direction for a while (``turn_per_mille`` is the chance it turns at each move), so the
+    book is left behind on one side. Cancels pick one of the last ``cancel_window`` limit
+    orders, so most of them still find their order resting.
+    """
+
+    name: str
+    cancel_per_mille: int
+    market_per_mille: int
+    cross_per_mille: int
+    sweep_ticks: int
+    depth_ticks: int
+    qty_max: int
+    cross_qty_max: int
+    drift_every: int
+    turn_per_mille: int
+    cancel_window: int
+
+
+SWEEP = FlowProfile("sweep", 100, 20, 650, 8, 8, 40, 60, 0, 0, 2_000)
+"""About two thirds of limit orders are priced up to 8 ticks through the mid, up to
+three resting orders' size: half of all limit orders trade, each with two makers on average."""
+DRIFT = FlowProfile("drift", 250, 50, 150, 4, 30, 100, 100, 4, 20, 2_000)
+"""The mid trends one tick every four commands, turning now and then."""
+CANCEL_HEAVY = FlowProfile("cancel_heavy", 333, 20, 100, 5, 50, 100, 100, 0, 0, 500)
+"""A third of all commands are cancels of recent orders."""
+MIXED = FlowProfile("mixed", 333, 20, 600, 8, 8, 40, 60, 4, 20, 1_000)
+"""All three at once: a third cancels, most limit orders sweeping, the mid drifting."""
+STRESS_PROFILES: dict[str, FlowProfile] = {p.name: p for p in (SWEEP, DRIFT, CANCEL_HEAVY, MIXED)}
+MID_LOW, MID_HIGH = MID_PRICE // 2, MID_PRICE * 3 // 2  # where a drifting mid turns back
+
+
+def stress_flow(
+    seed: int,
+    count: int,
+    profile: FlowProfile,
+    *,
+    first_seq: int,
+    accounts: int = ACCOUNTS,
+) -> Iterator[Command]:
+    """Yield ``count`` plain orders and cancels shaped by ``profile``; as in
+    :func:`order_flow`, the ``i``-th will be applied as ``first_seq + i`` (its order id)."""
+    rng = random.Random(seed)
+    recent: deque[tuple[int, int]] = deque(maxlen=profile.cancel_window)
+    mid, step = MID_PRICE, 1
+    for index in range(count):
+        order_id = first_seq + index
+        if profile.drift_every and index % profile.drift_every == 0:
+            if rng.randrange(1_000) < profile.turn_per_mille or not MID_LOW < mid < MID_HIGH:
+                step = -step if MID_LOW < mid < MID_HIGH else (1 if mid <= MID_LOW else -1)
+            mid += step
+        roll = rng.randrange(1_000)
+        if roll < profile.cancel_per_mille and recent:
+            target, owner = recent[rng.randrange(len(recent))]
+            yield CancelOrder(WORKLOAD_MARKET, owner, target)
+            continue
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        account = rng.randint(1, accounts)
+        if roll < profile.cancel_per_mille + profile.market_per_mille:
+            qty = rng.randint(1, profile.qty_max)
+            yield PlaceOrder(
+                WORKLOAD_MARKET, account, side, qty, 0, OrderType.MARKET, TimeInForce.IOC
+            )
+            continue
+        if rng.randrange(1_000) < profile.cross_per_mille:
+            offset = -rng.randint(1, profile.sweep_ticks)
+            qty = rng.randint(1, profile.cross_qty_max)
+        else:
+            offset = rng.randint(1, profile.depth_ticks)
+            qty = rng.randint(1, profile.qty_max)
+        price = mid - offset if side is Side.BUY else mid + offset
+        recent.append((order_id, account))
+        yield PlaceOrder(WORKLOAD_MARKET, account, side, qty, price)
