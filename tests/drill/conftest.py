@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from haltguard.app.config import load_config
+from haltguard.app.drill_system import own_system
 from haltguard.app.system import System
-from haltguard.drill.runner import own_system
 
 ADMIN_TOKEN = "drill-test-admin-token-0123456789"
 

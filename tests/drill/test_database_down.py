@@ -13,7 +13,7 @@ import pytest
 from haltguard.drill.runner import judge, run_scenario
 from haltguard.drill.scenario import DrillResult, Scale, Targets
 from haltguard.drill.scenarios.database_down import SCENARIO
-from haltguard.drill.toolkit import database
+from haltguard.drill.surface import database
 from haltguard.incidents import service as incidents
 from haltguard.incidents.models import TimelineKind
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from haltguard.detection.load import PRIVATE_NETWORKS
+from haltguard.common.network import PRIVATE_NETWORKS
 from haltguard.drill.runner import run_scenario
 from haltguard.drill.scenario import DrillResult, Scale
 from haltguard.drill.scenarios.ddos import SCENARIO, without_attackers
-from haltguard.drill.toolkit import database, load_guard
+from haltguard.drill.surface import database
 from haltguard.incidents import service as incidents
 
 REDUCED = Scale(orders=20, burst=20, timeout_s=15.0)
@@ -40,7 +40,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory, make_drill_system: Any) -> I
         assert result.incident_id is not None, result.failures()
         with database(system) as session:
             category = incidents.get(session, result.incident_id).category.value
-        guard = load_guard(system)
+        guard = system.load_guard
         assert guard is not None and guard.flood is not None
         yield Outcome(result, category, guard.flood.settings.exempt_networks,
                       len(guard.flood.limiter.blocks))

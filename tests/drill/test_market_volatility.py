@@ -13,7 +13,7 @@ import pytest
 from haltguard.drill.runner import run_scenario
 from haltguard.drill.scenario import DrillResult, Scale
 from haltguard.drill.scenarios.market_volatility import SCENARIO
-from haltguard.drill.toolkit import database
+from haltguard.drill.surface import database
 from haltguard.incidents import service as incidents
 from haltguard.incidents.models import TimelineKind
 from haltguard.venue.types import MarketState

@@ -12,7 +12,7 @@ import pytest
 from haltguard.drill.runner import run_scenario
 from haltguard.drill.scenario import DrillResult, Scale
 from haltguard.drill.scenarios.server_down import SCENARIO
-from haltguard.drill.toolkit import database
+from haltguard.drill.surface import database
 from haltguard.incidents import service as incidents
 
 REDUCED = Scale(orders=200, burst=20, timeout_s=20.0)

@@ -12,8 +12,9 @@ from decimal import Decimal
 import pytest
 
 from haltguard.app.config import load_config
-from haltguard.detection.load import SheddingSettings
-from haltguard.drill.runner import own_system, run_scenario
+from haltguard.app.drill_system import own_system
+from haltguard.drill.load import AcknowledgedOrder
+from haltguard.drill.runner import run_scenario
 from haltguard.drill.scenario import DrillResult, Measurements, Scale
 from haltguard.drill.scenarios.surge import (
     CLIENTS,
@@ -25,7 +26,8 @@ from haltguard.drill.scenarios.surge import (
     merge_outputs,
     percentile,
 )
-from haltguard.drill.toolkit import AcknowledgedOrder, database
+from haltguard.drill.surface import database
+from haltguard.gateway.limits import SheddingSettings
 from haltguard.incidents import service as incidents
 
 CAPACITY_PER_S = 60

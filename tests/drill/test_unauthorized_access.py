@@ -1,7 +1,7 @@
 """The unauthorized-access drill at a reduced scale: a credential-stuffing burst from a
-loopback address of its own is detected from the audit chain and the address blocked at the
-venue's gateway; withdrawals to a stranger's address from three accounts freeze the asset;
-the unfreeze is the (drill-played) operator's decision."""
+loopback address of its own is detected from the audit chain and the address blocked from
+the login route only (it keeps trading); withdrawals to a stranger's address from three
+accounts freeze the asset; the unfreeze is the (drill-played) operator's decision."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from haltguard.drill.runner import run_scenario
 from haltguard.drill.scenario import DRILL_ACTOR, DrillResult, Scale
 from haltguard.drill.scenarios.unauthorized_access import ATTACKER_ADDRESS, SCENARIO
-from haltguard.drill.toolkit import database
+from haltguard.drill.surface import database
 from haltguard.incidents import service as incidents
 from haltguard.incidents.models import TimelineKind
 
@@ -28,7 +28,7 @@ class Outcome:
     category: str
     withdrawal_entries: list[tuple[str, str]]  # (actor, message)
     frozen_now: bool
-    attacker_answer: int
+    attacker_login_answer: int
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +48,17 @@ def drill(tmp_path_factory: pytest.TempPathFactory, make_drill_system: Any) -> I
         frozen_now = any(asset["withdrawals_frozen"] for asset in assets)
         transport = httpx.HTTPTransport(local_address=ATTACKER_ADDRESS)
         with httpx.Client(transport=transport) as attacker:
-            answer = attacker.get(f"{system.venue_api_url}/v1/markets").status_code
+            answer = attacker.post(f"{system.api_url}/api/auth/login", json={
+                "username": "after-the-drill", "password": "Winter2026!",
+                "totp_code": "000000"}).status_code
         yield Outcome(result, category, entries, frozen_now, answer)
 
 
 def test_credential_stuffing_is_detected_and_its_address_blocked(drill: Outcome) -> None:
     checks = {check.name: check for check in drill.result.checks}
     assert checks["every stuffed login refused"].passed
-    assert checks["stuffing address blocked at the gateway"].seen == "client_blocked"
+    assert checks["stuffing address blocked at the login route"].seen == "login_throttled"
+    assert checks["trading from that address untouched"].passed
     assert drill.result.measurements.extra["stuffing_incident"].startswith("INC-")
 
 
@@ -74,6 +77,6 @@ def test_withdrawals_to_a_stranger_freeze_the_asset_under_a_security_incident(
 
 def test_the_operator_unfreezes_and_lifts_the_block_and_the_drill_passes(drill: Outcome) -> None:
     assert not drill.frozen_now
-    assert drill.attacker_answer == 200
+    assert drill.attacker_login_answer == 401, "the login block was lifted"
     assert drill.result.measurements.ledger_invariant_ok
     assert drill.result.passed, drill.result.failures()

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from haltguard.drill.scenario import DrillResult, Measurements, Targets
+from haltguard.incidents.rules import incident_ref
 from haltguard.reports.document import (
     Bullets,
     Document,
@@ -221,7 +222,7 @@ def document(result: DrillResult, targets: Targets, scenario_title: Bilingual) -
     preamble = (Table(("", ""), (
         (both(LABEL_SCENARIO), f"{result.scenario}: {both(scenario_title)}"),
         (both(LABEL_RESULT), both(overall)),
-        (both(LABEL_INCIDENT), f"INC-{result.incident_id}" if result.incident_id is not None
+        (both(LABEL_INCIDENT), incident_ref(result.incident_id) if result.incident_id is not None
          else both(NO_INCIDENT)),
         (both(LABEL_STARTED), jst_utc(result.started_at)),
         (both(LABEL_FINISHED), jst_utc(result.finished_at)),

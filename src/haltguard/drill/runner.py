@@ -1,5 +1,6 @@
 """Running one drill: on a thread with progress lines, against a given system, ending in a
-judged result and its report files; and, for the command line, a system of its own.
+judged result and its report files; and the parts of a system of the drill's own (its
+server on an ephemeral port, the local receiver of its notices).
 
 The result is judged twice over: the scenario's own checks, and one check per figure that
 has a target in the configuration (a figure that does not apply is not judged). Whatever
@@ -19,11 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import uvicorn
+from starlette.types import ASGIApp
 
-from haltguard.db.session import session_scope
+from haltguard.common.clock import utc_now
 from haltguard.drill.report import figure_rows, write_files
 from haltguard.drill.scenario import (
     DRILL_ACTOR,
@@ -36,25 +37,16 @@ from haltguard.drill.scenario import (
     Scenario,
     Targets,
 )
-from haltguard.drill.toolkit import DrillError, utc_now
+from haltguard.drill.surface import DrillSurface, database
+from haltguard.drill.waiting import DrillError
 from haltguard.notify import service as notify
 from haltguard.notify.models import ChannelCreate
 from haltguard.status.texts import Bilingual
-
-if TYPE_CHECKING:
-    from haltguard.app.config import ServeConfig
-    from haltguard.app.system import System
 
 log = logging.getLogger(__name__)
 
 SERVER_START_TIMEOUT_S = 15.0
 PROGRESS_LINES_MAX = 10_000
-
-
-def targets_of(system: System) -> Targets:
-    """The configuration's ``[drill]`` targets, or the defaults where it has none."""
-    targets = getattr(system.config, "drill_targets", None)
-    return targets if isinstance(targets, Targets) else Targets()
 
 
 def judge(result: DrillResult, targets: Targets) -> None:
@@ -79,7 +71,7 @@ def failed_result(scenario: str, reason: str) -> DrillResult:
 
 
 def run_scenario(
-    system: System,
+    system: DrillSurface,
     scenario: Scenario,
     *,
     scale: Scale,
@@ -90,7 +82,7 @@ def run_scenario(
     """Run ``scenario`` on ``system`` here and now; never raises for the scenario's faults:
     a step that could not be done fails the drill with its reason. The drill's report and
     the incident's reports go to ``report_dir/drill-<scenario>-<start time>/``."""
-    chosen = targets or targets_of(system)
+    chosen = targets or system.drill_targets
     started = utc_now()
     run_dir = None if report_dir is None else \
         report_dir / f"drill-{scenario.name}-{started:%Y%m%dT%H%M%SZ}"
@@ -143,7 +135,7 @@ class DrillRun:
 
 
 def start_run(
-    system: System, scenario: Scenario, *, scale_name: str, scale: Scale,
+    system: DrillSurface, scenario: Scenario, *, scale_name: str, scale: Scale,
     report_dir: Path | None,
 ) -> DrillRun:
     """Run ``scenario`` on a daemon thread; the returned run shows its progress and result."""
@@ -164,17 +156,17 @@ def start_run(
 
 
 class ServerThread:
-    """uvicorn serving ``system`` on an ephemeral loopback port, on a thread, so the
+    """uvicorn serving a system's ``app`` on an ephemeral loopback port, on a thread, so the
     drill's HTTP paths (orders, admin, status page) are the real ones."""
 
-    def __init__(self, system: System, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1") -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://{host}:{self.port}"
         self._server = uvicorn.Server(uvicorn.Config(
-            system.asgi_app(), host=host, port=self.port, log_level="warning", lifespan="on",
+            app, host=host, port=self.port, log_level="warning", lifespan="on",
         ))
         self._thread = threading.Thread(target=self._serve, name="drill-server", daemon=True)
 
@@ -221,9 +213,9 @@ class NoticeObserver:
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="drill-notice-observer", daemon=True)
 
-    def start(self, system: System) -> NoticeObserver:
+    def start(self, system: DrillSurface) -> NoticeObserver:
         self._thread.start()
-        with session_scope(system.operations.state.session_factory) as session:
+        with database(system) as session:
             notify.add_channel(session, ChannelCreate(url=self.url, label=self.LABEL),
                                actor=DRILL_ACTOR, now=utc_now())
         return self
@@ -231,33 +223,6 @@ class NoticeObserver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-@contextmanager
-def own_system(config: ServeConfig, progress: Progress) -> Iterator[System]:
-    """Start a demo system on ``config`` (its data directory), serve it on an ephemeral
-    port, and stop both afterwards."""
-    from haltguard.app.system import start_system  # the system installs the drills' API
-
-    progress(f"starting a demo system of the drill's own on {config.data_dir}")
-    system = start_system(config, demo=True)
-    server: ServerThread | None = None
-    observer: NoticeObserver | None = None
-    try:
-        server = ServerThread(system).start()
-        observer = NoticeObserver().start(system)
-        system.api_url = server.url
-        if not system.config.venue_url:
-            system.venue_api_url = server.url
-        progress(f"serving it on {server.url}; notices go to a local observer channel")
-        yield system
-    finally:
-        if server is not None:
-            server.stop()
-        if observer is not None:
-            observer.stop()
-        system.stop()
-        progress("the drill's own system stopped")
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from haltguard.app.system import System
+    from haltguard.drill.surface import DrillSurface
 
 DRILL_ACTOR = "drill (playing the approving operator)"
 """Who the drill says it is when it does what the manual leaves to a person."""
@@ -114,7 +114,7 @@ class Scale:
 
 @dataclass
 class DrillContext:
-    system: System
+    system: DrillSurface  # what the scenario may touch of the running system
     targets: Targets
     scale: Scale
     progress: Progress

@@ -11,43 +11,37 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import threading
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from haltguard.drill.runner import DrillRun, start_run
 from haltguard.drill.scenario import SCALES
 from haltguard.drill.scenarios import SCENARIOS
-
-if TYPE_CHECKING:
-    from haltguard.app.system import System
+from haltguard.drill.surface import DrillSurface
+from haltguard.web.bounds import Count, Key
+from haltguard.web.errors import ApiError
 
 RUNS_KEPT_MAX = 20
 REPORTS_DIR_NAME = "drills"
 
 
-class DrillApiError(HTTPException):
-    """An error answered in the service's standard body: ``{"error": {"code", "message"}}``."""
-
-    def __init__(self, status_code: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(status_code, detail=message, headers=headers)
-        self.code = code
-        self.message = message
+class DrillApiError(ApiError):
+    """A drill refusal, rendered by the one error handler: ``{"error": {"code", "message"}}``."""
 
 
 class DrillStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scenario: str = Field(min_length=1, max_length=64, description="e.g. server-down")
-    scale: str = Field(default="full", description="full or reduced")
+    scale: str = Field(default="full", max_length=16, description="full or reduced")
 
 
 class DrillRegistry:
     """The runs of this process, the newest last; at most one running."""
 
-    def __init__(self, system: System) -> None:
+    def __init__(self, system: DrillSurface) -> None:
         self.system = system
         self.runs: dict[str, DrillRun] = {}
         self._lock = threading.Lock()
@@ -74,7 +68,7 @@ class DrillRegistry:
                     f"drill {busy.id} ({busy.scenario.name}) is still running; one drill at "
                     f"a time: wait for it (GET /api/drills/{busy.id})")
             run = start_run(self.system, scenario, scale_name=request.scale, scale=scale,
-                            report_dir=self.system.config.data_dir / REPORTS_DIR_NAME)
+                            report_dir=self.system.data_dir / REPORTS_DIR_NAME)
             self.runs[run.id] = run
             while len(self.runs) > RUNS_KEPT_MAX:
                 oldest = next(iter(self.runs))
@@ -98,16 +92,8 @@ def run_body(run: DrillRun, since: int = 0) -> dict[str, Any]:
     }
 
 
-def _registry(request: Request) -> DrillRegistry:
-    registry: DrillRegistry = request.app.state.drills
-    return registry
-
-
-def require_drill_token(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> None:
+def require_drill_token(system: DrillSurface, authorization: str | None) -> None:
     """Drills need ``Authorization: Bearer <drill token>`` (from ``data_dir/serve.json``)."""
-    system = _registry(request).system
     token = system.drill_token
     if not token or not system.drills_enabled:
         raise DrillApiError(403, "drills_disabled",
@@ -124,31 +110,35 @@ def require_drill_token(
                             "read it again from data_dir/serve.json")
 
 
-router = APIRouter(prefix="/api/drills", tags=["drills"],
-                   dependencies=[Depends(require_drill_token)])
+def drills_router(registry: DrillRegistry) -> APIRouter:
+    """``/api/drills`` over ``registry``: the routes are given the system's drills here,
+    when they are mounted, rather than finding them on the app."""
+
+    def token_checked(authorization: Annotated[str | None, Header()] = None) -> None:
+        require_drill_token(registry.system, authorization)
+
+    router = APIRouter(prefix="/api/drills", tags=["drills"],
+                       dependencies=[Depends(token_checked)])
+
+    @router.post("", status_code=202, summary="Start a drill")
+    def start_drill(body: DrillStart) -> dict[str, Any]:
+        """Start one drill scenario in this process; 409 while another drill runs."""
+        return run_body(registry.start(body))
+
+    @router.get("/{run_id}", summary="A drill's progress and result")
+    def get_drill(
+        run_id: Key, since: Annotated[Count, Query()] = 0
+    ) -> dict[str, Any]:
+        """Progress lines from index ``since``; ``result`` once ``state`` is ``done``."""
+        run = registry.runs.get(run_id)
+        if run is None:
+            raise DrillApiError(404, "unknown_drill", f"no drill {run_id} in this serve")
+        return run_body(run, since)
+
+    return router
 
 
-@router.post("", status_code=202, summary="Start a drill")
-def start_drill(body: DrillStart, request: Request) -> dict[str, Any]:
-    """Start one drill scenario in this process; 409 while another drill runs."""
-    return run_body(_registry(request).start(body))
-
-
-@router.get("/{run_id}", summary="A drill's progress and result")
-def get_drill(
-    run_id: str, request: Request, since: Annotated[int, Query(ge=0)] = 0
-) -> dict[str, Any]:
-    """Progress lines from index ``since``; ``result`` once ``state`` is ``done``."""
-    run = _registry(request).runs.get(run_id)
-    if run is None:
-        raise DrillApiError(404, "unknown_drill", f"no drill {run_id} in this serve")
-    return run_body(run, since)
-
-
-def install(system: System) -> None:
-    """Mount ``/api/drills`` on the system's operations service (once)."""
-    app = system.operations
-    if getattr(app.state, "drills", None) is not None:
-        return
-    app.state.drills = DrillRegistry(system)
-    app.include_router(router)
+def install(app: FastAPI, system: DrillSurface) -> None:
+    """Mount ``/api/drills`` on ``app``, the system's operations service; called once, by
+    the system that runs the drills."""
+    app.include_router(drills_router(DrillRegistry(system)))

@@ -26,8 +26,18 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DisconnectionError
 
+from haltguard.common.clock import utc_now
 from haltguard.detection import service as detection
 from haltguard.detection.signals import Signal
+from haltguard.drill.checks import ledger_check, lost_orders, public_update_check, timeline_check
+from haltguard.drill.load import OrderLoad, background_rate_per_s, venue_api_url
+from haltguard.drill.observe import count_pages, decisions_seen, incident_for, timeline_times
+from haltguard.drill.play import (
+    ensure_public_update,
+    finish_incident,
+    open_incident_by_hand,
+    take_incident,
+)
 from haltguard.drill.scenario import (
     Check,
     DrillContext,
@@ -35,28 +45,8 @@ from haltguard.drill.scenario import (
     Measurements,
     Scale,
 )
-from haltguard.drill.toolkit import (
-    DrillError,
-    OrderLoad,
-    background_rate_per_s,
-    count_pages,
-    decisions_seen,
-    ensure_public_update,
-    finish_incident,
-    incident_for,
-    ledger_check,
-    lost_orders,
-    open_incident_by_hand,
-    public_update_check,
-    seconds_between,
-    take_incident,
-    timeline_check,
-    timeline_times,
-    utc_now,
-    venue_api_url,
-    wait_for,
-)
-from haltguard.incidents.rules import Category, Severity
+from haltguard.drill.waiting import DrillError, seconds_between, wait_for
+from haltguard.incidents.rules import Category, Severity, incident_ref
 
 OUTAGE_S_FULL = 20.0  # long enough for the database monitor (3 failures at 5 s) to see it
 OUTAGE_S_REDUCED = 3.0
@@ -127,7 +117,7 @@ class DatabaseDown:
 
     def run(self, context: DrillContext) -> DrillResult:
         system, scale, progress = context.system, context.scale, context.progress
-        engine: Engine = system.operations.state.engine
+        engine = system.database_engine
         result = DrillResult(self.name, None, Measurements(), [])
         outage_s = outage_seconds(scale)
         if system.detection is None:
@@ -179,7 +169,7 @@ class DatabaseDown:
                     category=Category.DATABASE, severity=Severity.SEV2,
                     components=[PROBE_COMPONENT])
             result.incident_id = incident_id
-            progress(f"incident INC-{incident_id}")
+            progress(f"incident {incident_ref(incident_id)}")
             take_incident(system, incident_id, started_at=injected_at, cause=CAUSE_EN)
             update_at = ensure_public_update(system, incident_id, grace_s=min(2.0, scale.timeout_s),
                                              cause_ja=CAUSE_JA, cause_en=CAUSE_EN, note=result.note)

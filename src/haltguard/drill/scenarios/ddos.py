@@ -28,21 +28,32 @@ from datetime import datetime
 
 import httpx
 
-from haltguard.detection.load import LoadGuard
-from haltguard.drill import toolkit
-from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
-from haltguard.drill.toolkit import (
+from haltguard.common.clock import utc_now
+from haltguard.common.network import IPNetwork
+from haltguard.detection.signals import Signal
+from haltguard.drill.checks import ledger_check, paged_check, public_update_check, unfinished
+from haltguard.drill.load import (
+    HTTP_TIMEOUT_S,
     Background,
-    DrillError,
-    first_response,
-    load_guard,
+    milliseconds,
     percentile,
-    unfinished,
-    utc_now,
+    read_http_answer,
+    venue_api_url,
 )
+from haltguard.drill.observe import count_notices, count_pages, timeline_times
+from haltguard.drill.play import (
+    first_response,
+    generate_reports,
+    note_on_incident,
+    resolve_incident,
+    write_postmortem,
+)
+from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
+from haltguard.drill.surface import database
+from haltguard.drill.waiting import DrillError, seconds_between
+from haltguard.gateway.shedding import LoadGuard
 from haltguard.incidents import service as incidents
 from haltguard.incidents.rules import Category
-from haltguard.security.config import IPNetwork
 
 NAME = "ddos"
 RULE_ID = "request-flood"
@@ -109,7 +120,7 @@ class DdosScenario:
     def run(self, context: DrillContext) -> DrillResult:
         system, scale, progress = context.system, context.scale, context.progress
         result = DrillResult(NAME, None, Measurements(), [], started_at=utc_now())
-        guard = load_guard(system)
+        guard = system.load_guard
         if guard is None or guard.flood is None:
             raise DrillError("this process holds no request limiter for the venue API (the "
                              "drill must run inside the serving process: haltguard drill "
@@ -120,8 +131,8 @@ class DdosScenario:
         addresses = [f"127.0.0.{FIRST_ATTACKER + n}" for n in range(attackers)]
         seconds = min(max(scale.burst / FLOOD_REQUESTS_PER_SECOND, FLOOD_SECONDS_MIN),
                       FLOOD_SECONDS_MAX)
-        venue_url = toolkit.venue_api_url(system)
-        api_url = str(getattr(system, "api_url", "") or venue_url).rstrip("/")
+        venue_url = venue_api_url(system)
+        api_url = (system.api_url or venue_url).rstrip("/")
         with guard.lock:
             exempt_before = flood.set_exempt_networks(
                 without_attackers(settings.exempt_networks))
@@ -153,7 +164,7 @@ class DdosScenario:
             finally:
                 stop.set()
                 for thread in probes:
-                    thread.join(toolkit.HTTP_TIMEOUT_S + 1)
+                    thread.join(HTTP_TIMEOUT_S + 1)
             flood_end = utc_now()
             blocks = {client: block.reason for client, block in flood.limiter.blocks.items()
                       if client.removeprefix("address:") in addresses}
@@ -162,7 +173,7 @@ class DdosScenario:
                 flood.set_exempt_networks(exempt_before)
         self._measure(result, records=records, elapsed_s=elapsed_s, customer=customer,
                       status_page=status_page, blocks=blocks)
-        result.measurements.ledger_invariant_ok = toolkit.ledger_check(system).ok
+        result.measurements.ledger_invariant_ok = ledger_check(system).ok
         if isinstance(first, DrillError):
             result.checks.append(unfinished(first))
         else:
@@ -191,10 +202,10 @@ class DdosScenario:
             "refused_while_blocked": str(refused_blocked),
             "clients_blocked": str(len(blocks)),
             "status_page_requests": str(status_page.total),
-            "status_page_p50_ms": toolkit.milliseconds(percentile(status_page.latencies_ms, 0.5)),
-            "status_page_p99_ms": toolkit.milliseconds(status_p99),
+            "status_page_p50_ms": milliseconds(percentile(status_page.latencies_ms, 0.5)),
+            "status_page_p99_ms": milliseconds(status_p99),
             "customer_requests": str(customer.total),
-            "customer_p99_ms": toolkit.milliseconds(percentile(customer.latencies_ms, 0.99)),
+            "customer_p99_ms": milliseconds(percentile(customer.latencies_ms, 0.99)),
         })
         reasons = "; ".join(f"{client}: {reason}" for client, reason in sorted(blocks.items()))
         result.checks += [
@@ -225,25 +236,25 @@ class DdosScenario:
                   seen_ja=f"{customer.total} 件中 {customer_ok} 件"),
         ]
 
-    def _respond(self, context: DrillContext, result: DrillResult, *, guard: LoadGuard,
+    def _respond(self, context: DrillContext, result: DrillResult, *, guard: LoadGuard[Signal],
                  flood_at: datetime, flood_end: datetime, records: list[AttackerRecord],
                  blocks: dict[str, str]) -> None:
         system = context.system
         m = result.measurements
         incident_id = result.incident_id
         assert incident_id is not None
-        toolkit.note_on_incident(system, incident_id, "drill: clients blocked by the request "
-                                 "limiter: " + "; ".join(f"{client} ({reason})" for client, reason
-                                                         in sorted(blocks.items())))
+        note_on_incident(system, incident_id, "drill: clients blocked by the request "
+                         "limiter: " + "; ".join(f"{client} ({reason})" for client, reason
+                                                 in sorted(blocks.items())))
         lifted = [client for client in sorted(blocks) if guard.flood is not None
                   and guard.flood.limiter.unblock(client)]
         result.note(f"訓練が担当者として {len(lifted)} 件の遮断を解除しました。",
                     f"The drill played the operator who lifted the {len(lifted)} blocks "
                     "after the flood.")
-        toolkit.resolve_incident(system, incident_id, "drill: flood over, blocks lifted")
-        times = toolkit.timeline_times(system, incident_id)
-        pages = toolkit.count_pages(system, incident_id)
-        with toolkit.database(system) as session:
+        resolve_incident(system, incident_id, "drill: flood over, blocks lifted")
+        times = timeline_times(system, incident_id)
+        pages = count_pages(system, incident_id)
+        with database(system) as session:
             category = incidents.get(session, incident_id).category
             fired = [entry for entry in incidents.timeline(session, incident_id)
                      if (entry.details or {}).get("rule_id") == RULE_ID]
@@ -253,12 +264,12 @@ class DdosScenario:
                             default=None)
         last_block_s = max((r.blocked_s for r in records if r.blocked_s is not None),
                            default=None)
-        m.time_to_detect_s = toolkit.seconds_between(flood_at, times.detected_at)
+        m.time_to_detect_s = seconds_between(flood_at, times.detected_at)
         m.time_to_halt_s = first_block_s
-        m.time_to_first_update_s = toolkit.seconds_between(flood_at,
-                                                           times.first_public_update_at)
+        m.time_to_first_update_s = seconds_between(flood_at,
+                                                   times.first_public_update_at)
         m.recovery_time_s = last_block_s
-        m.notices_sent = toolkit.count_notices(system, incident_id).sent
+        m.notices_sent = count_notices(system, incident_id).sent
         m.extra["pages"] = str(pages)
         m.extra["protective_action"] = (
             "大量送信元の遮断(停止時間: 最初の遮断、復旧時間: 最後の攻撃元の遮断) / flooding "
@@ -272,16 +283,16 @@ class DdosScenario:
                   f"rule {RULE_ID} with the limiter's reason and values",
                   f"{len(fired)} entries from the rule",
                   name_ja="遮断理由の記録", expected_ja="ルールと値", seen_ja=f"{len(fired)} 件"),
-            toolkit.paged_check(pages),
-            toolkit.public_update_check(times.public_update_ja, times.public_update_en),
+            paged_check(pages),
+            public_update_check(times.public_update_ja, times.public_update_en),
         ]
         if context.report_dir is not None:
-            toolkit.write_postmortem(
+            write_postmortem(
                 system, incident_id, summary="Drill: a request flood on the public API.",
                 cause="A flood from several addresses, injected by the drill.",
                 went_well=["The limiter blocked every flooding address on its own."],
                 went_badly=[])
-            result.report_paths += [str(p) for p in toolkit.generate_reports(
+            result.report_paths += [str(p) for p in generate_reports(
                 system, incident_id, context.report_dir)]
 
 
@@ -351,7 +362,7 @@ async def _flood(base_url: str, addresses: list[str], seconds_min: float,
 
 
 async def _answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    return await toolkit.read_http_answer(reader, RESPONSE_BYTES_MAX)
+    return await read_http_answer(reader, RESPONSE_BYTES_MAX)
 
 
 def _note(record: AttackerRecord, status: int, headers: dict[str, str], body: bytes,
@@ -374,7 +385,7 @@ def _note(record: AttackerRecord, status: int, headers: dict[str, str], body: by
 
 def _probe(base_url: str, paths: list[str], record: ProbeRecord, stop: threading.Event) -> None:
     """Ask ``paths`` in turn every ``PROBE_INTERVAL_S`` until ``stop``."""
-    with httpx.Client(base_url=base_url, timeout=toolkit.HTTP_TIMEOUT_S,
+    with httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S,
                       follow_redirects=True) as client:
         turn = 0
         while not stop.is_set():

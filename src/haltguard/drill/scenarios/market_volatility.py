@@ -18,14 +18,42 @@ from typing import Any
 
 import httpx
 
-from haltguard.drill import toolkit
+from haltguard.common.clock import utc_now
+from haltguard.common.units import BPS
+from haltguard.drill.checks import ledger_check, lost_orders, note_played_support, paged_check
+from haltguard.drill.load import (
+    HTTP_TIMEOUT_S,
+    OrderLoad,
+    VenueClient,
+    background_rate_per_s,
+    venue_api_url,
+)
+from haltguard.drill.observe import (
+    count_notices,
+    count_pages,
+    decisions_seen,
+    halted_markets,
+    incident_for,
+    timeline_times,
+    wait_trading,
+)
+from haltguard.drill.play import (
+    ensure_public_update,
+    generate_reports,
+    play_resume,
+    resolve_incident,
+    take_incident,
+    write_postmortem,
+)
 from haltguard.drill.scenario import (
     Check,
     DrillContext,
     DrillResult,
     Measurements,
 )
-from haltguard.drill.toolkit import DrillError, OrderLoad, VenueClient, utc_now
+from haltguard.drill.surface import DrillSurface, database
+from haltguard.drill.waiting import DrillError, seconds_between, wait_for
+from haltguard.incidents import service as incidents
 from haltguard.incidents.rules import Category
 from haltguard.venue.types import MarketState
 
@@ -39,7 +67,6 @@ LADDER_BEYOND_BAND_BPS = 1_000  # the ladder reaches this far past the breaker's
 LADDER_DEPTH_BPS_NO_BREAKER = 3_000
 LOT_MULTIPLE = 10  # each ladder bid is this many minimum quantities
 DEPTH_LEVELS = 500  # the venue's most
-BPS = 10_000
 LOAD_SHARE_BEFORE_CRASH = 4  # a quarter of the load is acknowledged before the crash
 
 
@@ -54,12 +81,12 @@ class MarketVolatilityScenario:
         with VenueClient.for_system(system) as client:
             symbol, spec = _pick_market(client)
             progress(f"{NAME}: customer load on the venue, then a crash in {symbol}")
-            load = OrderLoad(toolkit.venue_api_url(system), orders=max(scale.orders, 4),
+            load = OrderLoad(venue_api_url(system), orders=max(scale.orders, 4),
                              prefix="drill-volatility",
-                             rate_per_s=toolkit.background_rate_per_s(system)).start()
+                             rate_per_s=background_rate_per_s(system)).start()
             try:
                 load_wait = scale.timeout_s
-                toolkit.wait_for(
+                wait_for(
                     lambda: load.acknowledged_count >= load.orders // LOAD_SHARE_BEFORE_CRASH,
                     load_wait, "customer orders acknowledged before the crash",
                     seen=load.describe)
@@ -92,50 +119,50 @@ class MarketVolatilityScenario:
             seen_ja=f"発動 {len(trips)} 回、約定 {len(trades)} 件(最安値 {lowest})"))
 
         progress(f"{NAME}: waiting for the volatility rule's incident")
-        incident_id = toolkit.wait_for(
-            lambda: toolkit.incident_for(system, since=crash_at, rule_id=RULE_ID),
+        incident_id = wait_for(
+            lambda: incident_for(system, since=crash_at, rule_id=RULE_ID),
             scale.timeout_s, f"an incident from rule {RULE_ID}",
-            seen=lambda: toolkit.decisions_seen(system, crash_at))
+            seen=lambda: decisions_seen(system, crash_at))
         result.incident_id = incident_id
-        toolkit.wait_for(lambda: symbol in toolkit.halted_markets(system), scale.timeout_s,
-                         f"{symbol} halted")
-        toolkit.take_incident(system, incident_id, started_at=crash_at,
-                              cause=f"drill: a price crash injected into {symbol}")
+        wait_for(lambda: symbol in halted_markets(system), scale.timeout_s,
+                 f"{symbol} halted")
+        take_incident(system, incident_id, started_at=crash_at,
+                      cause=f"drill: a price crash injected into {symbol}")
         played: list[str] = []
-        toolkit.ensure_public_update(
+        ensure_public_update(
             system, incident_id, grace_s=min(2.0, scale.timeout_s),
             cause_ja=f"{symbol} の価格急変動", cause_en=f"a sharp price move in {symbol}",
             notes=played)
-        toolkit.note_played_support(result, played)
+        note_played_support(result, played)
         _check_classification(system, incident_id, result)
 
         progress(f"{NAME}: cancelling the drill's ladder, then a phased resume of {symbol}")
-        with httpx.Client(base_url=client.base_url, timeout=toolkit.HTTP_TIMEOUT_S) as http:
+        with httpx.Client(base_url=client.base_url, timeout=HTTP_TIMEOUT_S) as http:
             cancelled = http.post(f"/v1/markets/{symbol}/cancel-all",
                                   json={"account": BUYER_ACCOUNT})
         result.note("訓練が置いた買い注文の残りを取消しました。",
                     f"The drill cancelled what was left of its ladder of bids "
                     f"(HTTP {cancelled.status_code}).")
-        resume = toolkit.play_resume(system, incident_id, [symbol],
-                                     reason="drill: crash contained, book checked")
+        resume = play_resume(system, incident_id, [symbol],
+                             reason="drill: crash contained, book checked")
         result.note("訓練が承認担当者として段階的再開を実行しました。",
                     f"The drill played the approving operator(s) for the phased resume "
                     f"({resume.detail}; second approvals: {resume.approvals}).")
-        trading_at = toolkit.wait_trading(system, [symbol], scale.timeout_s)
+        trading_at = wait_trading(system, [symbol], scale.timeout_s)
         load.wait_done(scale.timeout_s)
         load.stop()
-        toolkit.resolve_incident(system, incident_id, "drill: market reopened after the crash")
+        resolve_incident(system, incident_id, "drill: market reopened after the crash")
         _finish(context, result, incident_id=incident_id, crash_at=crash_at,
                 trading_at=trading_at, load=load, symbol=symbol)
 
         progress(f"{NAME}: reports")
-        toolkit.write_postmortem(
+        write_postmortem(
             system, incident_id, summary=f"Drill: a price crash in {symbol}.",
             cause="Aggressive selling through a thin book, injected by the drill.",
             went_well=["The breaker and the volatility rule stopped the market on their own."],
             went_badly=[])
         if context.report_dir is not None:
-            result.report_paths += [str(p) for p in toolkit.generate_reports(
+            result.report_paths += [str(p) for p in generate_reports(
                 system, incident_id, context.report_dir)]
 
 
@@ -194,7 +221,7 @@ def _crash(client: VenueClient, symbol: str, spec: dict[str, Any],
            ladder: list[Decimal]) -> dict[str, Any]:
     """Sell everything bid down to the ladder's foot, below the lowest bid,
     immediate-or-cancel: what is left once the breaker stops the sweep is cancelled."""
-    with httpx.Client(base_url=client.base_url, timeout=toolkit.HTTP_TIMEOUT_S) as http:
+    with httpx.Client(base_url=client.base_url, timeout=HTTP_TIMEOUT_S) as http:
         depth = http.get(f"/v1/markets/{symbol}/depth", params={"levels": DEPTH_LEVELS}).json()
     lowest_bid = ladder[-1]
     qty = sum((Decimal(level[1]) for level in depth["bids"] if Decimal(level[0]) >= lowest_bid),
@@ -220,10 +247,8 @@ def _ladder_qty(spec: dict[str, Any]) -> Decimal:
     return Decimal(str(spec["min_qty"])) * LOT_MULTIPLE
 
 
-def _check_classification(system: Any, incident_id: int, result: DrillResult) -> None:
-    with toolkit.database(system) as session:
-        from haltguard.incidents import service as incidents
-
+def _check_classification(system: DrillSurface, incident_id: int, result: DrillResult) -> None:
+    with database(system) as session:
         incident = incidents.get(session, incident_id)
         category, severity = incident.category, incident.severity
     result.checks.append(Check(
@@ -236,19 +261,19 @@ def _check_classification(system: Any, incident_id: int, result: DrillResult) ->
 def _finish(context: DrillContext, result: DrillResult, *, incident_id: int, crash_at: datetime,
             trading_at: datetime, load: OrderLoad, symbol: str) -> None:
     system = context.system
-    times = toolkit.timeline_times(system, incident_id)
+    times = timeline_times(system, incident_id)
     m = result.measurements
-    m.time_to_detect_s = toolkit.seconds_between(crash_at, times.detected_at)
-    m.time_to_halt_s = toolkit.seconds_between(crash_at, times.first_halt_at)
-    m.time_to_first_update_s = toolkit.seconds_between(crash_at, times.first_public_update_at)
-    m.recovery_time_s = toolkit.seconds_between(times.first_halt_at, trading_at)
-    lost = toolkit.lost_orders(system, load.acknowledged)
+    m.time_to_detect_s = seconds_between(crash_at, times.detected_at)
+    m.time_to_halt_s = seconds_between(crash_at, times.first_halt_at)
+    m.time_to_first_update_s = seconds_between(crash_at, times.first_public_update_at)
+    m.recovery_time_s = seconds_between(times.first_halt_at, trading_at)
+    lost = lost_orders(system, load.acknowledged)
     m.acknowledged_orders_lost = lost.count
-    ledger = toolkit.ledger_check(system)
+    ledger = ledger_check(system)
     m.ledger_invariant_ok = ledger.ok
-    notices = toolkit.count_notices(system, incident_id)
+    notices = count_notices(system, incident_id)
     m.notices_sent = notices.sent
-    pages = toolkit.count_pages(system, incident_id)
+    pages = count_pages(system, incident_id)
     m.extra["acknowledged_orders"] = str(lost.checked)
     m.extra["pages"] = str(pages)
     result.checks += [
@@ -257,7 +282,7 @@ def _finish(context: DrillContext, result: DrillResult, *, incident_id: int, cra
               "halted" if times.first_halt_at else "no halt in the incident's timeline",
               name_ja="急変動ルールによる取引停止", expected_ja=f"{symbol} 停止",
               seen_ja="停止済み" if times.first_halt_at else "停止記録なし"),
-        toolkit.paged_check(pages),
+        paged_check(pages),
         Check("public update in Japanese and English",
               bool(times.public_update_ja and times.public_update_en),
               "a published update with both texts",

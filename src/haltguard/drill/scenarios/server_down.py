@@ -17,38 +17,31 @@ itself fails the check that says so.
 from __future__ import annotations
 
 import signal
-from typing import Any
 
-from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
-from haltguard.drill.toolkit import (
+from haltguard.common.clock import utc_now
+from haltguard.drill.checks import ledger_check, lost_orders, public_update_check, timeline_check
+from haltguard.drill.load import OrderLoad, VenueClient, background_rate_per_s, venue_api_url
+from haltguard.drill.observe import (
     HALT_STATES,
     TRADING_STATES,
-    DrillError,
     MarketWatch,
-    OrderLoad,
-    VenueClient,
-    background_rate_per_s,
     count_pages,
     decisions_seen,
-    ensure_public_update,
-    finish_incident,
     incident_for,
-    ledger_check,
-    lost_orders,
-    open_incident_by_hand,
-    play_resume,
-    public_update_check,
     rules_for_signal,
-    seconds_between,
-    take_incident,
-    timeline_check,
     timeline_times,
-    utc_now,
-    venue_api_url,
-    wait_for,
     wait_trading,
 )
-from haltguard.incidents.rules import Category, Severity
+from haltguard.drill.play import (
+    ensure_public_update,
+    finish_incident,
+    open_incident_by_hand,
+    play_resume,
+    take_incident,
+)
+from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
+from haltguard.drill.waiting import DrillError, seconds_between, wait_for
+from haltguard.incidents.rules import Category, Severity, incident_ref
 
 EXIT_SIGNAL = "venue.process_exited"
 DOWN_SIGNAL = "health.failed"  # the venue's health monitor, labelled component=venue
@@ -65,7 +58,7 @@ class ServerDown:
 
     def run(self, context: DrillContext) -> DrillResult:
         system, scale, progress = context.system, context.scale, context.progress
-        supervisor: Any = getattr(system, "supervisor", None)
+        supervisor = system.supervisor
         if supervisor is None:
             raise DrillError(
                 "the venue does not run as a supervised process here (venue.process = false, "
@@ -119,7 +112,7 @@ class ServerDown:
                     category=Category.SERVER_DOWN, severity=Severity.SEV2, markets=trading,
                     components=["venue"])
             result.incident_id = incident_id
-            progress(f"incident INC-{incident_id} opened")
+            progress(f"incident {incident_ref(incident_id)} opened")
             take_incident(system, incident_id, started_at=injected_at, cause=CAUSE_EN)
             update_at = ensure_public_update(
                 system, incident_id, grace_s=min(2.0, scale.timeout_s), cause_ja=CAUSE_JA,
@@ -193,11 +186,11 @@ class ServerDown:
                   f"{', '.join(reopened) or 'なし'}"),
             Check("incident opened from the process-exit signal", detected,
                   f"an incident from {EXIT_SIGNAL} (or the venue's failing health check)",
-                  f"INC-{incident_id}" if detected else
+                  incident_ref(incident_id) if detected else
                   f"none (rules acting on it: {', '.join(rules) or 'none'}); opened by hand",
                   name_ja="プロセス終了の検知によるインシデント起票",
                   expected_ja=f"{EXIT_SIGNAL}(または取引所のヘルスチェック失敗)からのインシデント",
-                  seen_ja=f"INC-{incident_id}" if detected else
+                  seen_ja=incident_ref(incident_id) if detected else
                   f"なし(該当ルール: {', '.join(rules) or 'なし'})、訓練が手動で起票"),
             public_update_check(times.public_update_ja, times.public_update_en),
             timeline_check(times.kinds, ("opened", "public_update", "resume")

@@ -13,35 +13,29 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
-from haltguard.drill.toolkit import (
+from haltguard.common.clock import utc_now
+from haltguard.drill.checks import ledger_check, lost_orders, public_update_check, timeline_check
+from haltguard.drill.load import OrderLoad, VenueClient, background_rate_per_s, venue_api_url
+from haltguard.drill.observe import (
     HALT_STATES,
     TRADING_STATES,
-    DrillError,
     MarketWatch,
-    OrderLoad,
-    VenueClient,
-    background_rate_per_s,
     count_pages,
     decisions_seen,
-    ensure_public_update,
-    finish_incident,
     incident_for,
-    ledger_check,
-    lost_orders,
-    open_incident_by_hand,
-    play_resume,
-    public_update_check,
-    seconds_between,
-    take_incident,
-    timeline_check,
     timeline_times,
-    utc_now,
-    venue_api_url,
-    wait_for,
     wait_trading,
 )
-from haltguard.incidents.rules import Category, Severity
+from haltguard.drill.play import (
+    ensure_public_update,
+    finish_incident,
+    open_incident_by_hand,
+    play_resume,
+    take_incident,
+)
+from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
+from haltguard.drill.waiting import DrillError, seconds_between, wait_for
+from haltguard.incidents.rules import Category, Severity, incident_ref
 
 FAULT_KIND = "engine_raise"
 INCIDENT_WAIT_S = 10.0
@@ -130,7 +124,7 @@ class SoftwareBug:
                     "(drill)", category=Category.SOFTWARE_BUG, severity=Severity.SEV2,
                     markets=[market], components=["venue"])
             result.incident_id = incident_id
-            progress(f"incident INC-{incident_id} opened")
+            progress(f"incident {incident_ref(incident_id)} opened")
             take_incident(system, incident_id, started_at=injected_at, cause=CAUSE_EN)
             update_at = ensure_public_update(system, incident_id, grace_s=min(2.0, scale.timeout_s),
                                              cause_ja=CAUSE_JA, cause_en=CAUSE_EN, note=result.note)
@@ -187,10 +181,10 @@ class SoftwareBug:
                   seen_ja=f"HTTP {answer.status_code}"),
             Check("incident opened from the venue's halt and quarantine", detected,
                   "a software_bug incident opened by detection",
-                  f"INC-{incident_id}" if detected else "none; the drill opened it by hand",
+                  incident_ref(incident_id) if detected else "none; the drill opened it by hand",
                   name_ja="停止と隔離の検知によるインシデント起票",
                   expected_ja="検知による software_bug インシデント",
-                  seen_ja=f"INC-{incident_id}" if detected else "なし(訓練が手動で起票)"),
+                  seen_ja=incident_ref(incident_id) if detected else "なし(訓練が手動で起票)"),
             public_update_check(times.public_update_ja, times.public_update_en),
             timeline_check(times.kinds, ("opened", "public_update", "resume")),
         ]

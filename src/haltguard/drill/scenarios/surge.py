@@ -34,23 +34,39 @@ from typing import Any
 
 import httpx
 
+from haltguard.common.clock import utc_now
+from haltguard.common.units import BPS
 from haltguard.detection import records as decision_records
 from haltguard.detection.decisions import DecisionKind
-from haltguard.detection.load import SheddingSettings, latency_percentile_ms
-from haltguard.drill import toolkit
-from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
-from haltguard.drill.toolkit import (
+from haltguard.drill.checks import (
+    ledger_check,
+    lost_orders,
+    paged_check,
+    public_update_check,
+    unfinished,
+)
+from haltguard.drill.load import (
+    HTTP_TIMEOUT_S,
     AcknowledgedOrder,
     Background,
-    DrillError,
     VenueClient,
-    first_response,
-    load_guard,
     milliseconds,
     percentile,
-    unfinished,
-    utc_now,
+    read_http_answer,
+    venue_api_url,
 )
+from haltguard.drill.observe import count_notices, count_pages, halted_markets, timeline_times
+from haltguard.drill.play import (
+    first_response,
+    generate_reports,
+    resolve_incident,
+    write_postmortem,
+)
+from haltguard.drill.scenario import Check, DrillContext, DrillResult, Measurements
+from haltguard.drill.surface import DrillSurface, database
+from haltguard.drill.waiting import DrillError, seconds_between, wait_for
+from haltguard.gateway.limits import SheddingSettings
+from haltguard.gateway.load_signals import latency_percentile_ms
 from haltguard.incidents import service as incidents
 from haltguard.incidents.rules import Category
 from haltguard.venue.types import MarketState
@@ -73,7 +89,6 @@ OFFERED_SHARE_MIN = 0.9  # the drill must offer at least this share of the surge
 ADMITTED_SHARE_MIN = 0.8  # of capacity: below, the host does not sustain what is configured
 ADMITTED_MARGIN_MAX = 1.1  # over what the shedder may admit with its bursts: it did not hold
 PRICE_AWAY_BPS = 200  # orders rest 2% away from the mid, so the surge does not move prices
-BPS = 10_000
 PROBE_TIMEOUT_S = 10.0
 ACKNOWLEDGED = (201, 200)  # placed; or, sent again with its client_order_id, placed before
 
@@ -96,15 +111,15 @@ class SurgeRecord:
     gateway_counts: list[int] | None = None  # the gateway's own latency buckets, this surge
 
 
-def rule_rests_until(system: Any) -> datetime | None:
+def rule_rests_until(system: DrillSurface) -> datetime | None:
     """When the load rule can open and page for a new episode again, if not now: after it
     fired, an episode resolves ``clear_after_s`` after the load clears, and a new firing
     within ``cooldown_s`` of that joins the old episode without paging."""
-    detection = getattr(system, "detection", None)
+    detection = system.detection
     rule = detection.rules.rule(RULE_ID) if detection is not None else None
     if rule is None:
         return None  # no such rule: the wait for its incident says so
-    with toolkit.database(system) as session:
+    with database(system) as session:
         last = session.scalars(decision_records.decisions_query(rule_id=RULE_ID).limit(1)).first()
         if last is None:
             return None
@@ -133,7 +148,7 @@ class SurgeScenario:
     def run(self, context: DrillContext) -> DrillResult:
         system, scale, progress = context.system, context.scale, context.progress
         result = DrillResult(NAME, None, Measurements(), [], started_at=utc_now())
-        capacity = int(system.config.order_capacity_per_s)
+        capacity = int(system.order_capacity_per_s)
         wanted_per_s = capacity * scale.load_multiple
         seconds = min(max(scale.orders / wanted_per_s, SURGE_SECONDS_MIN), SURGE_SECONDS_MAX)
         resting_until = rule_rests_until(system)
@@ -145,14 +160,14 @@ class SurgeScenario:
                 "that time, or on a system of its own (--own-system)")
         with VenueClient.for_system(system) as client:
             symbol, grid = market_grid(client)
-        guard = load_guard(system)
+        guard = system.load_guard
         settings = guard.settings if guard is not None else SheddingSettings()
         progress(f"{NAME}: {CLIENTS} customers in {GENERATOR_PROCESSES} load-generator "
                  f"processes at {wanted_per_s:g} orders/s together ({scale.load_multiple:g} x "
                  f"capacity {capacity}/s) for {seconds:.1f} s")
         gateway_before = guard.ack_latency_counts() if guard is not None else None
         surge_at = utc_now()
-        surging = Background(lambda: generate(toolkit.venue_api_url(system), symbol, grid,
+        surging = Background(lambda: generate(venue_api_url(system), symbol, grid,
                                               wanted_per_s, seconds))
         first = first_response(context, result, surge_at, rule_id=RULE_ID,
                                cause_en="order entry at several times capacity",
@@ -164,7 +179,7 @@ class SurgeScenario:
                                      zip(guard.ack_latency_counts(), gateway_before, strict=True)]
         progress(f"{NAME}: sent {record.sent}, acknowledged {len(record.acknowledged)}, "
                  f"shed {sum(record.shed.values())}; checking the venue took new orders again")
-        recovered_at = _probe(toolkit.venue_api_url(system), symbol, grid)
+        recovered_at = _probe(venue_api_url(system), symbol, grid)
         self._measure(result, settings=settings, capacity=capacity, wanted_per_s=wanted_per_s,
                       seconds=seconds, record=record)
         self._journal(context, result, record)
@@ -259,8 +274,8 @@ class SurgeScenario:
         """Every acknowledged order in the journal, and the ledger's invariants, whatever
         became of the incident."""
         system, m = context.system, result.measurements
-        lost = toolkit.lost_orders(system, record.acknowledged)
-        ledger = toolkit.ledger_check(system)
+        lost = lost_orders(system, record.acknowledged)
+        ledger = ledger_check(system)
         m.acknowledged_orders_lost = lost.count
         m.ledger_invariant_ok = ledger.ok
         result.checks += [
@@ -281,21 +296,21 @@ class SurgeScenario:
         m = result.measurements
         incident_id = result.incident_id
         assert incident_id is not None
-        halted = toolkit.halted_markets(system)
+        halted = halted_markets(system)
         result.note("市場は停止されず負荷制御で保護されたため、再開操作は不要でした。",
                     "No market was halted (shedding protected the venue), so there was "
                     f"nothing to resume; markets stopped now: {', '.join(halted) or 'none'}.")
-        toolkit.resolve_incident(system, incident_id,
-                                 "drill: surge over, orders admitted normally again")
-        times = toolkit.timeline_times(system, incident_id)
-        pages = toolkit.count_pages(system, incident_id)
-        with toolkit.database(system) as session:
+        resolve_incident(system, incident_id,
+                         "drill: surge over, orders admitted normally again")
+        times = timeline_times(system, incident_id)
+        pages = count_pages(system, incident_id)
+        with database(system) as session:
             category = incidents.get(session, incident_id).category
-        m.time_to_detect_s = toolkit.seconds_between(surge_at, times.detected_at)
-        m.time_to_first_update_s = toolkit.seconds_between(surge_at,
-                                                           times.first_public_update_at)
-        m.recovery_time_s = toolkit.seconds_between(surge_end, recovered_at)
-        m.notices_sent = toolkit.count_notices(system, incident_id).sent
+        m.time_to_detect_s = seconds_between(surge_at, times.detected_at)
+        m.time_to_first_update_s = seconds_between(surge_at,
+                                                   times.first_public_update_at)
+        m.recovery_time_s = seconds_between(surge_end, recovered_at)
+        m.notices_sent = count_notices(system, incident_id).sent
         m.extra["pages"] = str(pages)
         result.checks += [
             Check("load signal opened an incident", category == Category.SERVER_DOWN,
@@ -306,16 +321,16 @@ class SurgeScenario:
             Check("no market halted by the surge", not halted,
                   "shedding, not a halt, protects the venue", ", ".join(halted) or "none",
                   name_ja="市場停止なし", expected_ja="なし", seen_ja=", ".join(halted) or "なし"),
-            toolkit.paged_check(pages),
-            toolkit.public_update_check(times.public_update_ja, times.public_update_en),
+            paged_check(pages),
+            public_update_check(times.public_update_ja, times.public_update_en),
         ]
         if context.report_dir is not None:
-            toolkit.write_postmortem(
+            write_postmortem(
                 system, incident_id, summary="Drill: order entry at several times capacity.",
                 cause="A surge of new orders, injected by the drill.",
                 went_well=["Load shedding refused the excess with Retry-After."],
                 went_badly=[])
-            result.report_paths += [str(p) for p in toolkit.generate_reports(
+            result.report_paths += [str(p) for p in generate_reports(
                 system, incident_id, context.report_dir)]
 
 
@@ -380,7 +395,7 @@ def generator_plans(base_url: str, symbol: str, grid: OrderGrid, rate_per_s: flo
         "host": str(url.host), "port": int(url.port or 80),
         "path": f"{url.path.rstrip('/')}/v1/markets/{symbol}/orders",
         "qty": grid.qty, "price": grid.bid_price, "seconds": seconds,
-        "timeout_s": toolkit.HTTP_TIMEOUT_S,
+        "timeout_s": HTTP_TIMEOUT_S,
         "customers": [dataclasses.asdict(c) for c in customers[index::processes]],
     } for index in range(processes)]
 
@@ -585,13 +600,13 @@ async def _generate(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    return await toolkit.read_http_answer(reader, ANSWER_BYTES_MAX)
+    return await read_http_answer(reader, ANSWER_BYTES_MAX)
 
 
 def _probe(base_url: str, symbol: str, grid: OrderGrid) -> datetime:
     """When an ordinary customer's order was admitted again after the surge."""
     stamp = utc_now().strftime("%H%M%S%f")
-    with httpx.Client(base_url=base_url, timeout=toolkit.HTTP_TIMEOUT_S) as client:
+    with httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S) as client:
         tries = iter(range(1_000_000))
 
         def admitted() -> datetime | None:
@@ -601,8 +616,8 @@ def _probe(base_url: str, symbol: str, grid: OrderGrid) -> datetime:
             answer = client.post(f"/v1/markets/{symbol}/orders", json=body)
             return utc_now() if answer.status_code == 201 else None
 
-        return toolkit.wait_for(admitted, PROBE_TIMEOUT_S,
-                                "an ordinary order admitted after the surge")
+        return wait_for(admitted, PROBE_TIMEOUT_S,
+                        "an ordinary order admitted after the surge")
 
 
 SCENARIO = SurgeScenario()
