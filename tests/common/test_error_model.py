@@ -6,9 +6,9 @@ import ast
 from pathlib import Path
 
 from haltguard.common.errors import ErrorKind, HaltguardError
-from haltguard.notify.errors import RateLimitedError
 from haltguard.security.errors import LoginThrottledError, NotAuthenticatedError
 from haltguard.status.errors import not_found
+from haltguard.web.ratelimit import RateLimitedError
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "haltguard"
 

@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.operations import create_app
+from haltguard.common.clock import SystemClock
 from haltguard.security.permissions import Role
 from haltguard.security.testing import (
     fast_test_settings,
@@ -20,8 +22,6 @@ from haltguard.security.testing import (
     public_routes,
     walk_permissions,
 )
-from haltguard.web.app import create_app
-from haltguard.web.clock import SystemClock
 from haltguard.web.pagination import LIMIT_MAX
 from haltguard.web.settings import Settings
 
@@ -38,6 +38,7 @@ PLACEHOLDERS = {"username": "nobody-here", "handle": "nobody-here", "name": "nob
 INTENTIONALLY_PUBLIC = {
     ("POST", "/api/auth/login"),
     ("GET", "/api/pages/{page_id}/ack"),
+    ("POST", "/api/pages/{page_id}/ack-link"),
     ("POST", "/api/detection/alerts/alertmanager"),
     ("POST", "/api/detection/alerts/webhook"),
     ("GET", "/api/notify/confirm"),
@@ -57,8 +58,8 @@ class FixedClock:
 @pytest.fixture
 def app(engine: Engine) -> FastAPI:
     app = create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
-                     clock=FixedClock())
-    app.state.security_settings = fast_test_settings()
+                     clock=FixedClock(),
+                     security_settings=fast_test_settings())
     return app
 
 

@@ -3,7 +3,6 @@ basis points (ADR 0002: no floats where a value is counted or compared)."""
 
 from __future__ import annotations
 
-NS_PER_US = 1_000
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S

@@ -1,2 +1,3 @@
-"""The operations service over HTTP: the app factory and the plumbing every domain's routes
-share (sessions, errors, pagination, the clock and the venue connection)."""
+"""The HTTP plumbing every domain's routes share (the operations context, sessions, errors,
+pagination, bounds, body limits, metrics); it imports no domain. The operations app itself
+is built by the composition root, ``haltguard.app.operations``."""

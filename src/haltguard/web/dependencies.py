@@ -1,37 +1,39 @@
-"""What routes receive: a database session per request, the clock and the venue control."""
+"""What routes receive: a database session per request, the clock and the venue control, all
+read from the app's one :class:`~haltguard.web.context.OperationsContext`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
-from sqlalchemy.orm import Session, sessionmaker
+from fastapi import Depends
+from sqlalchemy.orm import Session
 
+from haltguard.common.clock import Clock
 from haltguard.db.session import session_scope
 from haltguard.venue.control import VenueControl
-from haltguard.web.clock import Clock
+from haltguard.web.context import OperationsContext, context
 from haltguard.web.errors import ApiError
 
+ContextDep = Annotated[OperationsContext, Depends(context)]
 
-def get_session(request: Request) -> Iterator[Session]:
+
+def get_session(operations: ContextDep) -> Iterator[Session]:
     """One transaction per request: committed before the answer is sent, rolled back on error.
 
     Used with ``scope="function"`` so the commit happens before the response goes out: a
     client that got 200 knows its change is durable.
     """
-    factory: sessionmaker[Session] = request.app.state.session_factory
-    with session_scope(factory) as session:
+    with session_scope(operations.session_factory) as session:
         yield session
 
 
-def get_clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
+def get_clock(operations: ContextDep) -> Clock:
+    return operations.clock
 
 
-def get_venue_control(request: Request) -> VenueControl:
-    venue: VenueControl | None = request.app.state.venue_control
+def get_venue_control(operations: ContextDep) -> VenueControl:
+    venue = operations.venue_control
     if venue is None:
         raise ApiError(
             503, "venue_not_connected",
@@ -41,10 +43,9 @@ def get_venue_control(request: Request) -> VenueControl:
     return venue
 
 
-def get_optional_venue(request: Request) -> VenueControl | None:
+def get_optional_venue(operations: ContextDep) -> VenueControl | None:
     """The venue control where one is connected; routes that can work without it ask this."""
-    venue: VenueControl | None = request.app.state.venue_control
-    return venue
+    return operations.venue_control
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
