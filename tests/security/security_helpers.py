@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.operations import create_app
 from haltguard.security.config import SecuritySettings
-from haltguard.security.views import register_error_handlers, router
+from haltguard.web.settings import Settings
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """For modules about HTTP and policy rather than storage: the shared ``database_url``
@@ -31,6 +33,10 @@ class ManualNow:
         with self._lock:
             return self.moment
 
+    def now(self) -> datetime:
+        """The same moment: a ``ManualNow`` is also the app's ``Clock``."""
+        return self()
+
     def advance(self, delta: timedelta) -> None:
         with self._lock:
             self.moment += delta
@@ -39,10 +45,27 @@ class ManualNow:
 def build_app(
     session_factory: sessionmaker[Session], settings: SecuritySettings, now: ManualNow
 ) -> FastAPI:
-    app = FastAPI()
-    app.include_router(router)
-    register_error_handlers(app)
-    app.state.session_factory = session_factory
-    app.state.security_settings = settings
-    app.state.now = now
-    return app
+    """The operations app built by the composition root on the database of
+    ``session_factory``, its clock ``now``; no escalation loop (these tests page nobody)."""
+    engine = session_factory.kw["bind"]
+    assert isinstance(engine, Engine)
+    return create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
+                      clock=now, security_settings=settings, escalation_interval_s=None)
+
+
+def lift_audit_protection(session: Session) -> None:
+    """Do what an attacker with write access to the database does first: remove the
+    triggers that refuse UPDATE and DELETE on ``audit_entries`` (this transaction only on
+    PostgreSQL, for good on SQLite's test copy)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ALTER TABLE audit_entries DISABLE TRIGGER USER"))
+        return
+    for name in ("audit_entries_no_update", "audit_entries_no_delete"):
+        session.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+
+
+def use_key_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engines made from now on keep their keys in files beside the database, as a
+    deployment without key variables does (the suite otherwise gives them by environment)."""
+    monkeypatch.delenv("HALTGUARD_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("HALTGUARD_SECRETS_KEY", raising=False)

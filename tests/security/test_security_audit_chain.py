@@ -9,7 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from security_helpers import SQLITE_ONLY, START
+from security_helpers import SQLITE_ONLY, START, lift_audit_protection
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,12 +80,14 @@ def test_intact_chain_verifies_with_its_count(session_factory: sessionmaker[Sess
     outcome = verify(session_factory)
     assert outcome.ok
     assert outcome.entries_checked == 25
-    assert outcome.summary() == "OK: 25 audit entries, chain intact"
+    assert outcome.summary().startswith("OK: 25 audit entries, chain intact; anchored up to "
+                                        "entry 25 in ")
 
 
 def test_edited_details_are_named_by_index(session_factory: sessionmaker[Session]) -> None:
     append_entries(session_factory, 10)
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         session.execute(
             text("UPDATE audit_entries SET details_json = :d WHERE entry_index = 7"),
             {"d": '{"gap_bp":1,"markets":["BTC-JPY"],"reason":"price gap"}'},
@@ -101,6 +103,7 @@ def test_edited_details_are_named_by_index(session_factory: sessionmaker[Session
 def test_edited_actor_is_named(session_factory: sessionmaker[Session]) -> None:
     append_entries(session_factory, 5)
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         session.execute(
             update(AuditEntry).where(AuditEntry.index == 2).values(actor="operator:someone-else")
         )
@@ -109,11 +112,12 @@ def test_edited_actor_is_named(session_factory: sessionmaker[Session]) -> None:
 
 
 @SQLITE_ONLY
-def test_edit_with_recomputed_hash_is_caught_at_the_next_link(
+def test_edit_with_recomputed_hash_is_caught_by_its_mac(
     session_factory: sessionmaker[Session],
 ) -> None:
     append_entries(session_factory, 6)
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         entry = session.get(AuditEntry, 3)
         assert entry is not None
         entry.target = "market:ETH-JPY"
@@ -122,13 +126,14 @@ def test_edit_with_recomputed_hash_is_caught_at_the_next_link(
             target=entry.target, details=audit.entry_details(entry), prev_hash=entry.prev_hash,
         )
     outcome = verify(session_factory)
-    assert (outcome.ok, outcome.first_bad_index) == (False, 4)
-    assert "does not follow entry 3" in outcome.problem
+    assert (outcome.ok, outcome.first_bad_index) == (False, 3)
+    assert "MAC does not match the audit key" in outcome.problem
 
 
 def test_deleted_entry_is_named_as_missing(session_factory: sessionmaker[Session]) -> None:
     append_entries(session_factory, 10)
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         session.execute(delete(AuditEntry).where(AuditEntry.index == 4))
     outcome = verify(session_factory)
     assert not outcome.ok
@@ -140,6 +145,7 @@ def test_deleted_entry_is_named_as_missing(session_factory: sessionmaker[Session
 def test_entries_cut_from_the_end_are_named(session_factory: sessionmaker[Session]) -> None:
     append_entries(session_factory, 8)
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         session.execute(delete(AuditEntry).where(AuditEntry.index >= 7))
     outcome = verify(session_factory)
     assert (outcome.ok, outcome.first_bad_index) == (False, 7)
@@ -149,6 +155,7 @@ def test_entries_cut_from_the_end_are_named(session_factory: sessionmaker[Sessio
 def test_swapped_entries_are_named_as_reordered(session_factory: sessionmaker[Session]) -> None:
     append_entries(session_factory, 10)
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         session.execute(text("UPDATE audit_entries SET entry_index = -5 WHERE entry_index = 5"))
         session.execute(text("UPDATE audit_entries SET entry_index = 5 WHERE entry_index = 6"))
         session.execute(text("UPDATE audit_entries SET entry_index = 6 WHERE entry_index = -5"))
@@ -162,6 +169,7 @@ def test_swapped_entries_are_named_as_reordered(session_factory: sessionmaker[Se
 def test_entry_inserted_in_the_middle_is_named(session_factory: sessionmaker[Session]) -> None:
     append_entries(session_factory, 5)
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         for index in (5, 4):
             session.execute(
                 update(AuditEntry).where(AuditEntry.index == index).values(index=index + 1)
@@ -184,6 +192,7 @@ def test_entry_inserted_in_the_middle_is_named(session_factory: sessionmaker[Ses
 def test_entry_written_around_record_is_named(session_factory: sessionmaker[Session]) -> None:
     append_entries(session_factory, 3)
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         last = session.get(AuditEntry, 3)
         assert last is not None
         details = {"note": "forged"}
@@ -200,7 +209,7 @@ def test_entry_written_around_record_is_named(session_factory: sessionmaker[Sess
         )
     outcome = verify(session_factory)
     assert (outcome.ok, outcome.first_bad_index) == (False, 4)
-    assert "beyond the chain head" in outcome.problem
+    assert "written around the audit log" in outcome.problem
 
 
 @SQLITE_ONLY

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from security_helpers import SQLITE_ONLY
-from sqlalchemy import text
+from security_helpers import SQLITE_ONLY, lift_audit_protection
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from haltguard.app.config import cli_keyring
 from haltguard.cli.main import app
+from haltguard.db import keys
 from haltguard.db.session import make_engine, make_session_factory, session_scope
 from haltguard.security import audit, service
 
@@ -17,8 +21,15 @@ PASSWORD = "a long enough passphrase\n"
 
 
 @pytest.fixture
-def runner(database_url: str) -> CliRunner:
-    return CliRunner(env={"HALTGUARD_DATABASE_URL": database_url, "COLUMNS": "200"})
+def runner(database_url: str, tmp_path: Path) -> CliRunner:
+    return CliRunner(env={"HALTGUARD_DATABASE_URL": database_url, "COLUMNS": "200",
+                          "HALTGUARD_DATA_DIR": str(tmp_path)})
+
+
+def engine_of(runner: CliRunner) -> Engine:
+    """The CLI's database, with the keys the suite gives the CLI through the environment."""
+    url = database(runner)
+    return make_engine(url, keyring=cli_keyring(url))
 
 
 def run(runner: CliRunner, *args: str, stdin: str | None = None) -> tuple[int, str]:
@@ -47,9 +58,11 @@ def test_create_prints_the_totp_secret_uri_and_a_qr_code_once(runner: CliRunner)
     assert "created operator akiko (responder)" in output
     assert "otpauth://totp/haltguard:akiko?secret=" in output
     assert "█" in output or "▀" in output, "a terminal QR code is drawn"
-    factory = make_session_factory(make_engine(database(runner)))
+    factory = make_session_factory(engine_of(runner))
     with session_scope(factory) as session:
-        secret = service.get_operator(session, "akiko").totp_secret
+        stored = service.get_operator(session, "akiko").totp_secret
+        secret = keys.open_totp_secret(session, "akiko", stored)
+    assert stored not in output, "the database holds the seed encrypted, not as shown"
     assert secret in output
     code, listed = run(runner, "operator", "list")
     assert code == 0 and "akiko" in listed and secret not in listed
@@ -107,8 +120,9 @@ def test_audit_verify_exits_1_naming_the_first_bad_entry(runner: CliRunner) -> N
     create(runner, "akiko")
     run(runner, "operator", "set-role", "akiko", "support")
     run(runner, "operator", "set-role", "akiko", "viewer")
-    engine = make_engine(database(runner))
+    engine = engine_of(runner)
     with engine.begin() as connection:
+        lift_audit_protection(Session(bind=connection))
         connection.execute(
             text("UPDATE audit_entries SET details_json = '{}' WHERE entry_index = 2")
         )
@@ -136,3 +150,30 @@ def test_audit_list_json_lines_carry_hashes_anyone_can_recompute(runner: CliRunn
         assert recomputed == line["entry_hash"]
     code, table = run(runner, "audit", "list")
     assert code == 0 and "operator.disabled" in table and "2 of 2 entries" in table
+
+
+@SQLITE_ONLY
+def test_a_checkpoint_kept_from_the_cli_catches_entries_cut_later(
+    runner: CliRunner, tmp_path: Path,
+) -> None:
+    create(runner, "akiko")
+    run(runner, "operator", "set-role", "akiko", "support")
+    code, line = run(runner, "audit", "checkpoint")
+    assert code == 0 and line.split(" ")[1] == "2"
+    kept = tmp_path / "kept-checkpoint.txt"
+    kept.write_text(line)
+    engine = engine_of(runner)
+    with engine.begin() as connection:
+        lift_audit_protection(Session(bind=connection))
+        first = connection.execute(
+            text("SELECT entry_hash FROM audit_entries WHERE entry_index = 1")
+        ).scalar_one()
+        connection.execute(text("DELETE FROM audit_entries WHERE entry_index = 2"))
+        connection.execute(text("UPDATE audit_chain_head SET entry_count = 1, last_hash = :h"),
+                           {"h": first})
+    engine.dispose()
+    (tmp_path / "audit-anchor.log").unlink()
+    assert run(runner, "audit", "verify")[0] == 0, "without the anchor nothing shows the cut"
+    code, output = run(runner, "audit", "verify", "--checkpoint", str(kept))
+    assert code == 1
+    assert "BROKEN at entry 2" in output and "the anchor records entry 2" in output

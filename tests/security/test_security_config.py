@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from haltguard.security.config import SecuritySettings, address_allowed, parse_networks
+from haltguard.app.config import load_config
+from haltguard.common.network import address_allowed, parse_networks
+from haltguard.security.config import SecuritySettings
 
 
 def test_bad_network_setting_names_the_bad_entry() -> None:
@@ -15,9 +17,9 @@ def test_bad_network_setting_names_the_bad_entry() -> None:
 
 
 def test_networks_come_from_the_environment() -> None:
-    settings = SecuritySettings.from_env({"HALTGUARD_OPERATOR_NETWORKS": "10.0.0.0/8"})
+    settings = load_config(None, environ={"HALTGUARD_OPERATOR_NETWORKS": "10.0.0.0/8"}).security
     assert [str(network) for network in settings.allowed_networks] == ["10.0.0.0/8"]
-    assert SecuritySettings.from_env({}).allowed_networks == ()
+    assert load_config(None, environ={}).security.allowed_networks == ()
 
 
 def test_no_allow_list_admits_everyone_and_a_list_admits_only_its_members() -> None:

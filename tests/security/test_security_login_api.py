@@ -1,4 +1,4 @@
-"""Login over HTTP: password and TOTP, replay refused, lockout and unlock, sessions."""
+"""Login over HTTP: password and TOTP, replay refused, failed-login waits, sessions."""
 
 from __future__ import annotations
 
@@ -143,25 +143,25 @@ def test_same_code_cannot_log_in_twice(
     assert login(client, who, now)[0] == 200
 
 
-def test_repeated_failures_lock_the_account_then_it_unlocks_after_the_lockout(
+def test_repeated_failures_hold_the_account_back_then_it_gets_in_after_the_wait(
     client: TestClient, session_factory: sessionmaker[Session], settings: SecuritySettings,
     now: ManualNow,
 ) -> None:
     who = make_operator(session_factory, settings, now)
-    for attempt in range(1, settings.lockout_failures_max):
+    for attempt in range(1, settings.lockout_failures_max + 1):
         status, _ = login(client, who, now, password=f"wrong password {attempt}")
         assert status == 401
-    status, body = login(client, who, now, password="wrong password, last straw")
-    assert status == 423 and error_code(body) == "account_locked"
-    assert "locked until 2026-03-02 09:15:00 UTC" in str(body)
-    now.advance(timedelta(seconds=30))
+    now.advance(timedelta(seconds=10))
     status, body = login(client, who, now)
-    assert status == 423, "right credentials are refused while locked"
-    now.advance(timedelta(minutes=settings.lockout_minutes))
+    assert status == 429 and error_code(body) == "login_throttled", (
+        "right credentials from a network the account never logged in from wait too")
+    assert "wait 20 s" in str(body)
+    now.advance(timedelta(seconds=settings.lockout_wait_s_min))
     assert login(client, who, now)[0] == 200
     actions = audit_actions(session_factory)
-    assert actions.count(SecurityEvent.LOGIN_FAILED) == settings.lockout_failures_max + 1
+    assert actions.count(SecurityEvent.LOGIN_FAILED) == settings.lockout_failures_max
     assert actions.count(SecurityEvent.LOCKED_OUT) == 1
+    assert actions.count(SecurityEvent.LOGIN_THROTTLED) == 1
 
 
 @SQLITE_ONLY
@@ -266,7 +266,8 @@ def test_parallel_wrong_passwords_lock_after_exactly_the_bound(
         entries, _ = audit.list_entries(session, action=SecurityEvent.LOGIN_FAILED, limit=50)
         reasons = [audit.entry_details(entry)["reason"] for entry in entries]
     assert reasons.count("wrong password") == settings.lockout_failures_max
-    assert reasons.count("account locked") == 3
+    assert sum(outcome.refusal.code == "login_throttled" for outcome in outcomes
+               if outcome.refusal is not None) == 3
 
 
 def test_parallel_logins_with_the_same_code_let_only_one_in(

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from security_helpers import SQLITE_ONLY, ManualNow, build_app
+from security_helpers import SQLITE_ONLY, ManualNow, build_app, lift_audit_protection
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.network import parse_networks
 from haltguard.db.session import session_scope
 from haltguard.security import audit
-from haltguard.security.config import SecuritySettings, parse_networks
+from haltguard.security.config import SecuritySettings
 from haltguard.security.permissions import Role
 from haltguard.security.testing import ProvisionedOperator, fast_test_settings, provision_operator
 
@@ -83,6 +84,7 @@ def test_audit_endpoint_verifies_and_names_a_tampered_entry(
     intact = client.get("/api/audit/verify", headers=admin.headers).json()
     assert intact["ok"] is True and intact["entries_checked"] >= 2
     with session_scope(session_factory) as session:
+        lift_audit_protection(session)
         session.execute(text("UPDATE audit_entries SET target = 'x' WHERE entry_index = 2"))
     broken = client.get("/api/audit/verify", headers=admin.headers).json()
     assert broken["ok"] is False and broken["first_bad_index"] == 2
@@ -103,3 +105,16 @@ def test_audit_list_is_paginated_newest_first_and_filterable(
     ).json()
     assert created["total"] == 4
     assert all(item["action"] == "token.created" for item in created["items"])
+
+
+def test_audit_endpoint_reports_the_anchored_entry_as_the_cli_does(
+    client: TestClient, session_factory: sessionmaker[Session], admin: ProvisionedOperator,
+) -> None:
+    client.post("/api/tokens", json={"name": "anchored"}, headers=admin.headers)
+    answer = client.get("/api/audit/verify", headers=admin.headers).json()
+    with session_scope(session_factory) as session:
+        expected = audit.verify(session)
+    assert answer["ok"] is True
+    assert answer["anchored_index"] == expected.anchored_index >= 2
+    assert answer["anchor_file"] == expected.anchor_file != ""
+    assert answer["summary"] == expected.summary()

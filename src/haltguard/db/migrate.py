@@ -18,8 +18,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from haltguard.db.base import Base
+from haltguard.db.keys import keyring_for_engine, seal_stored_secrets
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+SECRETS_SEALABLE_FROM = "0006_audit_protection"
+"""The revision that makes room for sealed secrets; from it on ``upgrade`` seals them."""
 
 # Every module that defines tables on ``Base``. A domain not written yet is skipped.
 MODEL_MODULES = (
@@ -55,11 +58,18 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
 
     Each domain adds its tables on its own branch off the shared base revision, so domains
     written side by side never fight over one chain; ``heads`` applies them all.
+    Secrets stored in clear by an older haltguard are then encrypted in the same transaction
+    (``keys.seal_stored_secrets``), with the keys attached to ``engine``: a migration holds
+    no key, so this cannot live in one.
     """
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+        heads = MigrationContext.configure(connection).get_current_heads()
+        applied = ScriptDirectory.from_config(config).iterate_revisions(heads, "base")
+        if any(script.revision == SECRETS_SEALABLE_FROM for script in applied):
+            seal_stored_secrets(connection, keyring_for_engine(engine))
 
 
 def current_revisions(engine: Engine) -> set[str]:

@@ -1,12 +1,9 @@
 """``require(action)``: the FastAPI dependency every operator endpoint is guarded by.
 
-It expects on ``request.app.state``:
-
-* ``session_factory`` (required): a SQLAlchemy ``sessionmaker`` for the operations database;
-* ``security_settings`` (optional): a ``SecuritySettings``; read from the environment once
-  if absent;
-* ``now`` (optional): a callable returning the current aware UTC datetime; tests inject a
-  controllable one.
+It reads the app's :class:`~haltguard.web.context.OperationsContext`: its
+``session_factory`` and ``clock``, and the parts ``SecuritySettings`` and ``LoginThrottle``
+(one per process, so detection enforces its login blocks on the same one), all given by the
+composition root (``app/operations.py``).
 
 Order of checks: network allow-list (403 ``network_denied``), authentication by session
 cookie or ``Authorization: Bearer <api token>`` (401 ``not_authenticated``), then the
@@ -21,19 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import Now
+from haltguard.common.network import address_allowed
 from haltguard.db.session import session_scope
 from haltguard.security import audit, service
-from haltguard.security.config import (
-    SESSION_COOKIE_NAME,
-    Now,
-    SecuritySettings,
-    address_allowed,
-    utc_now,
-)
+from haltguard.security.config import SESSION_COOKIE_NAME, SecuritySettings
 from haltguard.security.errors import (
     NetworkDeniedError,
     NotAuthenticatedError,
@@ -41,6 +34,8 @@ from haltguard.security.errors import (
 )
 from haltguard.security.events import SecurityEvent
 from haltguard.security.permissions import Action, Role, is_allowed
+from haltguard.security.throttle import LoginThrottle
+from haltguard.web.context import context, context_of
 
 _bearer_scheme = HTTPBearer(auto_error=False, description="an API token (hgt_...)")
 _cookie_scheme = APIKeyCookie(
@@ -66,28 +61,23 @@ class AuthenticatedOperator:
 
 
 def session_factory_of(request: Request) -> sessionmaker[Session]:
-    factory = getattr(request.app.state, "session_factory", None)
-    if factory is None:
-        raise RuntimeError(
-            "app.state.session_factory is not set: create_app must put a sessionmaker there "
-            "before operator endpoints can authenticate"
-        )
-    assert isinstance(factory, sessionmaker)
-    return factory
+    return context(request).session_factory
 
 
 def settings_of(request: Request) -> SecuritySettings:
-    settings = getattr(request.app.state, "security_settings", None)
-    if settings is None:
-        settings = SecuritySettings.from_env()
-        request.app.state.security_settings = settings
-    assert isinstance(settings, SecuritySettings)
-    return settings
+    """The app's security settings (a part of its operations context)."""
+    return context(request).part(SecuritySettings)
+
+
+def login_throttle_of(app: FastAPI) -> LoginThrottle:
+    """The app's login throttle (one per process, made by the composition root with its
+    security settings); ``haltguard serve`` hands the same one to detection for
+    ``block_login``."""
+    return context_of(app).part(LoginThrottle)
 
 
 def clock_of(request: Request) -> Now:
-    now: Now = getattr(request.app.state, "now", utc_now)
-    return now
+    return context(request).clock.now
 
 
 def client_address(request: Request) -> str:

@@ -1,49 +1,43 @@
-"""Errors of operator security, each with a stable code and the HTTP status it maps to.
-
-They subclass ``HTTPException`` so any FastAPI app answers with the right status even
-before ``haltguard.security.views.register_error_handlers`` renders them as
-``{"error": {"code", "message"}}``; the CLI prints ``.message``.
+"""Errors of operator security: :class:`SecurityError`, the domain's one base of
+:class:`~haltguard.common.errors.HaltguardError`, and a subclass per refusal with a stable
+code and the kind the web layer maps to the HTTP status. An app answers them as
+``{"error": {"code", "message"}}`` once ``haltguard.security.views.register_error_handlers``
+(or ``haltguard.web.errors.install_error_handlers``) is installed; the CLI prints ``.message``.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from fastapi import HTTPException
+from haltguard.common.errors import ErrorKind, HaltguardError
 
 
-class SecurityError(HTTPException):
-    code: ClassVar[str] = "security_error"
-    http_status: ClassVar[int] = 400
+class SecurityError(HaltguardError):
+    code = "security_error"
+    kind = ErrorKind.BAD_REQUEST
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status_code=self.http_status, detail=message, headers=headers)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+        super().__init__(message, headers=headers)
 
 
 class InvalidInputError(SecurityError):
     code = "invalid_input"
-    http_status = 422
+    kind = ErrorKind.INVALID
 
 
 class NotFoundError(SecurityError):
     code = "not_found"
-    http_status = 404
+    kind = ErrorKind.NOT_FOUND
 
 
 class ConflictError(SecurityError):
     code = "conflict"
-    http_status = 409
+    kind = ErrorKind.CONFLICT
 
 
 class NotAuthenticatedError(SecurityError):
     """No valid session or API token came with the request."""
 
     code = "not_authenticated"
-    http_status = 401
+    kind = ErrorKind.UNAUTHENTICATED
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
@@ -53,23 +47,30 @@ class LoginFailedError(SecurityError):
     """Username, password or code wrong; deliberately does not say which."""
 
     code = "login_failed"
-    http_status = 401
+    kind = ErrorKind.UNAUTHENTICATED
 
 
-class AccountLockedError(SecurityError):
-    code = "account_locked"
-    http_status = 423
+class LoginThrottledError(SecurityError):
+    """Too many failed logins from this address or for this username, or too many logins
+    overall: the same answer whether the username exists or not; ``Retry-After`` says when."""
+
+    code = "login_throttled"
+    kind = ErrorKind.TOO_MANY
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        self.retry_after_s = retry_after_s
 
 
 class PermissionDeniedError(SecurityError):
     """Authenticated, but the role's permissions do not include the action."""
 
     code = "permission_denied"
-    http_status = 403
+    kind = ErrorKind.FORBIDDEN
 
 
 class NetworkDeniedError(SecurityError):
     """The request came from outside the operator network allow-list."""
 
     code = "network_denied"
-    http_status = 403
+    kind = ErrorKind.FORBIDDEN

@@ -1,7 +1,8 @@
 """Tables of operator security and the shapes that cross the API.
 
-Secrets never sit in a table in clear except the TOTP seed, which the server needs to check
-codes; sessions and API tokens are stored as SHA-256 hashes, passwords as argon2id hashes.
+No secret sits in a table in clear: the TOTP seed, which the server needs to check codes, is
+encrypted with the secrets key kept outside the database (``keys.py``); sessions and API
+tokens are stored as SHA-256 hashes, passwords as argon2id hashes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from haltguard.db.base import Base
 from haltguard.db.types import UtcDateTime
+from haltguard.security.config import PASSWORD_LENGTH_MAX
 from haltguard.security.permissions import Role
+from haltguard.web.bounds import Int64
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
 """Lower-case letters, digits, dot, underscore and hyphen; 3 to 64 characters."""
+USERNAME_LENGTH_MAX = 64  # what USERNAME_PATTERN allows, stated for the API's schema
+TOTP_CODE_LENGTH_MAX = 16  # six digits, with room for spaces a person may type
 DISPLAY_NAME_LENGTH_MAX = 200
 EMAIL_LENGTH_MAX = 320
 PHONE_LENGTH_MAX = 40
@@ -26,6 +31,9 @@ AUDIT_ACTOR_LENGTH_MAX = 200
 AUDIT_ACTION_LENGTH_MAX = 100
 AUDIT_TARGET_LENGTH_MAX = 500
 PAGE_LIMIT_MAX = 500
+SEALED_SECRET_LENGTH_MAX = 255
+CHAIN_ID_LENGTH = 32
+KEY_ID_LENGTH_MAX = 16
 
 _ROLE_TYPE = Enum(
     Role,
@@ -50,7 +58,8 @@ class Operator(Base):
     phone: Mapped[str] = mapped_column(String(PHONE_LENGTH_MAX), default="")
     role: Mapped[Role] = mapped_column(_ROLE_TYPE)
     password_hash: Mapped[str] = mapped_column(String(255))
-    totp_secret: Mapped[str] = mapped_column(String(64))
+    totp_secret: Mapped[str] = mapped_column(String(SEALED_SECRET_LENGTH_MAX))
+    """The TOTP seed sealed by ``keys.seal`` for ``totp_secret_context(username)``."""
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -90,7 +99,9 @@ class ApiToken(Base):
 
 
 class AuditEntry(Base):
-    """One link of the append-only audit chain; ``entry_hash`` covers every other field."""
+    """One link of the append-only audit chain; ``entry_hash`` covers every other field and
+    ``entry_mac`` seals it with the audit key ("" for entries written before the chain was
+    keyed). The database refuses UPDATE and DELETE on this table."""
 
     __tablename__ = "audit_entries"
 
@@ -104,12 +115,15 @@ class AuditEntry(Base):
     details_json: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+    entry_mac: Mapped[str] = mapped_column(String(64), default="")
 
 
 class AuditChainHead(Base):
     """The single row every append locks: how many entries exist and the last one's hash.
 
     Serialises writers and lets ``verify`` notice entries cut from the end of the chain.
+    ``chain_id`` names this chain in the anchor file; ``key_id`` says which audit key seals
+    it, and entries from ``keyed_from`` on must carry a valid ``entry_mac``.
     """
 
     __tablename__ = "audit_chain_head"
@@ -117,6 +131,9 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     entry_count: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    chain_id: Mapped[str] = mapped_column(String(CHAIN_ID_LENGTH), default="")
+    key_id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH_MAX), default="")
+    keyed_from: Mapped[int] = mapped_column(BigInteger, default=1)
 
 
 # --- shapes that cross the API -------------------------------------------------------------
@@ -137,12 +154,12 @@ class OperatorRead(BaseModel):
 
 
 class OperatorCreate(BaseModel):
-    username: str = Field(examples=["akiko.sato"])
-    display_name: str
-    email: str
-    phone: str = ""
+    username: str = Field(max_length=USERNAME_LENGTH_MAX, examples=["akiko.sato"])
+    display_name: str = Field(max_length=DISPLAY_NAME_LENGTH_MAX)
+    email: str = Field(max_length=EMAIL_LENGTH_MAX)
+    phone: str = Field(default="", max_length=PHONE_LENGTH_MAX)
     role: Role
-    password: str
+    password: str = Field(max_length=PASSWORD_LENGTH_MAX)
 
 
 class RoleChange(BaseModel):
@@ -162,9 +179,9 @@ class OperatorCreated(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    username: str
-    password: str
-    totp_code: str = Field(examples=["123456"])
+    username: str = Field(max_length=USERNAME_LENGTH_MAX)
+    password: str = Field(max_length=PASSWORD_LENGTH_MAX)
+    totp_code: str = Field(max_length=TOTP_CODE_LENGTH_MAX, examples=["123456"])
 
 
 class LoginResult(BaseModel):
@@ -173,8 +190,8 @@ class LoginResult(BaseModel):
 
 
 class ApiTokenCreate(BaseModel):
-    name: str = Field(examples=["status-page exporter"])
-    expires_in_days: int | None = Field(default=None, description="omit for no expiry")
+    name: str = Field(max_length=TOKEN_NAME_LENGTH_MAX, examples=["status-page exporter"])
+    expires_in_days: Int64 | None = Field(default=None, description="omit for no expiry")
 
 
 class ApiTokenRead(BaseModel):
@@ -208,7 +225,13 @@ class AuditEntryRead(BaseModel):
 
 
 class AuditVerificationRead(BaseModel):
+    """What ``haltguard audit verify`` prints: ``anchored_index`` is the newest entry the
+    anchor file vouches for (0: none yet), later ones are not yet safe from being cut off."""
+
     ok: bool
     entries_checked: int
     first_bad_index: int | None
     problem: str
+    anchored_index: int
+    anchor_file: str
+    summary: str

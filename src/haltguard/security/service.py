@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
+from haltguard.db import keys
 from haltguard.security import audit, passwords, tokens, totp
 from haltguard.security.config import TOKEN_DAYS_MAX, SecuritySettings
 from haltguard.security.errors import (
@@ -158,7 +159,7 @@ def create_operator(
         phone=phone,
         role=role,
         password_hash=password_hash,
-        totp_secret=enrolment.secret,
+        totp_secret=keys.seal_totp_secret(session, username, enrolment.secret),
         totp_last_step=0,
         failed_logins=0,
         locked_until=None,
@@ -251,8 +252,14 @@ def _revoke_tokens(session: Session, operator_id: int, now: datetime) -> int:
 def set_disabled(
     session: Session, username: str, disabled: bool, *, actor: str, now: datetime
 ) -> Operator:
-    """Disable (ending every session and revoking every API token) or enable an operator."""
+    """Disable (ending every session and revoking every API token) or enable an operator.
+
+    Enabling also clears the account's failed-login count and wait, even when the account
+    was not disabled: it is how an admin lets a held-back operator in at once.
+    """
     operator = get_operator(session, username)
+    if not disabled:
+        clear_lockout(session, operator, actor=actor, now=now)
     if operator.disabled == disabled:
         return operator
     details: dict[str, object] = {}
@@ -261,9 +268,6 @@ def set_disabled(
         sessions_ended = _end_sessions(session, operator.id, now)
         tokens_revoked = _revoke_tokens(session, operator.id, now)
         details = {"sessions_ended": sessions_ended, "api_tokens_revoked": tokens_revoked}
-    else:
-        operator.failed_logins = 0
-        operator.locked_until = None
     operator.disabled = disabled
     operator.updated_at = now
     audit.record(
@@ -277,13 +281,74 @@ def set_disabled(
     return operator
 
 
+def clear_lockout(session: Session, operator: Operator, *, actor: str, now: datetime) -> bool:
+    """Forget the account's failed logins and end its wait (audited); False if it had none."""
+    if operator.failed_logins == 0 and operator.locked_until is None:
+        return False
+    until = operator.locked_until
+    details: dict[str, object] = {
+        "consecutive_failures": operator.failed_logins,
+        "locked_until": None if until is None else until.isoformat(),
+    }
+    operator.failed_logins = 0
+    operator.locked_until = None
+    operator.updated_at = now
+    audit.record(
+        session,
+        actor=actor,
+        action=SecurityEvent.OPERATOR_UNLOCKED,
+        target=operator_actor(operator.username),
+        details=details,
+        at=now,
+    )
+    return True
+
+
+def unlock(session: Session, username: str, *, actor: str, now: datetime) -> Operator:
+    """End an operator's failed-login wait now (``haltguard operator unlock``)."""
+    operator = get_operator(session, username)
+    clear_lockout(session, operator, actor=actor, now=now)
+    return operator
+
+
+def locked_operators(session: Session, now: datetime) -> list[Operator]:
+    """Operators whose failed-login wait is still running, the longest first."""
+    query = (
+        select(Operator)
+        .where(Operator.locked_until.is_not(None), Operator.locked_until > now)
+        .order_by(Operator.locked_until.desc())
+        .limit(PAGE_LIMIT_MAX)
+    )
+    return list(session.execute(query).scalars())
+
+
+KNOWN_ADDRESSES_MAX = 200
+"""Addresses of recent sessions looked at per login; an operator rarely has more."""
+
+
+def known_addresses(
+    session: Session, operator: Operator, *, settings: SecuritySettings, now: datetime
+) -> list[str]:
+    """Where ``operator`` logged in successfully within ``known_address_days``, newest
+    first (at most ``KNOWN_ADDRESSES_MAX``)."""
+    since = now - settings.known_address_window
+    query = (
+        select(OperatorSession.client_address)
+        .where(OperatorSession.operator_id == operator.id, OperatorSession.created_at >= since)
+        .group_by(OperatorSession.client_address)
+        .order_by(func.max(OperatorSession.created_at).desc())
+        .limit(KNOWN_ADDRESSES_MAX)
+    )
+    return [address for address in session.execute(query).scalars() if address]
+
+
 def reset_totp(
     session: Session, username: str, *, actor: str, settings: SecuritySettings, now: datetime
 ) -> totp.TotpEnrolment:
     """A new TOTP secret (the old authenticator stops working) and every session ended."""
     operator = get_operator(session, username)
     enrolment = totp.new_enrolment(operator.username, settings.totp_issuer)
-    operator.totp_secret = enrolment.secret
+    operator.totp_secret = keys.seal_totp_secret(session, operator.username, enrolment.secret)
     operator.totp_last_step = 0
     operator.updated_at = now
     sessions_ended = _end_sessions(session, operator.id, now)

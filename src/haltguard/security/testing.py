@@ -22,9 +22,10 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import utc_now
 from haltguard.db.session import session_scope
 from haltguard.security import service
-from haltguard.security.config import SecuritySettings, utc_now
+from haltguard.security.config import SecuritySettings
 from haltguard.security.dependencies import Requirement
 from haltguard.security.permissions import Action, Role, is_allowed
 

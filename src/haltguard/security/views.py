@@ -2,29 +2,32 @@
 
 Thin: each route opens one unit of work, calls ``service``/``flows``/``audit`` and shapes
 the answer. The app must call ``register_error_handlers`` so refusals read
-``{"error": {"code", "message"}}``; see ``dependencies`` for what ``app.state`` needs.
+``{"error": {"code", "message"}}``; see ``dependencies`` for what the app's context holds.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from haltguard.db.session import session_scope
-from haltguard.security import audit, flows, service
+from haltguard.security import audit, flows, service, throttle
 from haltguard.security.config import SESSION_COOKIE_NAME
 from haltguard.security.dependencies import (
     AuthenticatedOperator,
     client_address,
     clock_of,
     enforce_network,
+    login_throttle_of,
     require,
     session_factory_of,
     settings_of,
 )
-from haltguard.security.errors import InvalidInputError, SecurityError
+from haltguard.security.errors import InvalidInputError, NotFoundError
+from haltguard.security.events import SecurityEvent
 from haltguard.security.models import (
     ApiTokenCreate,
     ApiTokenCreated,
@@ -40,7 +43,8 @@ from haltguard.security.models import (
     TotpEnrolmentRead,
 )
 from haltguard.security.permissions import Action
-from haltguard.web.errors import ERROR_RESPONSES
+from haltguard.web.bounds import DbId, Key
+from haltguard.web.errors import ERROR_RESPONSES, install_domain_error_handler
 from haltguard.web.pagination import Page, PageParamsDep, make_page
 
 router = APIRouter(prefix="/api", tags=["operator security"], responses=ERROR_RESPONSES)
@@ -53,22 +57,10 @@ AuditReader = Annotated[AuthenticatedOperator, Depends(require(Action.AUDIT_READ
 AuditVerifier = Annotated[AuthenticatedOperator, Depends(require(Action.AUDIT_VERIFY))]
 
 
-def security_error_response(exc: SecurityError) -> JSONResponse:
-    return JSONResponse(
-        status_code=exc.status_code,
-        content={"error": {"code": exc.code, "message": exc.message}},
-        headers=exc.headers,
-    )
-
-
 def register_error_handlers(app: FastAPI) -> None:
-    """Render every ``SecurityError`` (including those from ``require``) as a JSON error."""
-
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, SecurityError)
-        return security_error_response(exc)
-
-    app.add_exception_handler(SecurityError, handle)
+    """Render every ``SecurityError`` (including those from ``require``), like every other
+    domain's error, as a JSON error: the one handler of ``haltguard.web.errors``."""
+    install_domain_error_handler(app)
 
 
 # --- login ---------------------------------------------------------------------------------
@@ -97,6 +89,7 @@ def login(body: LoginRequest, request: Request, response: Response) -> LoginResu
             client_address=client_address(request),
             settings=settings,
             now=clock_of(request)(),
+            throttle=login_throttle_of(request.app),
         )
         result = _login_result(outcome)
     if outcome.refusal is not None:
@@ -172,14 +165,14 @@ def create_operator(
 
 
 @router.get("/operators/{username}", summary="One operator")
-def get_operator(username: str, _operator: OperatorReader, request: Request) -> OperatorRead:
+def get_operator(username: Key, _operator: OperatorReader, request: Request) -> OperatorRead:
     with session_scope(session_factory_of(request)) as session:
         return OperatorRead.model_validate(service.get_operator(session, username))
 
 
 @router.put("/operators/{username}/role", summary="Change an operator's role")
 def set_role(
-    username: str, body: RoleChange, operator: OperatorManager, request: Request
+    username: Key, body: RoleChange, operator: OperatorManager, request: Request
 ) -> OperatorRead:
     with session_scope(session_factory_of(request)) as session:
         changed = service.set_role(
@@ -189,7 +182,7 @@ def set_role(
 
 
 @router.post("/operators/{username}/disable", summary="Disable an operator")
-def disable_operator(username: str, operator: OperatorManager, request: Request) -> OperatorRead:
+def disable_operator(username: Key, operator: OperatorManager, request: Request) -> OperatorRead:
     """Ends every session and revokes every API token of that operator."""
     with session_scope(session_factory_of(request)) as session:
         changed = service.set_disabled(
@@ -198,17 +191,28 @@ def disable_operator(username: str, operator: OperatorManager, request: Request)
         return OperatorRead.model_validate(changed)
 
 
-@router.post("/operators/{username}/enable", summary="Enable a disabled operator")
-def enable_operator(username: str, operator: OperatorManager, request: Request) -> OperatorRead:
+@router.post("/operators/{username}/enable", summary="Enable an operator and clear any lockout")
+def enable_operator(username: Key, operator: OperatorManager, request: Request) -> OperatorRead:
+    """Also ends the operator's failed-login wait, even if the account was not disabled."""
     with session_scope(session_factory_of(request)) as session:
         changed = service.set_disabled(
             session, username, False, actor=operator.actor, now=clock_of(request)()
         )
+        login_throttle_of(request.app).lift(throttle.account_key(changed.username))
+        return OperatorRead.model_validate(changed)
+
+
+@router.post("/operators/{username}/unlock", summary="End an operator's failed-login wait")
+def unlock_operator(username: Key, operator: OperatorManager, request: Request) -> OperatorRead:
+    """Clears the account's failed-login count and wait, here and in its row (audited)."""
+    with session_scope(session_factory_of(request)) as session:
+        changed = service.unlock(session, username, actor=operator.actor, now=clock_of(request)())
+        login_throttle_of(request.app).lift(throttle.account_key(changed.username))
         return OperatorRead.model_validate(changed)
 
 
 @router.post("/operators/{username}/totp-reset", summary="Issue a new TOTP secret")
-def reset_totp(username: str, operator: OperatorManager, request: Request) -> TotpEnrolmentRead:
+def reset_totp(username: Key, operator: OperatorManager, request: Request) -> TotpEnrolmentRead:
     """For a lost authenticator: the old one stops working and the operator's sessions end."""
     with session_scope(session_factory_of(request)) as session:
         enrolment = service.reset_totp(
@@ -219,6 +223,114 @@ def reset_totp(username: str, operator: OperatorManager, request: Request) -> To
             now=clock_of(request)(),
         )
     return TotpEnrolmentRead(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri)
+
+
+# --- login blocks and waits ----------------------------------------------------------------
+
+
+class LoginHoldRead(BaseModel):
+    """One thing holding logins back: a block of an address, or a failed-login wait."""
+
+    key: str = Field(description="address:<ip>, account:<username> or pair:<ip>/<username>")
+    kind: str = Field(description="block, address, account or pair")
+    until: datetime | None
+    failures: int = Field(description="consecutive failed logins counted")
+    refused: int = Field(description="attempts refused by this hold so far")
+    reason: str
+
+
+class LoginBlockCreate(BaseModel):
+    address: str = Field(max_length=64, description="an IP address, e.g. 203.0.113.7")
+    duration_s: int = Field(ge=1, le=throttle.BLOCK_S_MAX)
+    reason: str = Field(min_length=1, max_length=throttle.REASON_LENGTH_MAX)
+
+
+class LoginHoldLift(BaseModel):
+    key: str = Field(max_length=200, description="a key from GET /api/login-blocks")
+    reason: str = Field(min_length=1, max_length=throttle.REASON_LENGTH_MAX)
+
+
+def _hold_read(hold: throttle.LoginHold) -> LoginHoldRead:
+    return LoginHoldRead(key=hold.key, kind=hold.kind, until=hold.until,
+                         failures=hold.failures, refused=hold.refused, reason=hold.reason)
+
+
+@router.get("/login-blocks", summary="What holds logins back now: blocks and waits")
+def list_login_blocks(
+    _operator: AuditReader, request: Request, page: PageParamsDep
+) -> Page[LoginHoldRead]:
+    """Who may read the audit chain may see this. Blocks of source addresses (by a detection
+    rule or an operator) and failed-login waits of addresses, usernames and pairs, longest
+    first; accounts whose own row holds a wait are listed as ``account:<username>`` too."""
+    now = clock_of(request)()
+    holds = [_hold_read(hold) for hold in login_throttle_of(request.app).holds(now)]
+    with session_scope(session_factory_of(request)) as session:
+        for locked in service.locked_operators(session, now):
+            holds.append(LoginHoldRead(
+                key=throttle.account_key(locked.username), kind="account",
+                until=locked.locked_until, failures=locked.failed_logins, refused=0,
+                reason="failed logins of this account (its row)"))
+    return make_page(holds[page.offset:page.offset + page.limit], len(holds), page)
+
+
+@router.post("/login-blocks", status_code=status.HTTP_201_CREATED,
+             summary="Block a source address from the login route")
+def create_login_block(
+    body: LoginBlockCreate, operator: OperatorManager, request: Request
+) -> LoginHoldRead:
+    """Only the login route: the address keeps trading. An operator's known address still
+    gets in with a right password and code."""
+    now = clock_of(request)()
+    try:
+        block = login_throttle_of(request.app).block(
+            body.address, body.duration_s, reason=body.reason, actor=operator.actor, now=now)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    with session_scope(session_factory_of(request)) as session:
+        audit.record(session, actor=operator.actor, action=SecurityEvent.LOGIN_BLOCKED,
+                     target=throttle.address_key(block.address),
+                     details={"until": block.until.isoformat(), "reason": block.reason,
+                              "duration_s": body.duration_s}, at=now)
+    return LoginHoldRead(key=throttle.address_key(block.address), kind="block",
+                         until=block.until, failures=0, refused=0, reason=block.reason)
+
+
+@router.post("/login-blocks/lift", summary="Lift a login block or wait early")
+def lift_login_block(
+    body: LoginHoldLift, operator: OperatorManager, request: Request
+) -> list[LoginHoldRead]:
+    """``address:<ip>`` ends the address's block, its wait and its pairs' waits;
+    ``account:<username>`` the username's wait (its row's too) and its pairs' waits."""
+    key = body.key.strip()
+    if key.startswith(throttle.ADDRESS_PREFIX):
+        try:
+            key = throttle.address_key(throttle.normalise_address(key))
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+    elif key.startswith(throttle.ACCOUNT_PREFIX):
+        key = throttle.account_key(service.normalise_username(key.split(":", 1)[1]))
+    elif not key.startswith(throttle.PAIR_PREFIX):
+        raise InvalidInputError(
+            f"{body.key!r} is not a login-block key: write address:<ip>, account:<username> "
+            "or pair:<ip>/<username>, as GET /api/login-blocks lists them")
+    now = clock_of(request)()
+    lifted = [_hold_read(hold) for hold in login_throttle_of(request.app).lift(key)]
+    with session_scope(session_factory_of(request)) as session:
+        if key.startswith(throttle.ACCOUNT_PREFIX):
+            found = service.find_operator(session, key.split(":", 1)[1])
+            if found is not None and found.locked_until is not None:
+                lifted.append(LoginHoldRead(
+                    key=key, kind="account", until=found.locked_until,
+                    failures=found.failed_logins, refused=0, reason="its row"))
+            if found is not None:
+                service.clear_lockout(session, found, actor=operator.actor, now=now)
+        if not lifted:
+            raise NotFoundError(f"nothing holds {key} back now; GET /api/login-blocks lists "
+                                "what does")
+        audit.record(session, actor=operator.actor, action=SecurityEvent.LOGIN_HOLD_LIFTED,
+                     target=key, details={"reason": body.reason,
+                                          "lifted": [hold.key for hold in lifted]}, at=now)
+    return lifted
 
 
 # --- own API tokens ------------------------------------------------------------------------
@@ -253,7 +365,7 @@ def create_token(body: ApiTokenCreate, operator: TokenOwner, request: Request) -
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke one of my API tokens")
-def revoke_token(token_id: int, operator: TokenOwner, request: Request) -> ApiTokenRead:
+def revoke_token(token_id: DbId, operator: TokenOwner, request: Request) -> ApiTokenRead:
     with session_scope(session_factory_of(request)) as session:
         owner = service.get_operator(session, operator.username)
         revoked = service.revoke_api_token(
@@ -283,8 +395,8 @@ def list_audit(
     _operator: AuditReader,
     request: Request,
     page: PageParamsDep,
-    actor: Annotated[str | None, Query(description="only this actor")] = None,
-    action: Annotated[str | None, Query(description="only this action")] = None,
+    actor: Annotated[Key | None, Query(description="only this actor")] = None,
+    action: Annotated[Key | None, Query(description="only this action")] = None,
 ) -> Page[AuditEntryRead]:
     with session_scope(session_factory_of(request)) as session:
         found, total = audit.list_entries(
@@ -303,4 +415,7 @@ def verify_audit(_operator: AuditVerifier, request: Request) -> AuditVerificatio
         entries_checked=outcome.entries_checked,
         first_bad_index=outcome.first_bad_index,
         problem=outcome.problem,
+        anchored_index=outcome.anchored_index,
+        anchor_file=outcome.anchor_file,
+        summary=outcome.summary(),
     )

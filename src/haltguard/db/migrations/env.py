@@ -9,9 +9,10 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 from sqlalchemy.types import TypeDecorator
 
+from haltguard.app.config import cli_database_url, cli_keyring
 from haltguard.db.base import Base
 from haltguard.db.migrate import import_all_models
-from haltguard.db.session import database_url, make_engine
+from haltguard.db.session import make_engine
 
 import_all_models()
 config = context.config
@@ -40,7 +41,7 @@ def _configure(connection: Connection) -> None:
 
 def run_offline() -> None:
     context.configure(
-        url=config.get_main_option("sqlalchemy.url") or database_url(),
+        url=config.get_main_option("sqlalchemy.url") or cli_database_url(),
         target_metadata=target_metadata,
         literal_binds=True,
     )
@@ -53,7 +54,8 @@ def run_online() -> None:
     if connection is not None:
         _configure(connection)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or database_url())
+    url = config.get_main_option("sqlalchemy.url") or cli_database_url()
+    engine = make_engine(url, keyring=cli_keyring(url))
     try:
         with engine.connect() as new_connection:
             _configure(new_connection)
