@@ -13,9 +13,10 @@ from textwrap import dedent
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.operations import create_app
 from haltguard.detection.actions import ActionExecutor
 from haltguard.detection.feed import protect_in_process
 from haltguard.detection.models import DecisionRecord
@@ -31,14 +32,13 @@ from haltguard.incidents.models import Incident, TimelineEntry
 from haltguard.responders.service import ManualClock
 from haltguard.security import audit
 from haltguard.security.testing import fast_test_settings
-from haltguard.security.views import register_error_handlers
 from haltguard.venue.commands import Command
 from haltguard.venue.engine import Venue
 from haltguard.venue.events import Event
 from haltguard.venue.markets import BreakerConfig
 from haltguard.venue.types import MarketState
 from haltguard.venue.workload import WORKLOAD_MARKET, order_flow, setup_commands
-from haltguard.web.errors import install_error_handlers
+from haltguard.web.settings import Settings
 
 NS = 1_000_000_000
 EXAMPLE_RULES = DEFAULT_RULES_PATH
@@ -146,17 +146,20 @@ def protected_venue(
     return Protected(runtime, detection, executor, session_factory, clock)
 
 
+def detection_routes() -> FastAPI:
+    """The detection router alone, to enumerate its routes (requests go to the service app)."""
+    routes = FastAPI()
+    routes.include_router(router)
+    return routes
+
+
 def detection_app(
     session_factory: sessionmaker[Session], detection: DetectionService, clock: ManualClock
 ) -> FastAPI:
-    """Just the detection routes with the security guard, on ``session_factory``."""
-    app = FastAPI()
-    app.include_router(router)
-    install_error_handlers(app)
-    register_error_handlers(app)
-    app.state.session_factory = session_factory
-    app.state.security_settings = fast_test_settings()
-    app.state.clock = clock
-    app.state.now = clock.now
-    app.state.detection_service = detection
-    return app
+    """The operations app as the composition root builds it on the database of
+    ``session_factory``, its detection routes answering from ``detection``."""
+    engine = session_factory.kw["bind"]
+    assert isinstance(engine, Engine)
+    return create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
+                      clock=clock, security_settings=fast_test_settings(),
+                      detection_service=detection, escalation_interval_s=None)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from detection_support import START, detection_app, rules, signal
+from detection_support import START, detection_app, detection_routes, rules, signal
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,8 +73,7 @@ def _audit_actions(
 @SQLITE_ONLY
 def test_every_detection_route_is_guarded_by_the_permission_table(client: Client) -> None:
     calls, mismatches = walk_permissions(
-        client.http, client.http.app,  # type: ignore[arg-type]
-        client.as_,
+        client.http, detection_routes(), client.as_,
         body_for=lambda route: {"enabled": False, "reason": "walk"}
         if route.path.endswith("dry-run") else {"text": RULES},
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.config import load_config
+from haltguard.app.operations import create_app
 from haltguard.detection.intake import (
     DEFAULT_MAPPING,
     AlertIntake,
@@ -24,9 +27,10 @@ from haltguard.detection.intake import (
     IntakeSettings,
     load_mapping,
 )
-from haltguard.detection.monitors import ConfigError
+from haltguard.detection.intake_views import IntakeParts
+from haltguard.detection.monitors import ConfigError, SignalSink
 from haltguard.detection.signals import Signal
-from haltguard.web.app import create_app
+from haltguard.web.context import attach, context_of
 from haltguard.web.settings import Settings
 
 TOKEN = "intake-token-for-tests-0123456789"
@@ -94,16 +98,23 @@ def repeat(payload: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def app(engine: Engine) -> FastAPI:
-    app = create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
-                     escalation_interval_s=None)
-    app.state.intake_settings = IntakeSettings(tokens=(TOKEN,))
-    return app
+    return create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
+                      escalation_interval_s=None, intake_settings=IntakeSettings(tokens=(TOKEN,)))
+
+
+def rewire(app: FastAPI, *, settings: IntakeSettings | None = None,
+           sink: SignalSink | None = None) -> None:
+    """Give the app's alert intake other settings or another sink (its parts, replaced)."""
+    operations = context_of(app)
+    parts = operations.part(IntakeParts)
+    attach(app, operations.with_parts([replace(
+        parts, settings=settings or parts.settings, sink=sink or parts.sink)]))
 
 
 @pytest.fixture
 def signals(app: FastAPI) -> list[Signal]:
     received: list[Signal] = []
-    app.state.signal_sink = received.append
+    rewire(app, sink=received.append)
     return received
 
 
@@ -216,7 +227,7 @@ def test_intake_needs_its_bearer_token(
 
 @SQLITE_ONLY
 def test_intake_without_a_configured_token_is_disabled(app: FastAPI, client: TestClient) -> None:
-    app.state.intake_settings = IntakeSettings(tokens=())
+    rewire(app, settings=IntakeSettings(tokens=()))
     response = client.post(AM, json=FIRING_GROUP, headers=AUTH)
     assert response.status_code == 403
     assert "HALTGUARD_INTAKE_TOKENS" in response.json()["error"]["message"]
@@ -234,7 +245,7 @@ def test_alerts_the_detection_service_did_not_take_are_accepted_on_retry(
             raise RuntimeError("detection queue unavailable")
         delivered.append(signal)
 
-    app.state.signal_sink = flaky
+    rewire(app, sink=flaky)
     first = client.post(AM, json=FIRING_GROUP, headers=AUTH)
     assert first.status_code == 503 and first.headers["Retry-After"] == "5"
     retry = client.post(AM, json=repeat(FIRING_GROUP), headers=AUTH).json()
@@ -341,12 +352,15 @@ def test_intake_settings_read_tokens_and_mapping_file_from_the_environment(
 ) -> None:
     path = tmp_path / "mapping.yaml"
     path.write_text(MAPPING, encoding="utf-8")
-    settings = IntakeSettings.from_env({"HALTGUARD_INTAKE_TOKENS": f"{TOKEN}, {TOKEN}-2",
-                                        "HALTGUARD_INTAKE_MAPPING": str(path)})
+    settings = load_config(None, environ={"HALTGUARD_INTAKE_TOKENS": f"{TOKEN}, {TOKEN}-2",
+                                          "HALTGUARD_INTAKE_MAPPING": str(path)}
+                           ).intake_settings()
     assert settings.tokens == (TOKEN, f"{TOKEN}-2")
     assert settings.mapping.severity_label == "priority"
     with pytest.raises(ValueError, match="at least 16 characters"):
-        IntakeSettings.from_env({"HALTGUARD_INTAKE_TOKENS": "short"})
+        load_config(None, environ={"HALTGUARD_INTAKE_TOKENS": "short"})
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        IntakeSettings(tokens=("short",))
 
 
 def test_tracked_alerts_stay_bounded_and_forget_resolved_ones_first() -> None:
@@ -400,7 +414,7 @@ def protected(tmp_path: Path, session_factory: sessionmaker[Session]) -> Iterato
 def test_an_alertmanager_round_trip_opens_and_resolves_an_incident(
     app: FastAPI, client: TestClient, protected: Protected
 ) -> None:
-    app.state.signal_sink = protected.detection.submit
+    rewire(app, sink=protected.detection.submit)
     payload = repeat(FIRING_GROUP)
     payload["alerts"] = payload["alerts"][:1]
     fired = client.post(AM, json=payload, headers=AUTH).json()

@@ -23,25 +23,24 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from haltguard.detection.load import (
-    NS_PER_S,
+from haltguard.app.venue_app import create_venue_app
+from haltguard.common.units import NS_PER_S
+from haltguard.detection.load import LoadDetector
+from haltguard.detection.monitors import SignalOutbox
+from haltguard.detection.signals import Signal
+from haltguard.gateway.context import venue_context_of
+from haltguard.gateway.limits import (
     ClientLimiter,
-    FairShareShedder,
     FloodSettings,
-    InFlightBound,
-    LoadDetector,
-    LoadGuard,
-    LoadWindow,
     RateLimit,
     SheddingSettings,
     gcra_charge,
     gcra_wait_ns,
     retry_after_s,
 )
-from haltguard.detection.monitors import SignalOutbox
-from haltguard.detection.signals import Signal
-from haltguard.gateway.app import create_venue_app
+from haltguard.gateway.load_signals import LoadWindow
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
+from haltguard.gateway.shedding import FairShareShedder, InFlightBound, LoadGuard
 from haltguard.venue.commands import Heartbeat, PlaceOrder
 from haltguard.venue.events import OrderAccepted, OrderRepeated
 from haltguard.venue.types import Side
@@ -206,7 +205,7 @@ def guard_of(client: TestClient) -> LoadGuard:
     """The load guard of the venue app behind ``client``."""
     app = client.app
     assert isinstance(app, FastAPI)
-    guard = app.state.load_guard
+    guard = venue_context_of(app).load_guard
     assert isinstance(guard, LoadGuard)
     return guard
 
@@ -215,7 +214,7 @@ def venue_client(runtime: VenueRuntime, settings: SheddingSettings,
                  signals: list[Signal] | None = None,
                  clock: ManualClock | None = None) -> TestClient:
     app = create_venue_app(runtime, TOKEN, load_shedding=settings)
-    guard = app.state.load_guard
+    guard = venue_context_of(app).load_guard
     guard.outbox = SignalOutbox(signals.append) if signals is not None else None
     if clock is not None:
         guard.clock = clock
@@ -326,8 +325,8 @@ def test_admin_brakes_pass_even_for_a_blocked_client(runtime: VenueRuntime) -> N
 SERVER = textwrap.dedent("""
     import sys
     import uvicorn
-    from haltguard.detection.load import SheddingSettings
-    from haltguard.gateway.app import create_venue_app
+    from haltguard.gateway.limits import SheddingSettings
+    from haltguard.app.venue_app import create_venue_app
     from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
     from haltguard.venue.workload import setup_commands
 

@@ -13,11 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy import Engine
 
-from haltguard.detection.load import FloodSettings, SheddingSettings
-from haltguard.gateway.app import create_venue_app
+from haltguard.app.operations import create_app
+from haltguard.app.venue_app import create_venue_app
+from haltguard.gateway.limits import FloodSettings, SheddingSettings
 from haltguard.gateway.runtime import VenueRuntime
 from haltguard.venue.workload import WORKLOAD_MARKET, setup_commands
-from haltguard.web.app import create_app
 from haltguard.web.settings import Settings
 
 ORDERS = f"/v1/markets/{WORKLOAD_MARKET}/orders"

@@ -17,15 +17,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.config import load_config
+from haltguard.app.operations import create_app
+from haltguard.app.venue_app import create_venue_app
+from haltguard.common.network import parse_networks
+from haltguard.common.units import NS_PER_S
 from haltguard.detection import service as detection
 from haltguard.detection.decisions import ActionKind
-from haltguard.detection.load import NS_PER_S, FloodSettings, SheddingSettings
 from haltguard.detection.monitors import MonitorScheduler
 from haltguard.detection.policies import PolicyEngine
 from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, load_rules_file, load_rules_text
 from haltguard.detection.security_detectors import (
     AuditSecurityFeed,
     FailedLoginDetector,
+    LoginBlockEnforcer,
     LoginSettings,
     OperatorNetworkDetector,
     RequestFloodDetector,
@@ -33,19 +38,18 @@ from haltguard.detection.security_detectors import (
     WithdrawalFeed,
     WithdrawalSettings,
     add_security_feeds,
-    operator_networks_from_env,
-    parse_networks,
 )
 from haltguard.detection.service import DetectionService
 from haltguard.detection.signals import Signal
-from haltguard.gateway.app import create_venue_app
+from haltguard.gateway.context import venue_context_of
+from haltguard.gateway.limits import FloodSettings, SheddingSettings
 from haltguard.gateway.runtime import VenueRuntime
 from haltguard.security import totp
+from haltguard.security.dependencies import login_throttle_of
 from haltguard.security.permissions import Role
 from haltguard.security.testing import fast_test_settings, provision_operator
 from haltguard.venue.commands import Deposit, Withdraw
 from haltguard.venue.workload import setup_commands
-from haltguard.web.app import create_app
 from haltguard.web.settings import Settings
 
 T0 = 1_767_225_600 * NS_PER_S
@@ -175,13 +179,13 @@ def test_operator_actions_outside_the_allow_list_are_reported_once_per_period() 
 
 
 def test_the_detection_allow_list_comes_from_its_own_setting_or_the_security_one() -> None:
-    own = operator_networks_from_env({"HALTGUARD_DETECTION_OPERATOR_NETWORKS": "10.1.0.0/16",
-                                      "HALTGUARD_OPERATOR_NETWORKS": "10.0.0.0/8"})
-    assert own == (ipaddress.ip_network("10.1.0.0/16"),)
-    assert operator_networks_from_env({"HALTGUARD_OPERATOR_NETWORKS": "10.0.0.0/8"}) == (
-        ipaddress.ip_network("10.0.0.0/8"),)
-    with pytest.raises(ValueError, match="HALTGUARD_DETECTION_OPERATOR_NETWORKS: 'ten' is not"):
-        operator_networks_from_env({"HALTGUARD_DETECTION_OPERATOR_NETWORKS": "ten"})
+    own = load_config(None, environ={"HALTGUARD_DETECTION_OPERATOR_NETWORKS": "10.1.0.0/16",
+                                     "HALTGUARD_OPERATOR_NETWORKS": "10.0.0.0/8"})
+    assert own.detection_allowed_networks == (ipaddress.ip_network("10.1.0.0/16"),)
+    assert load_config(None, environ={"HALTGUARD_OPERATOR_NETWORKS": "10.0.0.0/8"}
+                       ).detection_allowed_networks == (ipaddress.ip_network("10.0.0.0/8"),)
+    with pytest.raises(ValueError, match=r"HALTGUARD_DETECTION_OPERATOR_NETWORKS.*'ten' is not"):
+        load_config(None, environ={"HALTGUARD_DETECTION_OPERATOR_NETWORKS": "ten"})
 
 
 WATCH_RULES = """
@@ -211,10 +215,10 @@ def test_an_operator_acting_from_outside_the_detection_allow_list_is_reported(
     engine: Engine, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch,
     installed_detection: DetectionService,
 ) -> None:
-    monkeypatch.setenv("HALTGUARD_DETECTION_OPERATOR_NETWORKS", "10.20.0.0/16")
     app = create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
                      clock=FixedClock(), escalation_interval_s=None,
-                     security_settings=fast_test_settings())
+                     security_settings=fast_test_settings(),
+                     operator_networks=(ipaddress.ip_network("10.20.0.0/16"),))
     operator = provision_operator(session_factory, Role.RESPONDER, username="carol", now=NOW)
     with TestClient(app, client=("10.20.9.9", 1)) as inside:
         assert inside.get("/api/incidents", headers=operator.headers).status_code == 200
@@ -276,7 +280,7 @@ def test_a_rule_blocks_a_stuffing_address_at_the_venue_gateway(tmp_path: Path) -
     try:
         app = create_venue_app(runtime, "token", load_shedding=SheddingSettings())
         service = DetectionService(rules=load_rules_text(FLOOD_BLOCK_RULES, "block.yaml"))
-        app.state.load_guard.attach(service)
+        venue_context_of(app).load_guard.attach(service)
         logins = FailedLoginDetector()
         for i in range(5):
             for signal in logins.login_failed(f"user{i}", "testclient", T0 + i):
@@ -450,8 +454,45 @@ def test_the_shipped_stuffing_rule_blocks_the_client_the_login_detector_names() 
             decisions += engine.evaluate(signal)
     [fired] = [d for d in decisions if d.rule_id == "credential-stuffing"]
     assert fired.title == "credential stuffing from address:203.0.113.9"
-    [block] = [a for a in fired.actions if a.kind is ActionKind.BLOCK_CLIENT]
+    [block] = [a for a in fired.actions if a.kind is ActionKind.BLOCK_LOGIN]
     assert (block.target, block.params["duration_s"]) == ("address:203.0.113.9", "3600")
+    assert not [a for a in fired.actions if a.kind is ActionKind.BLOCK_CLIENT], (
+        "failed operator logins must never block customers' trading")
+
+
+@SQLITE_ONLY
+def test_credential_stuffing_blocks_the_login_route_and_leaves_trading_alone(
+    tmp_path: Path, engine: Engine, session_factory: sessionmaker[Session],
+) -> None:
+    runtime = VenueRuntime(tmp_path / "venue").start()
+    try:
+        venue = create_venue_app(runtime, "token", load_shedding=SheddingSettings())
+        operations = create_app(Settings(database_url="unused", migrate_on_start=False),
+                                engine=engine, security_settings=fast_test_settings(),
+                                escalation_interval_s=None)
+        service = DetectionService(rules=load_rules_file(DEFAULT_RULES_PATH))
+        venue_context_of(venue).load_guard.attach(service)
+        LoginBlockEnforcer(login_throttle_of(operations)).attach(service)
+        logins = FailedLoginDetector()
+        for i in range(5):
+            for signal in logins.login_failed(f"user{i}", "203.0.113.9", T0 + i):
+                service.submit(signal)
+        with TestClient(venue, client=("203.0.113.9", 50000)) as customer:
+            trading = customer.get("/v1/markets")
+        with TestClient(operations, base_url="https://testserver",
+                        client=("203.0.113.9", 50000)) as attacker:
+            login = attacker.post("/api/auth/login", json={
+                "username": "user9", "password": "Winter2026!", "totp_code": "000000"})
+        with TestClient(operations, base_url="https://testserver",
+                        client=("198.51.100.20", 50000)) as elsewhere:
+            other = elsewhere.post("/api/auth/login", json={
+                "username": "user9", "password": "Winter2026!", "totp_code": "000000"})
+    finally:
+        runtime.stop()
+    assert trading.status_code == 200
+    assert login.status_code == 429 and login.json()["error"]["code"] == "login_throttled"
+    assert "blocked" in login.json()["error"]["message"]
+    assert other.status_code == 401
 
 
 def test_the_shipped_rules_freeze_an_asset_after_three_withdrawals_to_new_destinations() -> None:

@@ -29,6 +29,8 @@ from typing import Any, Protocol
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import Clock
+from haltguard.common.units import NS_PER_S
 from haltguard.detection import records
 from haltguard.detection.decisions import (
     VENUE_ACTIONS,
@@ -55,7 +57,7 @@ from haltguard.security import audit
 from haltguard.venue.commands import Command, FreezeWithdrawals, SetMarketState
 from haltguard.venue.control import VenueControl, VenueControlError
 from haltguard.venue.events import CommandRejected, Event, MarketStateChanged
-from haltguard.venue.types import NS_PER_SECOND, MarketState
+from haltguard.venue.types import MarketState
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,6 @@ _TARGET_STATE = {
     ActionKind.CANCEL_ONLY: MarketState.CANCEL_ONLY,
     ActionKind.PAUSE_MARKET: MarketState.AUCTION,
 }
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 class BrakeLane(Protocol):
@@ -351,7 +349,7 @@ class ActionExecutor:
             market=action.target, state=_TARGET_STATE[action.kind], actor=ACTOR, reason=reason,
             incident_id=incident_ref,
             cancels_allowed=action.params.get("cancels_allowed", "true") == "true",
-            auction_ns=int(action.params.get("auction_s", "0")) * NS_PER_SECOND,
+            auction_ns=int(action.params.get("auction_s", "0")) * NS_PER_S,
         )
 
     def _through_control(self, command: Command) -> list[Event]:

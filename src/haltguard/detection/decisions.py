@@ -31,6 +31,7 @@ class ActionKind(StrEnum):
     FREEZE_WITHDRAWALS = "freeze_withdrawals"
     RATE_LIMIT_CLIENT = "rate_limit_client"  # enforced by the gateway's load/security layer
     BLOCK_CLIENT = "block_client"  # enforced by the gateway's load/security layer
+    BLOCK_LOGIN = "block_login"  # enforced by the operations service's login throttle
 
 
 # Actions that change what the venue admits, performed first and fastest.
@@ -39,7 +40,8 @@ VENUE_ACTIONS = frozenset({
     ActionKind.FREEZE_WITHDRAWALS,
 })
 # Actions the detection service hands to an enforcer another layer registers.
-CLIENT_ACTIONS = frozenset({ActionKind.RATE_LIMIT_CLIENT, ActionKind.BLOCK_CLIENT})
+CLIENT_ACTIONS = frozenset({ActionKind.RATE_LIMIT_CLIENT, ActionKind.BLOCK_CLIENT,
+                            ActionKind.BLOCK_LOGIN})
 
 
 class PlannedAction(msgspec.Struct, frozen=True):

@@ -17,12 +17,12 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import Clock as ExecutorClock
 from haltguard.detection.actions import ActionExecutor
-from haltguard.detection.actions import Clock as ExecutorClock
 from haltguard.detection.market import DEPTH, SPREAD, Applied, MarketDetectors
 from haltguard.detection.policies import RuleSet
 from haltguard.detection.service import DetectionService
@@ -54,10 +54,6 @@ class AppliedCommand(NamedTuple):
     seq: int
     ts: int
     events: list[Event]
-
-
-class ListenableRuntime(Protocol):
-    def add_listener(self, listener: BatchListener) -> None: ...
 
 
 class VenueFeed:

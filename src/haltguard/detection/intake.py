@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 import time
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +52,7 @@ from haltguard.detection.monitors import (
 )
 from haltguard.detection.signals import Signal
 from haltguard.incidents.rules import Category, Severity
+from haltguard.web.bounds import Count
 
 ALERTMANAGER_SIGNAL = "alertmanager.firing"
 WEBHOOK_SIGNAL = "webhook.firing"
@@ -65,8 +65,12 @@ MAPPING_RULES_MAX = 500
 
 TOKENS_ENV = "HALTGUARD_INTAKE_TOKENS"
 MAPPING_ENV = "HALTGUARD_INTAKE_MAPPING"
+INTAKE_TOKEN_LENGTH_MIN = 16
 
-_LabelMap = dict[str, str]
+WIRE_TEXT_MAX = 16_384  # a label or annotation value taken in; kept cut to the two above
+
+_LabelMap = dict[Annotated[str, Field(max_length=LABEL_TEXT_MAX)],
+                 Annotated[str, Field(max_length=WIRE_TEXT_MAX)]]
 
 
 # --- payloads ------------------------------------------------------------------------
@@ -94,12 +98,15 @@ class AlertmanagerPayload(_Wire):
 
     version: Literal["4"] = Field(description='The payload format; Alertmanager sends "4".')
     group_key: str = Field(alias="groupKey", max_length=LABEL_TEXT_MAX * 4)
-    truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0)
+    truncated_alerts: Count = Field(default=0, alias="truncatedAlerts")
     status: Literal["firing", "resolved"]
     receiver: str = Field(max_length=LABEL_TEXT_MAX)
-    group_labels: _LabelMap = Field(default_factory=dict, alias="groupLabels")
-    common_labels: _LabelMap = Field(default_factory=dict, alias="commonLabels")
-    common_annotations: _LabelMap = Field(default_factory=dict, alias="commonAnnotations")
+    group_labels: _LabelMap = Field(default_factory=dict, alias="groupLabels",
+                                    max_length=LABELS_PER_ALERT_MAX)
+    common_labels: _LabelMap = Field(default_factory=dict, alias="commonLabels",
+                                     max_length=LABELS_PER_ALERT_MAX)
+    common_annotations: _LabelMap = Field(default_factory=dict, alias="commonAnnotations",
+                                          max_length=LABELS_PER_ALERT_MAX)
     external_url: str = Field(default="", alias="externalURL", max_length=LABEL_TEXT_MAX * 4)
     alerts: list[AlertmanagerAlert] = Field(max_length=ALERTS_PER_PAYLOAD_MAX)
 
@@ -330,25 +337,26 @@ class IntakeSettings:
     tokens: tuple[str, ...] = ()
     mapping: AlertMapping = DEFAULT_MAPPING
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> IntakeSettings:
-        """``HALTGUARD_INTAKE_TOKENS`` (comma-separated) and ``HALTGUARD_INTAKE_MAPPING`` (a
-        YAML file; the built-in mapping if unset)."""
-        env = os.environ if environ is None else environ
-        tokens = tuple(t.strip() for t in env.get(TOKENS_ENV, "").split(",") if t.strip())
-        short = [t for t in tokens if len(t) < 16]
+    def __post_init__(self) -> None:
+        short = [token for token in self.tokens if len(token) < INTAKE_TOKEN_LENGTH_MIN]
         if short:
-            raise ValueError(f"{TOKENS_ENV}: every token needs at least 16 characters; "
-                             "generate one with `python -c 'import secrets; "
-                             "print(secrets.token_urlsafe(32))'`")
-        path = env.get(MAPPING_ENV, "").strip()
-        if not path:
-            return cls(tokens=tokens)
+            raise ValueError(f"{TOKENS_ENV}: every token needs at least "
+                             f"{INTAKE_TOKEN_LENGTH_MIN} characters; generate one with "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+
+    @classmethod
+    def parse(cls, tokens: tuple[str, ...], mapping_file: Path | None = None) -> IntakeSettings:
+        """The settings for ``tokens`` (blank ones dropped) and the label mapping in
+        ``mapping_file`` (a YAML file; the built-in mapping if ``None``)."""
+        kept = tuple(token.strip() for token in tokens if token.strip())
+        if mapping_file is None:
+            return cls(tokens=kept)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = mapping_file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ValueError(f"{MAPPING_ENV}: cannot read {path}: {exc.strerror}") from None
-        return cls(tokens=tokens, mapping=load_mapping(text, path))
+            raise ValueError(f"{MAPPING_ENV}: cannot read {mapping_file}: {exc.strerror}"
+                             ) from None
+        return cls(tokens=kept, mapping=load_mapping(text, str(mapping_file)))
 
 
 @dataclass

@@ -23,12 +23,13 @@ so Alertmanager's retry delivers exactly those.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException
 
+from haltguard.common.network import IPNetwork
 from haltguard.detection.intake import (
     TOKENS_ENV,
     AlertIntake,
@@ -37,24 +38,18 @@ from haltguard.detection.intake import (
     IntakeOutcome,
     IntakeSettings,
 )
-from haltguard.detection.metrics import DetectionMetrics, install_operations_metrics
-from haltguard.detection.monitors import SignalOutbox, SignalSink, service_sink
+from haltguard.detection.metrics import DetectionMetrics
+from haltguard.detection.monitors import SignalOutbox, SignalSink
 from haltguard.detection.security_detectors import (
     OperatorNetworkDetector,
     OperatorNetworkMiddleware,
-    operator_networks_from_env,
 )
-from haltguard.web.errors import ERROR_RESPONSES
+from haltguard.web.context import context
+from haltguard.web.errors import ERROR_RESPONSES, ApiError
 
 
-class IntakeError(HTTPException):
-    """An intake refusal in the service's error shape (``code`` and ``message``)."""
-
-    def __init__(self, status_code: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(status_code, message, headers)
-        self.code = code
-        self.message = message
+class IntakeError(ApiError):
+    """An intake refusal, rendered by the one error handler (``code`` and ``message``)."""
 
 
 class IntakeResult(BaseModel):
@@ -64,25 +59,36 @@ class IntakeResult(BaseModel):
     decisions: int
 
 
+@dataclass(frozen=True)
+class IntakeParts:
+    """The alert intake's part of the operations context: its tokens and mapping, the intake
+    that remembers alerts already seen, and where signals go."""
+
+    settings: IntakeSettings
+    intake: AlertIntake
+    sink: SignalSink
+
+
+def intake_parts(settings: IntakeSettings | None, sink: SignalSink) -> IntakeParts:
+    """The intake for ``settings`` (none: the intake refuses every alert)."""
+    chosen = settings if settings is not None else IntakeSettings()
+    return IntakeParts(settings=chosen, intake=AlertIntake(chosen.mapping), sink=sink)
+
+
+def parts_of(request: Request) -> IntakeParts:
+    return context(request).part(IntakeParts)
+
+
 def settings_of(request: Request) -> IntakeSettings:
-    settings = getattr(request.app.state, "intake_settings", None)
-    if settings is None:
-        settings = request.app.state.intake_settings = IntakeSettings.from_env()
-    assert isinstance(settings, IntakeSettings)
-    return settings
+    return parts_of(request).settings
 
 
 def intake_of(request: Request) -> AlertIntake:
-    intake = getattr(request.app.state, "alert_intake", None)
-    if intake is None:
-        intake = request.app.state.alert_intake = AlertIntake(settings_of(request).mapping)
-    assert isinstance(intake, AlertIntake)
-    return intake
+    return parts_of(request).intake
 
 
 def sink_of(request: Request) -> SignalSink:
-    sink: SignalSink = getattr(request.app.state, "signal_sink", None) or service_sink
-    return sink
+    return parts_of(request).sink
 
 
 def require_intake_token(
@@ -133,7 +139,7 @@ def receive_webhook(payload: GenericWebhook, request: Request) -> IntakeResult:
 
 def _deliver(request: Request, intake: AlertIntake, outcome: IntakeOutcome,
              source: str) -> IntakeResult:
-    metrics: DetectionMetrics | None = getattr(request.app.state, "detection_metrics", None)
+    metrics = context(request).part(DetectionMetrics)
     sink = sink_of(request)
     decisions = 0
     for index, signal in enumerate(outcome.signals):
@@ -149,24 +155,20 @@ def _deliver(request: Request, intake: AlertIntake, outcome: IntakeOutcome,
                 headers={"Retry-After": "5"},
             ) from None
         decisions += len(result) if isinstance(result, list) else 0
-        if metrics is not None:
-            metrics.count_signal(signal)
-            metrics.alerts.labels(source, "resolved" if signal.resolved else "firing").inc()
-    if metrics is not None and outcome.duplicates:
+        metrics.count_signal(signal)
+        metrics.alerts.labels(source, "resolved" if signal.resolved else "firing").inc()
+    if outcome.duplicates:
         metrics.alerts_duplicate.labels(source).inc(outcome.duplicates)
     return IntakeResult(received=outcome.received, signals=len(outcome.signals),
                         duplicates=outcome.duplicates, decisions=decisions)
 
 
-def install_operations_detection(app: FastAPI, *, sink: SignalSink = service_sink) -> None:
-    """Give the operations API the alert intake routes, ``/metrics``, and (when an operator
-    allow-list is configured, see :func:`operator_networks_from_env`) the watch on where
-    operators act from. Reads its settings now, so a bad one stops the service at start."""
-    app.state.intake_settings = IntakeSettings.from_env()
-    networks = operator_networks_from_env()
-    if networks:
+def watch_operator_networks(
+    app: FastAPI, operator_networks: tuple[IPNetwork, ...], sink: SignalSink
+) -> None:
+    """When ``operator_networks`` (the detection allow-list) names any, watch where
+    operators act from: a request from elsewhere becomes a signal handed to ``sink``."""
+    if operator_networks:
         app.add_middleware(OperatorNetworkMiddleware,
-                           detector=OperatorNetworkDetector(networks),
+                           detector=OperatorNetworkDetector(operator_networks),
                            outbox=SignalOutbox(sink))
-    install_operations_metrics(app)
-    app.include_router(router)

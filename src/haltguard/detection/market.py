@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Protocol
 
-from haltguard.detection.policies import NS_PER_SECOND, DetectorSettings
+from haltguard.common.units import BPS, NS_PER_S
+from haltguard.detection.policies import DetectorSettings
 from haltguard.detection.signals import Signal
 from haltguard.venue.events import (
     CircuitBreakerTripped,
@@ -30,9 +31,7 @@ from haltguard.venue.events import (
 from haltguard.venue.types import MarketState
 
 SOURCE = "market"
-BPS = 10_000
 NO_SPREAD_BPS = BPS  # one side of the book is empty
-TRADES_KEPT_MAX = 1_000_000  # per market, in the price window (bounded by the window anyway)
 
 PRICE_MOVE = "market.price_move_bps"
 TRADE_RATE = "market.trade_rate_ratio"
@@ -63,7 +62,6 @@ SIGNAL_DOCS: dict[str, str] = {
     "`reason` (the seq and the error). Labels `market`, `base`, `quote`.",
 }
 """Every signal the market detectors emit; the rules reference lists them from here."""
-SIGNAL_NAMES = tuple(SIGNAL_DOCS)
 
 Emit = Callable[[Signal], None]
 _RARE_EVENTS = frozenset({CircuitBreakerTripped, MarketStateChanged, MarketAdded})
@@ -184,9 +182,9 @@ class PriceMoveDetector:
         buckets = self._buckets
         if self._bucket_end >= 0:
             buckets.append(self._current)
-        start = ts - ts % NS_PER_SECOND
+        start = ts - ts % NS_PER_S
         self._current = [start, price, price]
-        self._bucket_end = start + NS_PER_SECOND
+        self._bucket_end = start + NS_PER_S
         oldest = start - self.window_ns
         while buckets and buckets[0][0] <= oldest:
             buckets.popleft()
@@ -213,7 +211,7 @@ class PriceMoveDetector:
             source=SOURCE, name=PRICE_MOVE, value=Decimal(move), ts_ns=ts,
             labels={**self._labels, "direction": direction},
             details={"price": str(price), "reference_price": str(reference),
-                     "window_s": str(self.window_ns // NS_PER_SECOND)},
+                     "window_s": str(self.window_ns // NS_PER_S)},
         )
 
 
@@ -253,19 +251,19 @@ class TradeRateDetector:
         signal = None
         if self._bucket_start < 0:
             self._bucket_start, self._first_ts = ts, ts
-        elif ts - self._bucket_start >= NS_PER_SECOND:
+        elif ts - self._bucket_start >= NS_PER_S:
             signal = self._close_buckets(ts)
         self._bucket_count += count
         return signal
 
     def _close_buckets(self, ts: int) -> Signal | None:
-        elapsed = (ts - self._bucket_start) // NS_PER_SECOND
+        elapsed = (ts - self._bucket_start) // NS_PER_S
         self._buckets.append(self._bucket_count)
         for _ in range(min(elapsed - 1, self.baseline_buckets)):
             self._buckets.append(0)  # seconds without a trade
-        self._bucket_start += elapsed * NS_PER_SECOND
+        self._bucket_start += elapsed * NS_PER_S
         self._bucket_count = 0
-        if ts - self._first_ts < self.baseline_buckets * NS_PER_SECOND:
+        if ts - self._first_ts < self.baseline_buckets * NS_PER_S:
             return None
         buckets = self._buckets
         baseline_total = sum(buckets)
@@ -436,7 +434,7 @@ class MarketDetectors:
     def _watch(self, market: str) -> tuple[PriceMoveDetector, TradeRateDetector]:
         settings = self.settings
         watch = self._watches[market] = (
-            PriceMoveDetector(market, settings.price_window_s * NS_PER_SECOND,
+            PriceMoveDetector(market, settings.price_window_s * NS_PER_S,
                               self._levels(PRICE_MOVE)),
             TradeRateDetector(market, settings.trade_rate_window_s,
                               settings.trade_rate_baseline_s, self._levels(TRADE_RATE),

@@ -66,13 +66,6 @@ class RuleSetRecord(Base):
 # --- API shapes -------------------------------------------------------------------------------
 
 
-class ActionOutcomeRead(BaseModel):
-    kind: str
-    target: str
-    ok: bool
-    detail: str
-
-
 class DecisionRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -35,21 +35,21 @@ import httpx
 import yaml
 from sqlalchemy import Engine, text
 
+from haltguard.common.clock import NsClock
+from haltguard.common.units import NS_PER_MS
+from haltguard.detection import service
+from haltguard.detection.service import DetectionUnavailableError
 from haltguard.detection.signals import Signal
+from haltguard.gateway.load_signals import RuntimeStatusLike
 
 if TYPE_CHECKING:
     from haltguard.detection.metrics import DetectionMetrics
 
 log = logging.getLogger(__name__)
 
-NS_PER_MS = 1_000_000
-NS_PER_S = 1_000_000_000
 
 SignalSink = Callable[[Signal], object]
 """Where signals go; normally :func:`haltguard.detection.service.submit`."""
-
-Clock = Callable[[], int]
-"""Nanoseconds since the epoch; tests pass a controllable one."""
 
 HEALTH_FAILED = "health.failed"
 MONITORS_MAX = 64
@@ -58,9 +58,7 @@ TICK_S_MAX = 0.5  # the scheduler looks at its monitors at least this often
 
 
 def service_sink(signal: Signal) -> object:
-    """Deliver to the detection service (imported late: it is another engineer's module)."""
-    from haltguard.detection import service
-
+    """Deliver to the detection service."""
     return service.submit(signal)
 
 
@@ -70,8 +68,6 @@ def deliver(sink: SignalSink, signal: Signal) -> None:
     try:
         sink(signal)
     except Exception as exc:
-        from haltguard.detection.service import DetectionUnavailableError
-
         if isinstance(exc, DetectionUnavailableError):
             log.warning("signal %s %s not delivered: %s", signal.name, signal.labels, exc)
         else:
@@ -216,17 +212,6 @@ class ProcessCheck:
             return self.probe()
         except Exception as exc:
             return CheckResult(False, f"the check raised {exc!r}")
-
-
-class RuntimeStatusLike(Protocol):
-    """The fields of :class:`haltguard.gateway.runtime.RuntimeStatus` the checks read."""
-
-    running: bool
-    failure: str
-    queue_depth: int
-    queue_depth_max: int
-    commands: int
-    overloads: int
 
 
 StatusSource = Callable[[], RuntimeStatusLike]
@@ -455,7 +440,7 @@ class MonitorScheduler:
         self,
         sink: SignalSink = service_sink,
         *,
-        clock: Clock = time.time_ns,
+        clock: NsClock = time.time_ns,
         workers_max: int = WORKERS_MAX,
         monitors_max: int = MONITORS_MAX,
         metrics: DetectionMetrics | None = None,
@@ -473,9 +458,6 @@ class MonitorScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.signals_emitted = 0
-
-    def add_specs(self, specs: list[MonitorSpec]) -> list[Monitor]:
-        return [self.add(s.component, s.name, s.check, s.settings) for s in specs]
 
     def add(
         self, component: str, name: str, check: Check, settings: MonitorSettings | None = None

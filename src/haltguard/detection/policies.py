@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from fnmatch import fnmatchcase
 
+from haltguard.common.units import NS_PER_S
 from haltguard.detection.decisions import (
     ActionKind,
     Decision,
@@ -30,7 +31,6 @@ from haltguard.detection.decisions import (
 from haltguard.detection.signals import Signal
 from haltguard.incidents.rules import Category, Severity
 
-NS_PER_SECOND = 1_000_000_000
 _CATEGORIES = frozenset(category.value for category in Category)
 _SEVERITIES = frozenset(severity.value for severity in Severity)
 EPISODES_MAX = 100_000  # live episodes kept; the oldest resolved ones go first
@@ -358,7 +358,7 @@ class PolicyEngine:
 
     def _drop_old_hits(self, episode: _Episode, ts: int) -> int:
         """Forget hits that left the window; returns the newest one forgotten (-1: none)."""
-        oldest_ns = ts - episode.rule.within_s * NS_PER_SECOND
+        oldest_ns = ts - episode.rule.within_s * NS_PER_S
         hits = episode.hits
         dropped = -1
         while hits and hits[0] <= oldest_ns:
@@ -371,14 +371,14 @@ class PolicyEngine:
             if rule.within_s and episode.clear_since_ns < 0:
                 dropped = self._drop_old_hits(episode, ts)
                 if len(episode.hits) < rule.count:  # counted events stopped coming
-                    left_ns = dropped + rule.within_s * NS_PER_SECOND if dropped >= 0 else ts
+                    left_ns = dropped + rule.within_s * NS_PER_S if dropped >= 0 else ts
                     episode.clear_since_ns = min(ts, left_ns)
             if (episode.clear_since_ns >= 0
-                    and ts - episode.clear_since_ns >= rule.clear_after_s * NS_PER_SECOND):
+                    and ts - episode.clear_since_ns >= rule.clear_after_s * NS_PER_S):
                 return self._resolve(episode, ts)
             return None
         if episode.pending_since_ns >= 0 and episode.last_signal is not None:
-            if ts - episode.pending_since_ns >= rule.for_s * NS_PER_SECOND:
+            if ts - episode.pending_since_ns >= rule.for_s * NS_PER_S:
                 return self._fire(episode, episode.last_signal, ts)
             return None
         if episode.phase is _Phase.COOLDOWN and ts >= episode.cooldown_until_ns:
@@ -405,7 +405,7 @@ class PolicyEngine:
     def _resolve(self, episode: _Episode, ts: int) -> Decision:
         rule = episode.rule
         episode.phase = _Phase.COOLDOWN
-        episode.cooldown_until_ns = ts + rule.cooldown_s * NS_PER_SECOND
+        episode.cooldown_until_ns = ts + rule.cooldown_s * NS_PER_S
         episode.clear_since_ns = -1
         episode.hits.clear()
         self._timed.add(episode.key)
@@ -454,12 +454,3 @@ def template_names(template: str) -> list[str]:
         names.append(rest[start + 1:end])
         rest = rest[end + 1:]
     return names
-
-
-def labels_in(templates: Iterable[str]) -> list[str]:
-    seen: list[str] = []
-    for template in templates:
-        for name in template_names(template):
-            if name not in seen:
-                seen.append(name)
-    return seen

@@ -182,6 +182,16 @@ ACTION_SPECS: dict[ActionKind, ActionSpec] = {
         "by the load/security layer).", "client", "",
         (FieldSpec("client", "template", True, "", "Who, as for `rate_limit_client`."),
          FieldSpec("duration_s", "seconds", True, "", "How long the block lasts."))),
+    ActionKind.BLOCK_LOGIN: ActionSpec(
+        ActionKind.BLOCK_LOGIN, "Block a source address from the operators' login route "
+        "(`/api/auth/login`) for a while, and nothing else: customers behind the same "
+        "address keep trading. An operator who logged in from that address before still "
+        "gets in with the right password and code. Listed and lifted early with "
+        "`haltguard operator login-blocks`.", "client", "",
+        (FieldSpec("client", "template", True, "",
+                   "The address: `\"{client}\"` of the login detector's signals "
+                   "(`address:<ip>`), or `\"{source_address}\"`."),
+         FieldSpec("duration_s", "seconds", True, "", "How long the block lasts."))),
 }
 
 LOOSENING_ACTIONS: dict[str, str] = {

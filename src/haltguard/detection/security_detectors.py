@@ -7,6 +7,10 @@ a ``security.*`` signal when it appears; the policy engine decides what to do ab
   reading it needs no change to the login flow, sees logins from every process that shares
   the database, and cannot miss a failure the login committed. :class:`AuditSecurityFeed`
   polls it (run it as a monitor; it starts at the chain's end, so history raises nothing).
+* The ``block_login`` action (:class:`LoginBlockEnforcer`): what a rule does about failed
+  logins acts where the attack is, the operators' login route, through the operations
+  service's login throttle; never on customers' trading, which behind a TLS proxy may share
+  the attacker's address.
 * Request floods per API key or address: a token bucket per client, ``429`` beyond it, and
   a client refused ``refusals_to_block`` times within a window is blocked for ``block_s``
   (the load middleware enforces both; a policy's ``block_client`` uses the same limiter).
@@ -24,9 +28,7 @@ feeds and the middleware at the bottom connect them to the outside.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 import statistics
 import time
 from collections import OrderedDict, deque
@@ -39,16 +41,10 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from haltguard.detection.load import (
-    ADMITTED,
-    NS_PER_S,
-    Admission,
-    ClientLimiter,
-    FloodSettings,
-    RateLimit,
-    retry_after_s,
-)
-from haltguard.detection.metrics import route_of
+from haltguard.common.clock import utc_now
+from haltguard.common.network import IPNetwork, address_allowed
+from haltguard.common.units import NS_PER_S
+from haltguard.detection.decisions import ActionKind
 from haltguard.detection.monitors import (
     CheckResult,
     Monitor,
@@ -60,10 +56,25 @@ from haltguard.detection.monitors import (
     deliver,
 )
 from haltguard.detection.signals import Signal
-from haltguard.security.config import IPNetwork, address_allowed
+from haltguard.gateway.limits import (
+    ADMITTED,
+    Admission,
+    ClientLimiter,
+    FloodSettings,
+    RateLimit,
+    retry_after_s,
+)
+from haltguard.journal import JournalReader
+from haltguard.security import audit
+from haltguard.venue.events import Withdrawn
+from haltguard.web.metrics import route_of
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
+
+    from haltguard.detection.decisions import Decision, PlannedAction
+    from haltguard.detection.service import DetectionService
+    from haltguard.security.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -208,27 +219,35 @@ class FailedLoginDetector:
         return resolved
 
 
+class LoginBlockEnforcer:
+    """Enforces ``block_login`` on the operations service's login throttle.
+
+    The target is ``address:<ip>`` (the ``client`` label of the login signals) or a bare IP
+    address. The block keeps that address away from ``/api/auth/login`` only; operators
+    list and lift it with ``GET /api/login-blocks`` / ``haltguard operator login-blocks``.
+    The executor writes the rule, values and outcome to the timeline and the audit chain.
+    """
+
+    def __init__(self, throttle: LoginThrottle,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.throttle = throttle
+        self.clock = clock
+
+    def enforce(self, decision: Decision, action: PlannedAction) -> None:
+        if action.kind is not ActionKind.BLOCK_LOGIN:
+            raise ValueError(f"{action.kind} is not block_login")
+        duration_s = int(action.params.get("duration_s", "0"))
+        reason = f"rule {decision.rule_id} ({decision.signal.name} = {decision.observed})"
+        block = self.throttle.block(action.target, duration_s, reason=reason,
+                                    actor="system:detection", now=self.clock())
+        log.warning("login blocked for %s until %s: %s", block.address,
+                    block.until.isoformat(), reason)
+
+    def attach(self, service: DetectionService) -> None:
+        service.add_enforcer(ActionKind.BLOCK_LOGIN, self.enforce)
+
+
 # --- operators from outside the allowed networks -------------------------------------
-
-DETECTION_NETWORKS_ENV = "HALTGUARD_DETECTION_OPERATOR_NETWORKS"
-
-
-def parse_networks(text: str, source: str = DETECTION_NETWORKS_ENV) -> tuple[IPNetwork, ...]:
-    """``"10.0.0.0/8, 2001:db8::/32"`` as networks; a bad entry is an error naming it."""
-    networks = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(
-                f"{source}: {item!r} is not a network; write CIDRs such as 10.0.0.0/8, "
-                "separated by commas"
-            ) from None
-    return tuple(networks)
-
 
 class OperatorNetworkDetector:
     """Operator actions from addresses outside ``allowed_networks``.
@@ -267,17 +286,6 @@ class OperatorNetworkDetector:
             details={"action": action, "allowed_networks": allowed,
                      "refused": "true" if refused else "false"},
         )
-
-
-def operator_networks_from_env(environ: dict[str, str] | None = None) -> tuple[IPNetwork, ...]:
-    """The detection allow-list: ``HALTGUARD_DETECTION_OPERATOR_NETWORKS``, else the
-    security layer's ``HALTGUARD_OPERATOR_NETWORKS``, else none."""
-    env = os.environ if environ is None else environ
-    text = env.get(DETECTION_NETWORKS_ENV, "").strip()
-    if text:
-        return parse_networks(text)
-    return parse_networks(env.get("HALTGUARD_OPERATOR_NETWORKS", ""),
-                          "HALTGUARD_OPERATOR_NETWORKS")
 
 
 class OperatorNetworkMiddleware:
@@ -348,16 +356,12 @@ class AuditSecurityFeed:
 
     def start_at_end(self) -> AuditSecurityFeed:
         """Skip the history: only entries written from now on raise signals."""
-        from haltguard.security import audit
-
         with self.session_factory() as session:
             _, total = audit.list_entries(session, limit=1)
         self.position = total
         return self
 
     def poll(self) -> CheckResult:
-        from haltguard.security import audit
-
         with self.session_factory() as session:
             entries, _ = audit.list_entries(
                 session, offset=self.position, limit=self.batch_max, newest_first=False
@@ -697,8 +701,6 @@ class WithdrawalFeed:
                  detector: WithdrawalDetector | None = None, from_seq: int = 1,
                  learn_through_seq: int = 0, records_max: int = 10_000,
                  clock: Callable[[], int] = time.time_ns) -> None:
-        from haltguard.journal import JournalReader
-
         self.reader = JournalReader(data_dir)
         self.reader.seek(from_seq)
         self.sink = sink
@@ -712,8 +714,6 @@ class WithdrawalFeed:
         return self.reader.next_seq
 
     def poll(self) -> CheckResult:
-        from haltguard.venue.events import Withdrawn
-
         entries = self.reader.read_available(self.records_max)
         signals: list[Signal] = []
         withdrawals = 0
@@ -748,17 +748,15 @@ def add_security_feeds(
     interval_ms: int = 1_000,
     withdrawals: WithdrawalSettings | None = None,
     logins: LoginSettings | None = None,
-    operator_networks: tuple[IPNetwork, ...] | None = None,
+    operator_networks: tuple[IPNetwork, ...] = (),
 ) -> list[Monitor]:
     """Run the audit feed (logins, operator networks) and the withdrawal feed on
     ``scheduler``, each as an in-process check of the ``detection`` component, so a feed
     that cannot read its source raises ``health.failed`` like any other component.
 
-    ``operator_networks`` is the detection allow-list (from the configuration); None falls
-    back to the environment (:func:`operator_networks_from_env`). The withdrawal feed
-    learns the journal up to ``venue_last_seq`` without judging it."""
-    if operator_networks is None:
-        operator_networks = operator_networks_from_env()
+    ``operator_networks`` is the detection allow-list (from the configuration); empty: every
+    address is expected. The withdrawal feed learns the journal up to ``venue_last_seq``
+    without judging it."""
     every = MonitorSettings(interval_ms=interval_ms, timeout_ms=interval_ms)
     added = []
     if session_factory is not None:

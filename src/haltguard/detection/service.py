@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from haltguard.common.errors import ErrorKind, HaltguardError
 from haltguard.detection.decisions import (
     CLIENT_ACTIONS,
     ActionKind,
@@ -35,12 +36,7 @@ from haltguard.detection.decisions import (
     PlannedAction,
 )
 from haltguard.detection.policies import EMPTY_RULESET, PolicyEngine, RuleCounters, RuleSet
-from haltguard.detection.rulesfile import (
-    RuleProblem,
-    RulesError,
-    load_rules_file,
-    load_rules_text,
-)
+from haltguard.detection.rulesfile import RuleProblem, RulesError, load_rules_file
 from haltguard.detection.signals import Signal
 
 __all__ = [
@@ -76,8 +72,11 @@ class DecisionExecutor(Protocol):
     def execute(self, decision: Decision, client_outcomes: list[ActionOutcome]) -> None: ...
 
 
-class DetectionUnavailableError(RuntimeError):
+class DetectionUnavailableError(HaltguardError, RuntimeError):
     """No detection service is installed in this process, or it has stopped."""
+
+    kind = ErrorKind.UNAVAILABLE
+    code = "detection_not_running"
 
 
 class _Stop:
@@ -238,6 +237,11 @@ class DetectionService:
             )
         self._enforcers.setdefault(kind, []).append(enforcer)
 
+    def add_client_enforcer(self, enforcer: Enforcer) -> None:
+        """Register who enforces both client actions (a venue gateway's load guard)."""
+        for kind in (ActionKind.BLOCK_CLIENT, ActionKind.RATE_LIMIT_CLIENT):
+            self.add_enforcer(kind, enforcer)
+
     def subscribe(self, listener: Callable[[list[Decision]], None]) -> None:
         """Call ``listener`` with every batch of decisions, on the submitting thread; it
         must be quick and must not submit signals itself."""
@@ -283,11 +287,6 @@ class DetectionService:
         ruleset = load_rules_file(chosen)
         self.load(ruleset)
         self.rules_path = chosen
-        return ruleset
-
-    def reload_text(self, text: str, source: str) -> RuleSet:
-        ruleset = load_rules_text(text, source)
-        self.load(ruleset)
         return ruleset
 
     @property

@@ -19,9 +19,11 @@ from haltguard.detection.models import (
 )
 from haltguard.detection.policies import RuleSet
 from haltguard.detection.rulesfile import RulesError
-from haltguard.detection.service import DetectionService, DetectionUnavailableError, installed
+from haltguard.detection.service import DetectionService, installed
 from haltguard.security.dependencies import AuthenticatedOperator, require
 from haltguard.security.permissions import Action
+from haltguard.web.bounds import DbId
+from haltguard.web.context import context
 from haltguard.web.dependencies import ClockDep, SessionDep
 from haltguard.web.errors import ERROR_RESPONSES, ApiError
 from haltguard.web.pagination import Page, PageParamsDep, make_page, paginate
@@ -35,14 +37,11 @@ DryRunner = Annotated[AuthenticatedOperator, Depends(require(Action.DETECTION_DR
 
 
 def detection_service(request: Request) -> DetectionService:
-    """``app.state.detection_service`` if the app was given one, else this process's."""
-    given = getattr(request.app.state, "detection_service", None)
-    if isinstance(given, DetectionService):
+    """The service the app was given (a part of its context), else this process's."""
+    given = context(request).optional_part(DetectionService)
+    if given is not None:
         return given
-    try:
-        return installed()
-    except DetectionUnavailableError as exc:
-        raise ApiError(503, "detection_not_running", str(exc)) from None
+    return installed()  # DetectionUnavailableError: 503 detection_not_running
 
 
 ServiceDep = Annotated[DetectionService, Depends(detection_service)]
@@ -97,7 +96,7 @@ def list_decisions(
     _: Reader, session: SessionDep, params: PageParamsDep,
     rule_id: Annotated[str | None, Query(max_length=64)] = None,
     dry_run: bool | None = None,
-    incident_id: int | None = None,
+    incident_id: DbId | None = None,
 ) -> Page[DecisionRead]:
     rows, total = paginate(
         session, records.decisions_query(rule_id=rule_id, dry_run=dry_run,
