@@ -6,7 +6,10 @@ With more submitters more commands share each fsync (group commit, no timer), so
 rises while each caller waits about one fsync plus its share of the batch.
 
 Ours is :class:`VenueRuntime` (a venue thread: stamp, append, one fsync per batch, apply
-with the ledger and market states), with submitter threads calling ``submit().result()``.
+with the ledger and market states), with submitter tasks on one event loop awaiting
+``submit_async()`` (what the HTTP routes do; the runtime resolves a batch's results on the
+loop with one wake-up). ``--driver threads`` drives it with submitter threads calling
+``submit().result()`` instead (one Future and one thread wake-up per command).
 The peer is ``matching-engine`` 0.1.1's own ``gateway.worker.MarketWorker`` (an asyncio task:
 stamp, append, one fsync per batch in a thread, apply), with submitter tasks awaiting
 ``submit()``: each side driven the way its API is meant to be used, both with real fsync on
@@ -21,7 +24,7 @@ journaled and acknowledged like any other command, on both sides.
 Usage::
 
     .venv/bin/python benchmarks/bench_ack_latency.py [--commands N] [--submitters 1,8,64]
-        [--rounds R] [--data-parent DIR]
+        [--rounds R] [--data-parent DIR] [--driver asyncio|threads]
 
 fsync cost depends on the disk under ``--data-parent`` (default: the current directory);
 a tmpfs makes fsync nearly free and the figures meaningless. Each figure is the median (and
@@ -32,6 +35,7 @@ table.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import shutil
@@ -124,7 +128,9 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
     return sorted_values[index] / 1e6
 
 
-def run(flow: list[Command], submitters: int, data_parent: Path) -> dict[str, float]:
+def run(
+    flow: list[Command], submitters: int, data_parent: Path, driver: str = "asyncio"
+) -> dict[str, float]:
     """One run of ours: a fresh data directory, the setup, then ``flow`` from ``submitters``."""
     data_dir = Path(tempfile.mkdtemp(prefix="ack-latency-", dir=data_parent))
     runtime = VenueRuntime(data_dir, limits=RuntimeLimits(checkpoint_every=10**9)).start()
@@ -134,29 +140,15 @@ def run(flow: list[Command], submitters: int, data_parent: Path) -> dict[str, fl
         shares: list[list[Command]] = [flow[n::submitters] for n in range(submitters)]
         latencies: list[list[int]] = [[] for _ in range(submitters)]
         batches_before = runtime.status().batches
-        start = threading.Barrier(submitters + 1)
-
-        def submit(index: int) -> None:
-            record = latencies[index].append
-            start.wait()
-            for command in shares[index]:
-                began = time.perf_counter_ns()
-                runtime.submit(command).result()
-                record(time.perf_counter_ns() - began)
-
-        threads = [threading.Thread(target=submit, args=(n,)) for n in range(submitters)]
-        for thread in threads:
-            thread.start()
-        start.wait()
-        began = time.perf_counter()
-        for thread in threads:
-            thread.join()
-        elapsed_s = time.perf_counter() - began
+        if driver == "asyncio":
+            elapsed_s = asyncio.run(_drive_tasks(runtime, shares, latencies))
+        else:
+            elapsed_s = _drive_threads(runtime, shares, latencies)
         batches = runtime.status().batches - batches_before
     finally:
         runtime.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-    values = sorted(value for per_thread in latencies for value in per_thread)
+    values = sorted(value for per_submitter in latencies for value in per_submitter)
     return {
         "commands": len(values),
         "acked_per_s": len(values) / elapsed_s,
@@ -168,6 +160,49 @@ def run(flow: list[Command], submitters: int, data_parent: Path) -> dict[str, fl
     }
 
 
+async def _drive_tasks(
+    runtime: VenueRuntime, shares: list[list[Command]], latencies: list[list[int]]
+) -> float:
+    """Submitter tasks on this loop, each awaiting ``submit_async``; the elapsed seconds."""
+
+    async def submit(index: int) -> None:
+        record = latencies[index].append
+        submit_async = runtime.submit_async
+        for command in shares[index]:
+            began = time.perf_counter_ns()
+            await submit_async(command)
+            record(time.perf_counter_ns() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(submit(n) for n in range(len(shares))))
+    return time.perf_counter() - began
+
+
+def _drive_threads(
+    runtime: VenueRuntime, shares: list[list[Command]], latencies: list[list[int]]
+) -> float:
+    """Submitter threads, each calling ``submit().result()``; the elapsed seconds."""
+    submitters = len(shares)
+    start = threading.Barrier(submitters + 1)
+
+    def submit(index: int) -> None:
+        record = latencies[index].append
+        start.wait()
+        for command in shares[index]:
+            began = time.perf_counter_ns()
+            runtime.submit(command).result()
+            record(time.perf_counter_ns() - began)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(submitters)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commands", type=int, default=10_000, help="commands per run")
@@ -175,6 +210,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating")
     parser.add_argument("--data-parent", type=Path, default=Path.cwd(),
                         help="where the temporary data directories are made")
+    parser.add_argument("--driver", choices=("asyncio", "threads"), default="asyncio",
+                        help="how our submitters wait: tasks on one loop, or threads")
     args = parser.parse_args()
     counts = [int(part) for part in args.submitters.split(",")]
     peer = ensure_peer()
@@ -191,7 +228,7 @@ def main() -> None:
         for round_index in range(args.rounds):
             for side in ("ours", "peer") if round_index % 2 == 0 else ("peer", "ours"):
                 if side == "ours":
-                    result = run(flow, submitters, args.data_parent)
+                    result = run(flow, submitters, args.data_parent, args.driver)
                 else:
                     result = run_peer(
                         peer, script, [submitters, args.commands, args.data_parent.resolve()]
@@ -205,7 +242,8 @@ def main() -> None:
     print("## Acknowledged latency through the runtime (submit -> durable and applied)\n")
     print(f"Python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} CPUs; "
           f"data under {args.data_parent.resolve()}; {args.commands:,} workload commands per "
-          f"run; median (range) of {args.rounds} rounds per side, alternating. Ratios: "
+          f"run; ours driven by {args.driver}; median (range) of {args.rounds} rounds per "
+          "side, alternating. Ratios: "
           "acked/s ours / peer, p99 peer / ours (above 1: haltguard is better).\n")
     print(f"| submitters | acked/s haltguard | acked/s {PEER_NAME} | ratio | p50 / p99 / p99.9 "
           f"ms haltguard | p50 / p99 / p99.9 ms {PEER_NAME} | p99 ratio | commands per fsync "

@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from haltguard.gateway.app import create_venue_app
+from haltguard.app.venue_app import create_venue_app
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
 from haltguard.venue.commands import AddAsset, AddMarket, Command, Deposit
 from haltguard.venue.markets import DEMO_ASSETS, demo_markets

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from gateway_support import ADMIN, TOKEN, start_runtime
 
-from haltguard.gateway.app import create_venue_app
+from haltguard.app.venue_app import create_venue_app
 from haltguard.gateway.runtime import (
     CommandQuarantinedError,
     CommandResult,

@@ -8,14 +8,15 @@ that fails validation is ``422`` with the field named. The OpenAPI document at
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from haltguard.detection.load import SheddingSettings, install_load_shedding
+from haltguard.gateway.context import VenueApiContext, attach_venue_context
+from haltguard.gateway.limits import SheddingSettings
+from haltguard.gateway.load_signals import LoadSignals
 from haltguard.gateway.runtime import (
     CommandQuarantinedError,
     CommandRefusedError,
@@ -23,19 +24,41 @@ from haltguard.gateway.runtime import (
     VenueRuntime,
     VenueUnavailableError,
 )
-from haltguard.gateway.views import ApiError, admin_router, public_router
+from haltguard.gateway.shedding import install_load_shedding
+from haltguard.gateway.views import admin_router, public_router
+from haltguard.web.asgi import BodyLimitMiddleware, BodyLimits
+from haltguard.web.errors import (
+    FrameworkErrorTexts,
+    install_domain_error_handler,
+    install_framework_error_handlers,
+)
+
+VENUE_BODY_BYTES_MAX = 16_384
+"""The largest request body the venue takes: an order, an admin command (a resume plan with
+its phases, a breaker's bands) is a few hundred bytes."""
+VENUE_BODY_LIMITS = BodyLimits(bytes_max=VENUE_BODY_BYTES_MAX)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def create_venue_app(
-    runtime: VenueRuntime, admin_token: str, *, load_shedding: SheddingSettings | None = None
+def create_venue_api(
+    runtime: VenueRuntime,
+    admin_token: str,
+    *,
+    load_signals: LoadSignals[Any] | None,
+    load_shedding: SheddingSettings | None = None,
+    body_limits: BodyLimits = VENUE_BODY_LIMITS,
 ) -> FastAPI:
     """The HTTP API for ``runtime``. Admin routes need ``Authorization: Bearer <admin_token>``;
     an empty token disables them (every admin call then answers 403). New orders pass the
-    load shedder (``load_shedding``, defaults if None) and ``/metrics`` serves Prometheus."""
+    load shedder (``load_shedding``, defaults if None) and ``/metrics`` serves Prometheus.
+    ``load_signals`` is what detection plugs in (the load detector, the request-flood
+    limiter, where their signals go); None sheds load without raising signals or limiting
+    clients. ``haltguard.app.venue_app.create_venue_app`` is this with detection's.
+    Every request body, orders' too, is read whole within ``body_limits`` before anything
+    else looks at it (``413`` / ``408`` otherwise)."""
     app = FastAPI(
         title="haltguard venue",
         summary="Orders, cancels, balances, depth, trades and market states of one venue.",
@@ -48,23 +71,17 @@ def create_venue_app(
         ),
         version="1",
     )
-    app.state.runtime = runtime
-    app.state.admin_token = admin_token
     app.include_router(public_router)
     app.include_router(admin_router)
     _install_error_handlers(app)
-    install_load_shedding(app, runtime.status, load_shedding)
+    guard = install_load_shedding(app, runtime.status, load_shedding, signals=load_signals)
+    attach_venue_context(app, VenueApiContext(runtime, admin_token, guard))
+    app.add_middleware(BodyLimitMiddleware, limits=body_limits)  # outermost: before shedding
     return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, **exc.extra),
-            status_code=exc.status,
-            headers=exc.headers,
-        )
+    install_domain_error_handler(app)  # ApiError and every other HaltguardError
 
     @app.exception_handler(OverloadedError)
     async def overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
@@ -89,29 +106,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unavailable(_: Request, exc: VenueUnavailableError) -> JSONResponse:
         return JSONResponse(error_body("venue_unavailable", str(exc)), status_code=503)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc'] if part != 'body')}: {error['msg']}"
-            for error in exc.errors()
-        ]
-        return JSONResponse(
-            error_body(
-                "invalid_request",
-                "the request is not valid: " + "; ".join(problems)
-                + ". Fix these fields and send it again (see /docs for the schema).",
-            ),
-            status_code=422,
-        )
+    install_framework_error_handlers(app, VENUE_FRAMEWORK_TEXTS)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
-        message = (
-            "no such route; see /docs for the venue API"
-            if exc.status_code == 404
-            else str(exc.detail)
-        )
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=exc.headers
-        )
+
+def _venue_invalid_request(problems: Sequence[Any]) -> str:
+    named = [
+        f"{'.'.join(str(part) for part in error['loc'] if part != 'body')}: {error['msg']}"
+        for error in problems
+    ]
+    return ("the request is not valid: " + "; ".join(named)
+            + ". Fix these fields and send it again (see /docs for the schema).")
+
+
+def _venue_route_error(status: int, detail: str) -> tuple[str, str]:
+    if status == 404:
+        return "not_found", "no such route; see /docs for the venue API"
+    return f"http_{status}", detail
+
+
+VENUE_FRAMEWORK_TEXTS = FrameworkErrorTexts(
+    invalid_request=_venue_invalid_request, route_error=_venue_route_error
+)

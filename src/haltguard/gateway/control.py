@@ -12,9 +12,11 @@ never reaches the venue.
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
+from haltguard.common.units import NS_PER_S
 from haltguard.gateway.models import UnitError, Units
 from haltguard.gateway.runtime import (
     ACK_TIMEOUT_S_DEFAULT,
@@ -36,8 +38,16 @@ from haltguard.venue.commands import (
 )
 from haltguard.venue.control import VenueControlError
 from haltguard.venue.events import CommandRejected, Event, OrderRejected
-from haltguard.venue.markets import Asset, GridError, MarketSpec, make_market
-from haltguard.venue.types import NS_PER_SECOND, MarketState
+from haltguard.venue.markets import (
+    ASSET_CODE_LENGTH_MAX,
+    Asset,
+    GridError,
+    MarketSpec,
+    is_asset_code,
+    is_market_symbol,
+    make_market,
+)
+from haltguard.venue.types import MarketState
 
 HTTP_TIMEOUT_S_DEFAULT = ACK_TIMEOUT_S_DEFAULT + 5.0
 
@@ -45,14 +55,37 @@ _C = TypeVar("_C", bound=Command)
 
 
 def checked(command: _C) -> _C:
-    """``command`` with its arguments checked (see :func:`validated`), or
-    :class:`VenueControlError` naming the wrong one."""
+    """``command`` with its arguments checked (see :func:`validated`) and its market or
+    asset name in the venue's grammar, or :class:`VenueControlError` naming the wrong one."""
     try:
         result = validated(command)
     except MalformedCommandError as exc:
         raise VenueControlError(f"{exc}; nothing was sent to the venue") from None
     assert type(result) is type(command)
+    problem = _name_problem(result)
+    if problem:
+        raise VenueControlError(f"{problem}; nothing was sent to the venue")
     return result
+
+
+def _name_problem(command: Command) -> str:
+    """What is wrong with the market or asset ``command`` names ("" when nothing is)."""
+    if isinstance(command, SetMarketState | StartResumePlan | CancelAll):
+        market = command.market
+        every_market = isinstance(command, CancelAll) and market == ""
+        if not every_market and not is_market_symbol(market):
+            return (f"market symbol {market!r} is not in the venue's grammar: two asset codes "
+                    "of upper-case letters and digits joined by '-', e.g. BTC-JPY")
+    if isinstance(command, FreezeWithdrawals) and not is_asset_code(command.asset):
+        return (f"asset code {command.asset!r} is not in the venue's grammar: upper-case "
+                f"letters and digits, at most {ASSET_CODE_LENGTH_MAX}, e.g. BTC")
+    return ""
+
+
+def _segment(name: str) -> str:
+    """``name`` as one path segment of a URL: every character outside the unreserved set
+    percent-encoded, so no name can add a segment, a query or a fragment."""
+    return quote(name, safe="")
 
 
 class InProcessVenueControl:
@@ -247,10 +280,10 @@ class HttpVenueControl:
         cmd = checked(
             SetMarketState(market, state, actor, reason, incident_id, cancels_allowed, auction_ns)
         )
-        return self._post(f"/v1/admin/markets/{cmd.market}/state", {
+        return self._post(f"/v1/admin/markets/{_segment(cmd.market)}/state", {
             "state": cmd.state.value, "actor": cmd.actor, "reason": cmd.reason,
             "incident_id": cmd.incident_id, "cancels_allowed": cmd.cancels_allowed,
-            "auction_seconds": cmd.auction_ns / NS_PER_SECOND,
+            "auction_seconds": cmd.auction_ns / NS_PER_S,
         })
 
     def kill_switch(
@@ -266,7 +299,7 @@ class HttpVenueControl:
         self, asset: str, frozen: bool, *, actor: str, reason: str, incident_id: str = ""
     ) -> list[Event]:
         cmd = checked(FreezeWithdrawals(asset, frozen, actor, reason, incident_id))
-        return self._post(f"/v1/admin/assets/{cmd.asset}/withdrawals-frozen", {
+        return self._post(f"/v1/admin/assets/{_segment(cmd.asset)}/withdrawals-frozen", {
             "frozen": cmd.frozen, "actor": cmd.actor, "reason": cmd.reason,
             "incident_id": cmd.incident_id,
         })
@@ -281,9 +314,9 @@ class HttpVenueControl:
         incident_id: str = "",
     ) -> list[Event]:
         cmd = checked(StartResumePlan(market, list(phases), actor, reason, incident_id))
-        return self._post(f"/v1/admin/markets/{cmd.market}/resume-plan", {
+        return self._post(f"/v1/admin/markets/{_segment(cmd.market)}/resume-plan", {
             "phases": [
-                {"state": phase.state.value, "min_seconds": phase.min_ns / NS_PER_SECOND}
+                {"state": phase.state.value, "min_seconds": phase.min_ns / NS_PER_S}
                 for phase in cmd.phases
             ],
             "actor": cmd.actor, "reason": cmd.reason, "incident_id": cmd.incident_id,

@@ -35,7 +35,6 @@ from haltguard.venue.workload import order_flow
 log = logging.getLogger(__name__)
 
 DEMO_ACCOUNTS = 50
-DEMO_ACTOR = "demo"
 # Opening funds per demo account, in whole units of each asset.
 DEMO_FUNDING = {"JPY": 2_000_000_000, "BTC": 100, "ETH": 2_000, "XRP": 5_000_000}
 # Mid prices the flow starts from, in quote per base (JPY).

@@ -96,9 +96,6 @@ class Units:
             raise UnitError(f"unknown asset {asset!r}")
         return Decimal(1).scaleb(-decimals)
 
-    def amount_text(self, asset: str, minor: int) -> str:
-        return from_units(minor, self.asset_unit(asset))
-
     def _step(self, field: str, data: Mapping[str, Any]) -> Decimal | None:
         if field in _TICK_FIELDS:
             return self.spec(str(data["market"])).tick

@@ -33,27 +33,30 @@ at a batch boundary, so collections only scan what is new since.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
+from haltguard.common.clock import NsClock
+from haltguard.common.units import NS_PER_S
 from haltguard.gateway.models import Units
-from haltguard.gateway.sequencer import Clock, Sequencer
+from haltguard.gateway.sequencer import Sequencer
 from haltguard.journal import (
     Journal,
     JournalError,
     JournalReader,
     UnjournalableCommandError,
-    check_journalable,
     recover,
 )
 from haltguard.journal.quarantine import (
@@ -77,7 +80,7 @@ from haltguard.venue.commands import (
 )
 from haltguard.venue.engine import Venue
 from haltguard.venue.events import CommandRejected, Event, OrderAccepted, OrderRepeated, Trade
-from haltguard.venue.types import NS_PER_SECOND, MarketState
+from haltguard.venue.types import MarketState
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +244,121 @@ class _Wake:
 
 _STOP = _Stop()
 _WAKE = _Wake()
-_Item = tuple[Command, "Future[CommandResult] | None"]
+
+
+class _Sink(Protocol):
+    """Where a command's outcome goes: a :class:`Future`, or a slot resolved on an event
+    loop (:class:`_LoopSlot`, :class:`_GroupSlot`)."""
+
+    def set_result(self, result: CommandResult, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+    def done(self) -> bool: ...
+
+
+class _LoopRelay:
+    """Hands outcomes from the venue thread to one event loop, in bulk.
+
+    The venue thread posts each outcome here; the first post since the loop last drained
+    schedules one :meth:`drain` with ``call_soon_threadsafe``, and everything posted until
+    that drain runs rides along. A batch of N commands from one loop's callers costs that
+    loop one wake-up, not N.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)
+        self._lock = threading.Lock()
+        self._posted: list[tuple[asyncio.Future[Any], object, BaseException | None]] = []
+
+    def post(self, target: asyncio.Future[Any], value: object,
+             error: BaseException | None) -> None:
+        with self._lock:
+            first = not self._posted
+            self._posted.append((target, value, error))
+        loop = self._loop()
+        if first and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(self.drain)
+
+    def drain(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+        for target, value, error in posted:
+            if target.done():  # cancelled: the caller stopped waiting
+                continue
+            if error is None:
+                target.set_result(value)
+            else:
+                target.set_exception(error)
+
+
+class _LoopSlot:
+    """One command's outcome, for a caller awaiting it on an event loop."""
+
+    __slots__ = ("_done", "relay", "target")
+
+    def __init__(self, relay: _LoopRelay, target: asyncio.Future[Any]) -> None:
+        self.relay = relay
+        self.target = target
+        self._done = False
+
+    def set_result(self, result: CommandResult, /) -> None:
+        self._done = True
+        self.relay.post(self.target, result, None)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._done = True
+        self.relay.post(self.target, None, exception)
+
+    def done(self) -> bool:
+        return self._done
+
+
+class _Group:
+    """N commands submitted together (:meth:`VenueRuntime.submit_many`): one outcome, the
+    list of each command's result or exception in submit order, once all N are settled."""
+
+    __slots__ = ("left", "outcomes", "relay", "target")
+
+    def __init__(self, relay: _LoopRelay, target: asyncio.Future[Any], size: int) -> None:
+        self.relay = relay
+        self.target = target
+        self.outcomes: list[CommandResult | BaseException | None] = [None] * size
+        self.left = size
+
+    def settle(self, index: int, outcome: CommandResult | BaseException) -> None:
+        self.outcomes[index] = outcome
+        self.left -= 1
+        if self.left == 0:
+            self.relay.post(self.target, self.outcomes, None)
+
+
+class _GroupSlot:
+    """One command's place in a :class:`_Group`."""
+
+    __slots__ = ("group", "index", "settled")
+
+    def __init__(self, group: _Group, index: int) -> None:
+        self.group = group
+        self.index = index
+        self.settled = False
+
+    def set_result(self, result: CommandResult, /) -> None:
+        self.settled = True
+        self.group.settle(self.index, result)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self.settled = True
+        self.group.settle(self.index, exception)
+
+    def done(self) -> bool:
+        return self.settled
+
+
+Outcome = CommandResult | BaseException
+"""One command's outcome in :meth:`VenueRuntime.submit_many`'s list: its result, or why it
+was refused (:class:`CommandRefusedError`, :class:`CommandQuarantinedError`,
+:class:`VenueUnavailableError`)."""
+_Item = tuple[Command, "_Sink | None"]
 
 
 class VenueRuntime:
@@ -256,7 +373,7 @@ class VenueRuntime:
         self,
         data_dir: Path | str,
         *,
-        clock: Clock = time.time_ns,
+        clock: NsClock = time.time_ns,
         limits: RuntimeLimits | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -271,11 +388,15 @@ class VenueRuntime:
         self._brakes: deque[_Item] = deque()
         self._carried: _Item | None = None  # taken from the queue, deferred for brakes
         self._listeners: list[BatchListener] = []
+        self._relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRelay] = (
+            weakref.WeakKeyDictionary()
+        )
         self._fault: Fault | None = None
         self._quarantine = load_quarantine(self.data_dir)
         self._quarantine_views = {entry.seq: _quarantine_view(entry, "")
                                   for entry in self._quarantine}
         self._since_gc_freeze = 0
+        self._last_batch_size = 0  # commands in the last batch applied
         self._in_listener_brakes = False  # applying brakes listeners asked for
         self._state_lock = threading.Lock()  # held while applying; readers take it too
         self._accept_lock = threading.Lock()  # orders "accepting?" checks against stop()
@@ -425,21 +546,23 @@ class VenueRuntime:
         """Queue ``command``; the future resolves once it is durable and applied.
 
         Raises :class:`OverloadedError` if the queue is full and
-        :class:`VenueUnavailableError` if the runtime is not running. A command that is
-        malformed or that the journal could not store is refused here, on the caller's
-        thread, before it gets a sequence number: its future raises
-        :class:`CommandRefusedError` and nothing is queued. The future cannot be cancelled:
-        once queued, a command is journaled whether or not anyone still waits.
+        :class:`VenueUnavailableError` if the runtime is not running. A malformed command is
+        refused here, on the caller's thread, and nothing is queued; one the journal could
+        not store is refused by the venue thread's append, which keeps nothing of it. Either
+        way it gets no sequence number and its future raises :class:`CommandRefusedError`.
+        The future cannot be cancelled: once queued, a command is journaled whether or not
+        anyone still waits.
         """
         future: Future[CommandResult] = Future()
         future.set_running_or_notify_cancel()
         try:
-            command = admissible(command)
+            command = well_typed(command)
         except CommandRefusedError as exc:
             future.set_exception(exc)
             return future
         if type(command) in _BRAKE_KINDS and is_brake(command):
-            return self._submit_brake(command, future)
+            self._submit_brake(command, future)
+            return future
         with self._accept_lock:
             if self._refusal:
                 raise VenueUnavailableError(self._refusal)
@@ -451,9 +574,87 @@ class VenueRuntime:
                 raise OverloadedError(limits.queue_depth_max, limits.retry_after_s) from None
         return future
 
-    def _submit_brake(
-        self, command: Command, future: Future[CommandResult]
-    ) -> Future[CommandResult]:
+    def submit_async(self, command: Command) -> asyncio.Future[CommandResult]:
+        """:meth:`submit` for a caller on an event loop (call it on the loop's thread).
+
+        The same checks, refusals and lanes; the outcome is resolved on the loop together
+        with every other outcome of the same batch for that loop (one wake-up per batch).
+        """
+        loop = asyncio.get_running_loop()
+        target: asyncio.Future[Any] = loop.create_future()
+        slot = _LoopSlot(self._relay(loop), target)
+        try:
+            command = well_typed(command)
+        except CommandRefusedError as exc:
+            target.set_exception(exc)
+            return target
+        if type(command) in _BRAKE_KINDS and is_brake(command):
+            self._submit_brake(command, slot)
+        else:
+            self._enqueue([(command, slot)])
+        return target
+
+    def submit_many(self, commands: Sequence[Command]) -> asyncio.Future[list[Outcome]]:
+        """Queue ``commands`` at once (call it on an event loop's thread); one outcome for all.
+
+        The returned future resolves, once every command is durable and applied or refused,
+        to each command's :data:`Outcome` in the order given. All or nothing at the queue:
+        :class:`OverloadedError` when they do not all fit (nothing was queued),
+        :class:`VenueUnavailableError` when the runtime is not running. A malformed command,
+        or one the journal cannot store, takes no sequence number; its outcome is the
+        :class:`CommandRefusedError`. Brakes are
+        refused with ``ValueError``: they have their own lane (:meth:`submit`).
+        """
+        if len(commands) > self.limits.queue_depth_max:
+            raise ValueError(f"submit_many takes at most queue_depth_max "
+                             f"({self.limits.queue_depth_max}) commands, not {len(commands)}")
+        loop = asyncio.get_running_loop()
+        target: asyncio.Future[Any] = loop.create_future()
+        if not commands:
+            target.set_result([])
+            return target
+        group = _Group(self._relay(loop), target, len(commands))
+        items: list[_Item] = []
+        refused: list[tuple[int, CommandRefusedError]] = []
+        for index, command in enumerate(commands):
+            try:
+                checked = well_typed(command)
+            except CommandRefusedError as exc:
+                refused.append((index, exc))
+                continue
+            if type(checked) in _BRAKE_KINDS and is_brake(checked):
+                raise ValueError("submit_many does not take brakes; submit them alone")
+            items.append((checked, _GroupSlot(group, index)))
+        # Settled here, before the rest is queued: after that only the venue thread settles
+        # this group, so its count is never changed from two threads at once.
+        for index, refusal in refused:
+            group.settle(index, refusal)
+        if items:
+            self._enqueue(items)
+        return target
+
+    def _relay(self, loop: asyncio.AbstractEventLoop) -> _LoopRelay:
+        relay = self._relays.get(loop)
+        if relay is None:
+            relay = self._relays[loop] = _LoopRelay(loop)
+        return relay
+
+    def _enqueue(self, items: list[_Item]) -> None:
+        """Put ``items`` on the input queue under one lock, all or none."""
+        work = self._queue
+        with self._accept_lock:
+            if self._refusal:
+                raise VenueUnavailableError(self._refusal)
+            with work.mutex:
+                if len(work.queue) + len(items) > work.maxsize:
+                    self._counters["overloads"] += 1
+                    limits = self.limits
+                    raise OverloadedError(limits.queue_depth_max, limits.retry_after_s)
+                work.queue.extend(items)
+                work.unfinished_tasks += len(items)
+                work.not_empty.notify()
+
+    def _submit_brake(self, command: Command, future: _Sink) -> None:
         """The brake lane: the venue thread takes queued brakes before its next batch."""
         with self._accept_lock:
             if self._refusal:
@@ -465,7 +666,6 @@ class VenueRuntime:
         if self._queue.empty():  # an idle venue thread waits on the queue: wake it
             with contextlib.suppress(queue.Full):
                 self._queue.put_nowait(_WAKE)
-        return future
 
     def submit_and_wait(
         self, command: Command, timeout_s: float = ACK_TIMEOUT_S_DEFAULT
@@ -565,20 +765,32 @@ class VenueRuntime:
                 self._carried = first
                 return self._take_brakes(), False
             batch.append(first)
-            # Let submitters woken by the last batch's acknowledgements queue their next
-            # command before this batch is closed: a yield of the GIL, not a timer.
-            time.sleep(0)
-        while len(batch) < self.limits.batch_max:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
+            if self._last_batch_size > 1:
+                # Let submitters woken by the last batch's acknowledgements queue their next
+                # command before this batch is closed: a yield of the GIL, not a timer. A
+                # lone submitter has nobody to wait for, and the yield would cost it.
+                time.sleep(0)
+        for item in self._take_queued(self.limits.batch_max - len(batch)):
             if isinstance(item, _Stop):
                 return self._take_brakes() + batch, True
-            if isinstance(item, _Wake):
-                continue
-            batch.append(item)
+            if not isinstance(item, _Wake):
+                batch.append(item)
         return batch, False
+
+    def _take_queued(self, count_max: int) -> list[_Item | _Stop | _Wake]:
+        """Up to ``count_max`` queued items at once, under one lock, without waiting."""
+        work = self._queue
+        taken: list[_Item | _Stop | _Wake] = []
+        if count_max <= 0:
+            return taken
+        with work.mutex:
+            pending = work.queue
+            count = min(count_max, len(pending))
+            popleft = pending.popleft
+            taken = [popleft() for _ in range(count)]
+            if count:
+                work.not_full.notify(count)
+        return taken
 
     def _take_brakes(self) -> list[_Item]:
         brakes: list[_Item] = []
@@ -605,8 +817,8 @@ class VenueRuntime:
         stamped = self._journal_batch(batch)
         if not stamped:
             return
-        results: list[tuple[Future[CommandResult] | None, CommandResult]] = []
-        pending: list[Future[CommandResult] | None] = []
+        results: list[tuple[_Sink | None, CommandResult]] = []
+        pending: list[_Sink | None] = []
         with self._state_lock:
             quarantined_before = len(self._quarantine)
             fault = self._fault
@@ -677,8 +889,8 @@ class VenueRuntime:
     # -- quarantine ------------------------------------------------------------------------
 
     def _quarantine_command(  # noqa: PLR0917 - internal, called from one place
-        self, seq: int, ts: int, command: Command, future: Future[CommandResult] | None,
-        exc: Exception, results: list[tuple[Future[CommandResult] | None, CommandResult]],
+        self, seq: int, ts: int, command: Command, future: _Sink | None,
+        exc: Exception, results: list[tuple[_Sink | None, CommandResult]],
     ) -> bool:
         """Set ``command`` aside and rebuild the venue without it; False (with
         ``_failure`` set) when the venue must fail-stop instead."""
@@ -690,7 +902,7 @@ class VenueRuntime:
             seq, ts, type(command).__name__, market, error,
             command.client_order_id if type(command) is PlaceOrder else "",
         )
-        window_ns = self.limits.quarantine_window_s * NS_PER_SECOND
+        window_ns = self.limits.quarantine_window_s * NS_PER_S
         recent = sum(1 for earlier in self._quarantine if earlier.ts >= ts - window_ns) + 1
         try:
             add_to_quarantine(self.data_dir, entry)
@@ -769,13 +981,13 @@ class VenueRuntime:
 
     def _journal_batch(
         self, batch: list[_Item]
-    ) -> list[tuple[int, int, Command, Future[CommandResult] | None]]:
+    ) -> list[tuple[int, int, Command, _Sink | None]]:
         """Stamp and append each command, then make the batch durable with one sync.
 
         A command the journal cannot store is refused alone (its seq is reused); any other
         journal failure stops the venue, since nothing may be acknowledged unless durable.
         """
-        stamped: list[tuple[int, int, Command, Future[CommandResult] | None]] = []
+        stamped: list[tuple[int, int, Command, _Sink | None]] = []
         try:
             for command, future in batch:
                 seq, ts = self._sequencer.stamp()
@@ -784,7 +996,7 @@ class VenueRuntime:
                 except UnjournalableCommandError as exc:
                     self._sequencer.take_back()
                     if future is not None:
-                        future.set_exception(CommandRefusedError(str(exc)))
+                        future.set_exception(CommandRefusedError(f"{exc}; nothing was done"))
                     continue
                 stamped.append((seq, ts, command, future))
             if stamped:
@@ -828,6 +1040,7 @@ class VenueRuntime:
         return result
 
     def _count_batch(self, size: int) -> None:
+        self._last_batch_size = size
         counters = self._counters
         counters["commands"] += size
         counters["batches"] += 1
@@ -859,7 +1072,7 @@ class VenueRuntime:
             _freeze_gc()
             self._since_gc_freeze = 0
 
-    def _fail_stop(self, message: str, futures: list[Future[CommandResult] | None]) -> None:
+    def _fail_stop(self, message: str, futures: list[_Sink | None]) -> None:
         log.critical("venue fail-stop: %s", message)
         with self._accept_lock:
             self._failure = message
@@ -896,16 +1109,16 @@ class VenueRuntime:
 _LISTING_COMMANDS = (AddAsset, AddMarket, ConfigureBreaker)
 
 
-def admissible(command: object) -> Command:
-    """``command`` as the venue will apply it (every field of its declared type, enum
-    values given as strings converted), provided the journal can store it; otherwise
-    :class:`CommandRefusedError` saying what is wrong."""
+def well_typed(command: object) -> Command:
+    """``command`` with every field of its declared type (enum values given as strings
+    converted), or :class:`CommandRefusedError`. What the journal cannot store (a number
+    beyond 64 bits, text that is not valid Unicode) is refused by the venue thread's append,
+    which raises before keeping anything, so the submit paths do not encode each command
+    twice."""
     try:
-        checked = validated(command)
-        check_journalable(checked)
-    except (MalformedCommandError, UnjournalableCommandError) as exc:
+        return validated(command)
+    except MalformedCommandError as exc:
         raise CommandRefusedError(f"{exc}; nothing was done") from None
-    return checked
 
 
 def _market_of(command: Command) -> str:

@@ -7,10 +7,8 @@ venue thread, so a replay of the journal sees exactly the time the live venue sa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-Clock = Callable[[], int]
-"""Returns wall-clock time in nanoseconds since the epoch (``time.time_ns`` in production)."""
+from haltguard.common.clock import NsClock
 
 
 class Sequencer:
@@ -21,7 +19,7 @@ class Sequencer:
     clamped to the last stamp. Not thread-safe on purpose: only the venue thread stamps.
     """
 
-    def __init__(self, last_seq: int = 0, last_ts: int = 0, clock: Clock = time.time_ns) -> None:
+    def __init__(self, last_seq: int = 0, last_ts: int = 0, clock: NsClock = time.time_ns) -> None:
         if last_seq < 0 or last_ts < 0:
             raise ValueError(f"last_seq ({last_seq}) and last_ts ({last_ts}) must be >= 0")
         self._last_seq = last_seq

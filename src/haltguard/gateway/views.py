@@ -18,6 +18,8 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
+from haltguard.common.units import NS_PER_S
+from haltguard.gateway.context import venue_context
 from haltguard.gateway.models import (
     GRAMMAR_TEXT,
     AddAssetRequest,
@@ -80,13 +82,8 @@ from haltguard.venue.markets import (
     luld_breaker,
     make_market,
 )
-from haltguard.venue.types import (
-    INT64_MAX,
-    NS_PER_SECOND,
-    MarketState,
-    OrderType,
-    RejectReason,
-)
+from haltguard.venue.types import INT64_MAX, MarketState, OrderType, RejectReason
+from haltguard.web.errors import ApiError
 
 DEPTH_LEVELS_MAX = 500
 ORDERS_LISTED_MAX = 1_000
@@ -112,26 +109,6 @@ OrderIdPath = Annotated[
 OwnerQuery = Annotated[
     WholeNumber, Query(gt=0, le=INT64_MAX, description="The order's owner (account number).")
 ]
-
-
-class ApiError(Exception):
-    """An error response: HTTP status, machine-readable code, and what to do about it."""
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        message: str,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status = status_code
-        self.code = code
-        self.message = message
-        self.headers = headers
-        self.extra = extra
 
 
 _R = RejectReason
@@ -172,8 +149,7 @@ _REJECT_HTTP: dict[RejectReason, tuple[int, str]] = {
 
 
 def get_runtime(request: Request) -> VenueRuntime:
-    runtime: VenueRuntime = request.app.state.runtime
-    return runtime
+    return venue_context(request).runtime
 
 
 RuntimeDep = Annotated[VenueRuntime, Depends(get_runtime)]
@@ -183,7 +159,7 @@ def require_admin(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     """Admin routes need ``Authorization: Bearer <token>``; compared in constant time."""
-    token: str = request.app.state.admin_token
+    token = venue_context(request).admin_token
     if not token:
         raise ApiError(
             403, "admin_disabled",
@@ -205,10 +181,11 @@ def require_admin(
 
 
 async def execute(runtime: VenueRuntime, command: Command) -> CommandResult:
-    """Submit and wait for the durable result without blocking the event loop."""
-    future = runtime.submit(command)
+    """Submit and wait for the durable result without blocking the event loop (the runtime
+    resolves a batch's results on this loop with one wake-up)."""
+    future = runtime.submit_async(command)
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), ACK_TIMEOUT_S_DEFAULT)
+        return await asyncio.wait_for(future, ACK_TIMEOUT_S_DEFAULT)
     except TimeoutError:
         raise ApiError(
             504, "ack_timeout",
@@ -247,7 +224,7 @@ def spec_of(units: Units, symbol: str) -> MarketSpec:
 
 
 def seconds_to_ns(seconds: float) -> int:
-    return round(seconds * NS_PER_SECOND)
+    return round(seconds * NS_PER_S)
 
 
 def render_spec(spec: MarketSpec) -> dict[str, Any]:
@@ -262,13 +239,13 @@ def render_spec(spec: MarketSpec) -> dict[str, Any]:
         "max_qty": spec.qty_text(spec.max_qty),
         "maker_fee_bps": spec.maker_fee_bps,
         "taker_fee_bps": spec.taker_fee_bps,
-        "reopen_auction_seconds": spec.reopen_auction_ns / NS_PER_SECOND,
+        "reopen_auction_seconds": spec.reopen_auction_ns / NS_PER_S,
         "breaker": None if breaker is None else {
             "reference": breaker.reference,
             "band_bps": list(breaker.band_bps),
-            "pause_seconds": breaker.pause_ns / NS_PER_SECOND,
-            "window_seconds": breaker.window_ns / NS_PER_SECOND,
-            "limit_state_seconds": breaker.limit_state_ns / NS_PER_SECOND,
+            "pause_seconds": breaker.pause_ns / NS_PER_S,
+            "window_seconds": breaker.window_ns / NS_PER_S,
+            "limit_state_seconds": breaker.limit_state_ns / NS_PER_S,
         },
     }
 
