@@ -16,16 +16,24 @@ from incident_helpers import ONCALL_YAML, START, Api, Mailbox
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.operations import create_app
 from haltguard.db.session import session_scope
 from haltguard.gateway.control import InProcessVenueControl
 from haltguard.gateway.demo import set_up_demo
 from haltguard.gateway.runtime import VenueRuntime
+from haltguard.incidents import paging as incident_paging
 from haltguard.responders import service as responders
-from haltguard.responders.service import ManualClock
+from haltguard.responders.service import ManualClock, ResponderSettings, SmtpSettings
 from haltguard.security.permissions import Role
 from haltguard.security.testing import fast_test_settings, provision_operator
-from haltguard.web.app import create_app
 from haltguard.web.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def pages_in_the_timeline() -> None:
+    """Page events land in the incident timeline, as the composition root subscribes them at
+    start-up (the service-level tests here run without an app)."""
+    incident_paging.subscribe()
 
 
 @pytest.fixture
@@ -43,17 +51,18 @@ def venue(tmp_path: Path) -> Iterator[InProcessVenueControl]:
 
 
 @pytest.fixture
-def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
-    """A local SMTP server the pages are sent to (through the responders' env settings)."""
+def mailbox() -> Iterator[Mailbox]:
+    """A local SMTP server the pages are sent to (with the paging settings ``.settings``)."""
     inbox = Mailbox()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
-    monkeypatch.setenv("HALTGUARD_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("HALTGUARD_SMTP_PORT", str(port))
-    monkeypatch.setenv("HALTGUARD_ACK_SECRET", "a-test-secret-that-is-long-enough-for-links")
+    inbox.settings = ResponderSettings(
+        smtp=SmtpSettings(host="127.0.0.1", port=port),
+        ack_secret=b"a-test-secret-that-is-long-enough-for-links",
+    )
     try:
         yield inbox
     finally:
@@ -85,8 +94,8 @@ def api(
     venue: InProcessVenueControl,
 ) -> Iterator[Api]:
     settings = Settings(database_url=str(engine.url), migrate_on_start=False)
-    app = create_app(settings, venue_control=venue, clock=clock, engine=engine)
-    app.state.security_settings = fast_test_settings()
+    app = create_app(settings, venue_control=venue, clock=clock, engine=engine,
+                     security_settings=fast_test_settings())
     operators = {
         name: provision_operator(session_factory, role, username=name, now=clock.now())
         for name, role in OPERATORS.items()
@@ -104,8 +113,8 @@ def server_url(
 ) -> Iterator[str]:
     """The operations app served by uvicorn on a free local port, in a thread."""
     app = create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
-                     venue_control=venue, clock=clock)
-    app.state.security_settings = fast_test_settings()
+                     venue_control=venue, clock=clock, responder_settings=oncall.settings,
+                     security_settings=fast_test_settings())
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

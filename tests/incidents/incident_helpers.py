@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from haltguard.incidents import flows
 from haltguard.incidents.models import Incident, IncidentCreate
 from haltguard.incidents.rules import Category, Severity
-from haltguard.responders.service import ManualClock
+from haltguard.responders.service import ManualClock, ResponderSettings
 from haltguard.security.permissions import Role
 from haltguard.security.testing import ProvisionedOperator
 
@@ -30,13 +30,15 @@ def open_incident(
     severity: Severity = Severity.SEV3,
     category: Category = Category.DATABASE,
     actor: str = "alice",
+    responder_settings: ResponderSettings | None = None,
     **fields: object,
 ) -> Incident:
     data = IncidentCreate.model_validate(
         {"title": "Order database unreachable", "category": category, "severity": severity,
          **fields}
     )
-    incident = flows.open_incident(session, data, actor=actor, clock=clock)
+    incident = flows.open_incident(session, data, actor=actor, clock=clock,
+                                   responder_settings=responder_settings)
     session.commit()
     return incident
 
@@ -46,6 +48,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.settings = ResponderSettings()  # where pages go: set to this server when started
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)

@@ -83,7 +83,7 @@ def test_an_operator_runs_a_sev1_from_the_cli_alone(
     assert venue.market_states()["BTC-JPY"] == MarketState.HALTED
     clock.advance(timedelta(minutes=4))
     with session_scope(session_factory) as session:
-        responders.escalation_tick(session, clock.now())
+        responders.escalation_tick(session, clock.now(), settings=oncall.settings)
     assert len(oncall.to("suzuki@example.test")) == 1
 
     alice.run("task-done", number, "assess_situation", "--note", "engine thread deadlocked")

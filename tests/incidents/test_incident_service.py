@@ -201,8 +201,10 @@ def test_tasks_past_their_due_time_are_overdue(session: Session, clock: ManualCl
 def test_a_sev1_or_sev2_pages_the_on_call_on_opening_and_a_sev3_does_not(
     session: Session, clock: ManualClock, oncall: Mailbox
 ) -> None:
-    quiet = open_incident(session, clock, severity=Severity.SEV3)
-    loud = open_incident(session, clock, severity=Severity.SEV1)
+    quiet = open_incident(session, clock, severity=Severity.SEV3,
+                          responder_settings=oncall.settings)
+    loud = open_incident(session, clock, severity=Severity.SEV1,
+                         responder_settings=oncall.settings)
     assert TimelineKind.PAGE not in _kinds(session, quiet.id)
     pages = [e for e in service.timeline(session, loud.id) if e.kind == TimelineKind.PAGE]
     assert [(page.details["event"], page.details["people"]) for page in pages] == [
@@ -214,11 +216,12 @@ def test_a_sev1_or_sev2_pages_the_on_call_on_opening_and_a_sev3_does_not(
 def test_raising_the_severity_to_sev2_pages_and_keeps_the_peak(
     session: Session, clock: ManualClock, oncall: Mailbox
 ) -> None:
-    incident = open_incident(session, clock, severity=Severity.SEV3)
+    paging = oncall.settings
+    incident = open_incident(session, clock, severity=Severity.SEV3, responder_settings=paging)
     changed = flows.update_incident(session, incident, IncidentUpdate(severity=Severity.SEV2),
-                                    actor="bob", clock=clock)
+                                    actor="bob", clock=clock, responder_settings=paging)
     flows.update_incident(session, incident, IncidentUpdate(severity=Severity.SEV4),
-                          actor="bob", clock=clock)
+                          actor="bob", clock=clock, responder_settings=paging)
     session.commit()
     assert changed == ["severity"]
     assert (incident.severity, incident.peak_severity) == (Severity.SEV4, Severity.SEV2)
@@ -230,11 +233,15 @@ def test_raising_the_severity_to_sev2_pages_and_keeps_the_peak(
 def test_overdue_tasks_page_the_on_call_once_each(
     session: Session, clock: ManualClock, oncall: Mailbox
 ) -> None:
-    incident = open_incident(session, clock)
-    assert flows.page_overdue_tasks(session, incident, actor="bob", clock=clock) == 0
+    paging = oncall.settings
+    incident = open_incident(session, clock, responder_settings=paging)
+    assert flows.page_overdue_tasks(session, incident, actor="bob", clock=clock,
+                                    responder_settings=paging) == 0
     clock.advance(timedelta(minutes=16))
-    assert flows.page_overdue_tasks(session, incident, actor="bob", clock=clock) == 4
-    assert flows.page_overdue_tasks(session, incident, actor="bob", clock=clock) == 0
+    assert flows.page_overdue_tasks(session, incident, actor="bob", clock=clock,
+                                    responder_settings=paging) == 4
+    assert flows.page_overdue_tasks(session, incident, actor="bob", clock=clock,
+                                    responder_settings=paging) == 0
     session.commit()
     asked = [e for e in service.timeline(session, incident.id)
              if e.kind == TimelineKind.PAGE and e.actor == "bob"]

@@ -24,6 +24,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy.orm import Session
 
+from haltguard.db import keys
+from haltguard.notify.channels import stored_address
 from haltguard.notify.models import Subscriber, SubscriberComponent
 from haltguard.notify.settings import NotifySettings
 from haltguard.responders.settings import SmtpSettings
@@ -230,13 +232,17 @@ def add_confirmed(
     """Confirmed subscribers written straight to the table (the public flow has its own
     tests); answers their ids."""
     ids = []
+    keyring = keys.keyring_for(session)
     for index in range(start, start + count):
+        digest = f"{kind}-{address_format}-{index}"
         subscriber = Subscriber(
-            kind=kind, address=address_format.format(index=index),
-            address_digest=f"{kind}-{address_format}-{index}", contact_email=None, label="",
+            kind=kind,
+            address=stored_address(keyring, kind, digest, address_format.format(index=index)),
+            address_digest=digest, contact_email=None, label="",
             language=language, status="confirmed", all_components=not component_ids,
             anti_phishing_phrase=phrase_format.format(index=index),
-            signing_secret="webhook-secret" if kind == "webhook" else "",
+            signing_secret=keys.seal_signing_secret(keyring, digest, "webhook-secret")
+            if kind == "webhook" else "",
             token_generation=0, created_by="test", created_at=START, confirmed_at=START,
         )
         session.add(subscriber)

@@ -30,6 +30,8 @@ from notify_support import (
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.operations import create_app
+from haltguard.db import keys
 from haltguard.notify.models import Notice, NoticeKind, NoticeText, Subscriber
 from haltguard.notify.outbox import OutboxWorker
 from haltguard.notify.service import enqueue_notice
@@ -44,7 +46,8 @@ from haltguard.security.testing import (
     public_routes,
     walk_permissions,
 )
-from haltguard.web.errors import install_error_handlers
+from haltguard.web.context import attach, context_of
+from haltguard.web.settings import Settings
 
 SUBSCRIBE = "/api/notify/subscriptions/email"
 
@@ -70,22 +73,28 @@ class Api:
     smtp: SmtpServer
     clock: SteppingClock
 
+    @property
+    def settings(self) -> NotifySettings:
+        return context_of(self.app).part(NotifySettings)
+
     def use(self, settings: NotifySettings) -> None:
-        self.app.state.notify_settings = settings
+        attach(self.app, context_of(self.app).with_parts([settings]))
+
+
+def notify_routes() -> FastAPI:
+    """The notify router alone, to enumerate its routes (requests go to the service app)."""
+    routes = FastAPI()
+    routes.include_router(router)
+    return routes
 
 
 @pytest.fixture
-def api(session_factory: sessionmaker[Session]) -> Iterator[Api]:
+def api(engine: Engine) -> Iterator[Api]:
     with smtp_server() as smtp:
-        app = FastAPI()
-        app.include_router(router)
-        install_error_handlers(app)
         clock = SteppingClock(START)
-        app.state.session_factory = session_factory
-        app.state.security_settings = fast_test_settings()
-        app.state.clock = clock
-        app.state.now = clock.now
-        app.state.notify_settings = notify_settings(smtp)
+        app = create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
+                         clock=clock, security_settings=fast_test_settings(),
+                         notify_settings=notify_settings(smtp), escalation_interval_s=None)
         with TestClient(app, base_url="https://testserver") as client:
             yield Api(client, app, smtp, clock)
 
@@ -179,7 +188,7 @@ def test_one_click_unsubscribe_from_the_message_header_stops_further_notices(
         add_confirmed(session, 1)
         session.commit()
     queued_for(session_factory, "first")
-    OutboxWorker(engine, api.app.state.notify_settings, LINK_SECRET).run(until_idle=True)
+    OutboxWorker(engine, api.settings, LINK_SECRET).run(until_idle=True)
     message = api.smtp.handler.messages_to("user0@example.test")[0]
     header_url = str(message["List-Unsubscribe"]).strip("<>")
     split = urlsplit(header_url)
@@ -199,7 +208,7 @@ def test_unsubscribe_link_opened_in_a_browser_asks_before_it_acts(
         add_confirmed(session, 1, language="en")
         session.commit()
     queued_for(session_factory, "first")
-    OutboxWorker(engine, api.app.state.notify_settings, LINK_SECRET).run(until_idle=True)
+    OutboxWorker(engine, api.settings, LINK_SECRET).run(until_idle=True)
     plain = api.smtp.handler.messages_to("user0@example.test")[0].get_body(("plain",))
     assert plain is not None
     link = link_in(str(plain.get_content()), "/api/notify/unsubscribe")
@@ -217,7 +226,7 @@ def test_forged_link_gets_a_page_saying_what_to_do(api: Api) -> None:
 
 @SQLITE_ONLY
 def test_subscribe_is_limited_per_client_and_says_when_to_retry(api: Api) -> None:
-    api.use(replace(api.app.state.notify_settings, subscribe_requests_per_minute=2))
+    api.use(replace(api.settings, subscribe_requests_per_minute=2))
     assert subscribe(api, "a@example.test").status_code == 202
     assert subscribe(api, "b@example.test").status_code == 202
     refused = subscribe(api, "c@example.test")
@@ -231,7 +240,7 @@ def test_subscribe_is_limited_per_client_and_says_when_to_retry(api: Api) -> Non
 def test_mail_server_down_answers_503_and_the_person_may_retry_at_once(
     api: Api, session_factory: sessionmaker[Session]
 ) -> None:
-    down = replace(api.app.state.notify_settings,
+    down = replace(api.settings,
                    smtp=SmtpSettings(host="127.0.0.1", port=free_port(), timeout_s=2.0))
     api.use(down)
     refused = subscribe(api)
@@ -268,7 +277,9 @@ def test_webhook_subscription_shows_its_secret_once_and_is_confirmed_by_its_owne
     with session_factory() as session:
         hook = session.scalars(select(Subscriber)).one()
         assert (hook.kind, hook.status) == ("webhook", "confirmed")
-        assert hook.signing_secret == first.json()["signing_secret"]
+        assert hook.signing_secret.startswith("hgs1.")
+        assert keys.open_signing_secret(keys.keyring_for(session), hook.address_digest,
+                                        hook.signing_secret) == first.json()["signing_secret"]
 
 
 def test_operators_list_and_remove_subscribers_and_the_removal_is_audited(
@@ -293,7 +304,7 @@ def test_operators_list_and_remove_subscribers_and_the_removal_is_audited(
 
 @SQLITE_ONLY
 def test_only_subscribe_confirm_and_unsubscribe_are_public(api: Api) -> None:
-    assert public_routes(api.app) == {
+    assert public_routes(notify_routes()) == {
         ("POST", "/api/notify/subscriptions/email"),
         ("POST", "/api/notify/subscriptions/webhook"),
         ("GET", "/api/notify/confirm"),
@@ -309,7 +320,7 @@ def test_each_role_is_allowed_or_refused_exactly_as_the_permission_table_says(
 ) -> None:
     operators = {role: provision_operator(session_factory, role, now=START) for role in Role}
     calls, mismatches = walk_permissions(
-        api.client, api.app, lambda role: operators[role].headers,
+        api.client, notify_routes(), lambda role: operators[role].headers,
         path_values={"subscriber_id": "999", "notice_id": "999"},
     )
     assert [str(m) for m in mismatches] == []
@@ -318,17 +329,13 @@ def test_each_role_is_allowed_or_refused_exactly_as_the_permission_table_says(
 
 @SQLITE_ONLY
 def test_a_refused_address_in_the_smtp_server_keeps_the_subscriber_pending(
-    session_factory: sessionmaker[Session],
+    engine: Engine, session_factory: sessionmaker[Session],
 ) -> None:
     handler = MailHandler(refuse={"gone@example.test": "550 no such user"})
     with smtp_server(handler) as smtp:
-        app = FastAPI()
-        app.include_router(router)
-        install_error_handlers(app)
-        clock = SteppingClock(START)
-        app.state.session_factory = session_factory
-        app.state.clock = clock
-        app.state.notify_settings = notify_settings(smtp)
+        app = create_app(Settings(database_url="unused", migrate_on_start=False),
+                         engine=engine, clock=SteppingClock(START),
+                         notify_settings=notify_settings(smtp), escalation_interval_s=None)
         with TestClient(app) as client:
             answer = client.post(SUBSCRIBE, json={"email": "gone@example.test",
                                                   "anti_phishing_phrase": "x"})

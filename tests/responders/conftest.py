@@ -21,18 +21,18 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.operations import create_app
+from haltguard.common.clock import ManualClock
 from haltguard.db.session import session_scope
 from haltguard.responders import service
-from haltguard.responders.clock import ManualClock
 from haltguard.responders.models import ContactMethodIn, PersonIn
 from haltguard.responders.settings import ResponderSettings, SmtpSettings
-from haltguard.responders.views import router
 from haltguard.security.testing import fast_test_settings
-from haltguard.web.errors import install_error_handlers
+from haltguard.web.settings import Settings
 
 # Monday 2026-03-02 09:00 in Tokyo.
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
@@ -167,17 +167,11 @@ def add_person(
 
 
 @pytest.fixture
-def api(
-    session_factory: sessionmaker[Session], clock: ManualClock, settings: ResponderSettings
-) -> Iterator[TestClient]:
-    """The responders router in an app wired the way the service wires it."""
-    app = FastAPI()
-    app.include_router(router)
-    install_error_handlers(app)
-    app.state.session_factory = session_factory
-    app.state.security_settings = fast_test_settings()
-    app.state.now = clock.now
-    app.state.clock = clock
-    app.state.responder_settings = settings
+def api(engine: Engine, clock: ManualClock, settings: ResponderSettings) -> Iterator[TestClient]:
+    """The operations app as the composition root builds it, with these paging settings;
+    the escalation loop is left to the tests, which tick it themselves."""
+    app = create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
+                     clock=clock, responder_settings=settings,
+                     security_settings=fast_test_settings(), escalation_interval_s=None)
     with TestClient(app, base_url="https://testserver") as client:
         yield client

@@ -7,9 +7,9 @@ from datetime import date
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import ManualClock
 from haltguard.db.session import session_scope
 from haltguard.responders import service
-from haltguard.responders.clock import ManualClock
 from haltguard.responders.models import LevelIn, PolicyIn, RouteIn, ScheduleIn
 
 from .conftest import HttpReceiver, add_person

@@ -3,17 +3,23 @@ endpoints with clear errors, paginated lists."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from html import unescape
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from haltguard.responders.clock import ManualClock
+from haltguard.app.operations import create_app
+from haltguard.common.clock import ManualClock
 from haltguard.responders.settings import ResponderSettings
 from haltguard.security.permissions import Role
 from haltguard.security.testing import fast_test_settings, provision_operator
-from haltguard.web.app import create_app
+from haltguard.web.context import attach, context_of
+from haltguard.web.ratelimit import PublicLinkLimits
 from haltguard.web.settings import Settings
 
 from .conftest import HttpReceiver, SmtpServer
@@ -34,6 +40,22 @@ def paged_link(
     return page_id, path
 
 
+def form_of(html: str) -> tuple[str, str]:
+    """The confirmation page's form: where it posts and the token it carries."""
+    action = re.search(r'<form method="post" action="([^"]+)"', html)
+    token = re.search(r'<input type="hidden" name="token" value="([^"]+)"', html)
+    assert action and token, html
+    return unescape(action.group(1)), unescape(token.group(1))
+
+
+def press_the_button(client: TestClient, path: str) -> Response:
+    """What a responder does: open the link, then press the page's button."""
+    shown = client.get(path)
+    assert shown.status_code == 200, shown.text
+    action, token = form_of(shown.text)
+    return client.post(action, data={"token": token})
+
+
 def test_signed_link_acknowledges_without_login_and_stops_escalation(
     *, api: TestClient, session_factory: Factory, clock: ManualClock, settings: ResponderSettings,
     smtp_server: SmtpServer, http_receiver: HttpReceiver,
@@ -42,7 +64,7 @@ def test_signed_link_acknowledges_without_login_and_stops_escalation(
     page_id, path = paged_link(session_factory=session_factory, clock=clock, settings=settings,
                                smtp_server=smtp_server, http_receiver=http_receiver)
 
-    answer = api.get(path)
+    answer = press_the_button(api, path)
     assert answer.status_code == 200
     assert "確認しました" in answer.text and "acknowledged" in answer.text
     shown = page_state(session_factory, page_id)
@@ -51,6 +73,68 @@ def test_signed_link_acknowledges_without_login_and_stops_escalation(
 
     again = api.get(path)
     assert again.status_code == 200 and "already" in again.text
+    assert "<form" not in again.text
+
+
+def test_opening_the_link_only_asks_so_a_mail_scanner_acknowledges_nothing(
+    *, api: TestClient, session_factory: Factory, clock: ManualClock, settings: ResponderSettings,
+    smtp_server: SmtpServer, http_receiver: HttpReceiver,
+) -> None:
+    two_level_policy(session_factory, clock, http_receiver)
+    page_id, path = paged_link(session_factory=session_factory, clock=clock, settings=settings,
+                               smtp_server=smtp_server, http_receiver=http_receiver)
+
+    for _ in range(3):  # a scanner prefetching the link, more than once
+        shown = api.get(path)
+        assert shown.status_code == 200
+        assert "<script" not in shown.text
+        assert f"Acknowledge page {page_id}" in shown.text and "確認しますか" in shown.text
+    assert page_state(session_factory, page_id).status == "triggered"
+    action, token = form_of(shown.text)
+    assert action == f"/api/pages/{page_id}/ack-link"
+    assert token == path.split("token=")[1]
+    assert page_state(session_factory, page_id).status == "triggered"
+
+
+def test_a_bad_link_gets_the_same_answer_for_unknown_and_existing_pages(
+    *, api: TestClient, session_factory: Factory, clock: ManualClock, settings: ResponderSettings,
+    smtp_server: SmtpServer, http_receiver: HttpReceiver,
+) -> None:
+    two_level_policy(session_factory, clock, http_receiver)
+    page_id, path = paged_link(session_factory=session_factory, clock=clock, settings=settings,
+                               smtp_server=smtp_server, http_receiver=http_receiver)
+    unknown_id = page_id + 1000
+    forged = path.split("token=")[1][:-3] + "AAA"
+    for method in ("GET", "POST"):
+        answers = []
+        for target in (page_id, unknown_id):
+            if method == "GET":
+                answer = api.get(f"/api/pages/{target}/ack", params={"token": forged})
+            else:
+                answer = api.post(f"/api/pages/{target}/ack-link", data={"token": forged})
+            shown = answer.text.replace(f"oncall ack {target}", "oncall ack N")
+            answers.append((answer.status_code, shown))
+        assert answers[0] == answers[1]
+        assert answers[0][0] == 403
+    assert page_state(session_factory, page_id).status == "triggered"
+
+
+def test_ack_links_are_throttled_per_address(
+    *, api: TestClient, session_factory: Factory, clock: ManualClock, settings: ResponderSettings,
+    smtp_server: SmtpServer, http_receiver: HttpReceiver,
+) -> None:
+    app = api.app
+    assert isinstance(app, FastAPI)
+    attach(app, context_of(app).with_parts([PublicLinkLimits(link_requests_per_minute=3)]))
+    two_level_policy(session_factory, clock, http_receiver)
+    page_id, path = paged_link(session_factory=session_factory, clock=clock, settings=settings,
+                               smtp_server=smtp_server, http_receiver=http_receiver)
+    guesses = [api.post(f"/api/pages/{page_id}/ack-link", data={"token": f"{page_id}.1.x.y{n}"})
+               for n in range(3)]
+    assert [answer.status_code for answer in guesses] == [403, 403, 403]
+    held = api.get(path)
+    assert held.status_code == 429 and int(held.headers["Retry-After"]) >= 1
+    assert page_state(session_factory, page_id).status == "triggered"
 
 
 def test_forged_expired_and_other_page_links_are_refused(
@@ -65,16 +149,25 @@ def test_forged_expired_and_other_page_links_are_refused(
                               settings=settings, smtp_server=smtp_server,
                               http_receiver=http_receiver, incident_id="INC-2")
 
+    first_token = first_path.split("token=")[1]
     other_page = first_path.replace(f"/api/pages/{first_id}/", f"/api/pages/{second_id}/")
     refused = api.get(other_page)
     assert refused.status_code == 403 and "another page" in refused.text
+    posted = api.post(f"/api/pages/{second_id}/ack-link", data={"token": first_token})
+    assert posted.status_code == 403 and "another page" in posted.text
 
     forged = first_path[:-3] + ("AAA" if not first_path.endswith("AAA") else "BBB")
     assert api.get(forged).status_code == 403
+    forged_token = forged.split("token=")[1]
+    assert api.post(f"/api/pages/{first_id}/ack-link",
+                    data={"token": forged_token}).status_code == 403
+    assert api.post(f"/api/pages/{first_id}/ack-link").status_code == 403
 
     clock.advance(timedelta(seconds=settings.ack_link_ttl_s))
     expired = api.get(first_path)
     assert expired.status_code == 403 and "有効期限" in expired.text
+    expired_post = api.post(f"/api/pages/{first_id}/ack-link", data={"token": first_token})
+    assert expired_post.status_code == 403 and "有効期限" in expired_post.text
     assert page_state(session_factory, first_id).status != "acknowledged"
     assert page_state(session_factory, second_id).status != "acknowledged"
 
@@ -211,9 +304,8 @@ def test_the_service_app_serves_the_ack_link_and_documents_the_page_routes(
     settings: ResponderSettings, smtp_server: SmtpServer, http_receiver: HttpReceiver,
 ) -> None:
     app = create_app(Settings(database_url=database_url, migrate_on_start=False),
-                     clock=clock, engine=engine)
-    app.state.responder_settings = settings
-    app.state.security_settings = fast_test_settings()
+                     clock=clock, engine=engine, responder_settings=settings,
+                     security_settings=fast_test_settings())
     two_level_policy(session_factory, clock, http_receiver)
     page_id, path = paged_link(session_factory=session_factory, clock=clock, settings=settings,
                                smtp_server=smtp_server, http_receiver=http_receiver)
@@ -221,4 +313,6 @@ def test_the_service_app_serves_the_ack_link_and_documents_the_page_routes(
         paths = client.get("/openapi.json").json()["paths"]
         assert {"/api/pages", "/api/pages/{page_id}/ack", "/api/oncall/contact-tree"} <= set(paths)
         assert client.get(path).status_code == 200
+        assert page_state(session_factory, page_id).status == "triggered"
+        assert press_the_button(client, path).status_code == 200
     assert page_state(session_factory, page_id).status == "acknowledged"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from haltguard.cli.main import app
-from haltguard.responders.clock import ManualClock
+from haltguard.common.clock import ManualClock
 from haltguard.responders.contacts import INCIDENT_CATEGORIES
 from haltguard.responders.settings import ResponderSettings
 

@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import ManualClock
 from haltguard.db.session import session_scope
 from haltguard.responders import service
 from haltguard.responders.ack_links import verify_ack_token
-from haltguard.responders.clock import ManualClock
 from haltguard.responders.models import Page
 from haltguard.responders.settings import ResponderSettings
 from haltguard.security import audit

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import ManualClock
 from haltguard.db.session import session_scope
 from haltguard.responders import service
 from haltguard.responders.ack_links import verify_ack_token
-from haltguard.responders.clock import ManualClock
 from haltguard.responders.models import (
     ContactIn,
     LevelIn,

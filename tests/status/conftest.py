@@ -14,16 +14,16 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from status_support import ONCALL_YAML, START, Mailbox, StatusApi
 
+from haltguard.app.operations import create_app
 from haltguard.db.session import session_scope
 from haltguard.gateway.control import InProcessVenueControl
 from haltguard.gateway.demo import set_up_demo
 from haltguard.gateway.runtime import VenueRuntime
 from haltguard.responders import service as responders
-from haltguard.responders.service import ManualClock
+from haltguard.responders.service import ManualClock, ResponderSettings, SmtpSettings
 from haltguard.security.permissions import Role
 from haltguard.security.testing import fast_test_settings, provision_operator
 from haltguard.status.settings import StatusSettings
-from haltguard.web.app import create_app
 from haltguard.web.settings import Settings
 
 OPERATORS = {
@@ -55,17 +55,18 @@ def status_settings() -> StatusSettings:
 
 
 @pytest.fixture
-def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
-    """A local SMTP server pages are sent to (through the responders' env settings)."""
+def mailbox() -> Iterator[Mailbox]:
+    """A local SMTP server pages are sent to (with the paging settings ``.settings``)."""
     inbox = Mailbox()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
-    monkeypatch.setenv("HALTGUARD_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("HALTGUARD_SMTP_PORT", str(port))
-    monkeypatch.setenv("HALTGUARD_ACK_SECRET", "a-test-secret-that-is-long-enough-for-links")
+    inbox.settings = ResponderSettings(
+        smtp=SmtpSettings(host="127.0.0.1", port=port),
+        ack_secret=b"a-test-secret-that-is-long-enough-for-links",
+    )
     try:
         yield inbox
     finally:
@@ -82,13 +83,17 @@ def oncall(session_factory: sessionmaker[Session], clock: ManualClock) -> None:
 @pytest.fixture
 def api(
     engine: Engine, session_factory: sessionmaker[Session], clock: ManualClock,
-    venue: InProcessVenueControl, status_settings: StatusSettings,
+    venue: InProcessVenueControl, status_settings: StatusSettings, *,
+    request: pytest.FixtureRequest,
 ) -> Iterator[StatusApi]:
+    """The app; with the test's ``mailbox``, its pages go to that server."""
+    paging = request.getfixturevalue("mailbox").settings \
+        if "mailbox" in request.fixturenames else ResponderSettings()
     app = create_app(Settings(database_url=str(engine.url), migrate_on_start=False),
                      venue_control=venue, clock=clock, engine=engine,
-                     security_settings=fast_test_settings(), escalation_interval_s=None)
-    app.state.status_settings = status_settings
+                     security_settings=fast_test_settings(), responder_settings=paging,
+                     status_settings=status_settings, escalation_interval_s=None)
     operators = {name: provision_operator(session_factory, role, username=name, now=clock.now())
                  for name, role in OPERATORS.items()}
     with TestClient(app, base_url="https://testserver") as client:
-        yield StatusApi(client, app, operators, clock)
+        yield StatusApi(client, app, operators, clock, paging)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,8 +16,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from haltguard.responders.service import ManualClock
+from haltguard.responders.service import ManualClock, ResponderSettings
 from haltguard.security.testing import ProvisionedOperator
+from haltguard.status.flows import TickReport, status_tick
 from haltguard.status.publisher import StatusPublisher
 from haltguard.status.views import publisher_of
 
@@ -36,6 +37,8 @@ class StatusApi:
     app: FastAPI
     operators: dict[str, ProvisionedOperator]
     clock: ManualClock
+    paging: ResponderSettings = field(default_factory=ResponderSettings)
+    """The app's paging settings (the test's mailbox when it has one)."""
 
     def as_(self, username: str) -> dict[str, str]:
         return self.operators[username].headers
@@ -43,6 +46,10 @@ class StatusApi:
     @property
     def publisher(self) -> StatusPublisher:
         return publisher_of(self.app)
+
+    def tick(self) -> TickReport:
+        """One tick of the status loop, paging with the app's paging settings."""
+        return status_tick(self.publisher, responder_settings=self.paging)
 
     def call(self, method: str, path: str, *, user: str = "carol", body: Any = None,
              expect: int = 200) -> Any:
@@ -80,6 +87,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.settings = ResponderSettings()  # where pages go: set to this server when started
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)

@@ -10,9 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from status_support import SQLITE_ONLY, START, StatusApi
 
+from haltguard.app.operations import create_app
 from haltguard.responders.service import ManualClock
 from haltguard.security.permissions import Role, is_allowed
 from haltguard.security.testing import (
@@ -22,7 +24,7 @@ from haltguard.security.testing import (
     walk_permissions,
 )
 from haltguard.status.views import router
-from haltguard.web.errors import install_error_handlers
+from haltguard.web.settings import Settings
 
 pytestmark = SQLITE_ONLY
 
@@ -203,21 +205,20 @@ def test_the_cadence_lists_when_each_open_incident_must_be_updated(api: StatusAp
                      "due_at": "2025-01-06T00:45:00Z", "overdue": False, "paged_at": None}]
 
 
-def _mini_app(session_factory: sessionmaker[Session], clock: ManualClock) -> FastAPI:
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(router)
-    app.state.session_factory = session_factory
-    app.state.clock = clock
-    app.state.now = clock.now
-    app.state.security_settings = fast_test_settings()
-    return app
+def _status_routes() -> FastAPI:
+    """The status router alone, to enumerate its routes (requests go to the service app)."""
+    routes = FastAPI()
+    routes.include_router(router)
+    return routes
 
 
 def test_each_role_is_allowed_or_refused_on_every_status_route_as_the_table_says(
-    session_factory: sessionmaker[Session], clock: ManualClock,
+    engine: Engine, session_factory: sessionmaker[Session], clock: ManualClock,
 ) -> None:
-    app = _mini_app(session_factory, clock)
+    app = create_app(Settings(database_url="unused", migrate_on_start=False), engine=engine,
+                     clock=clock, security_settings=fast_test_settings(),
+                     escalation_interval_s=None)
+    routes = _status_routes()
     headers = {role: provision_operator(session_factory, role, now=clock.now()).headers
                for role in Role}
 
@@ -225,11 +226,11 @@ def test_each_role_is_allowed_or_refused_on_every_status_route_as_the_table_says
         return {}
 
     with TestClient(app, base_url="https://testserver") as client:
-        calls, mismatches = walk_permissions(client, app, lambda role: headers[role],
+        calls, mismatches = walk_permissions(client, routes, lambda role: headers[role],
                                              path_values={"component_key": "nothing"},
                                              body_for=body)
     assert [str(mismatch) for mismatch in mismatches] == []
-    guarded = [route for route in guarded_routes(app) if route.actions]
+    guarded = [route for route in guarded_routes(routes) if route.actions]
     assert len(guarded) == 13 and calls == len(guarded) * len(Role)
     assert all(route.path.startswith("/api/status/") for route in guarded)
     support = {(route.method, route.path) for route in guarded

@@ -18,7 +18,8 @@ from haltguard.responders import service as responders
 from haltguard.responders.models import ContactMethodIn, PersonIn
 from haltguard.responders.service import ManualClock
 from haltguard.security import audit
-from haltguard.status.flows import StatusLoop, status_tick
+from haltguard.status.flows import StatusLoop
+from haltguard.web.context import context_of
 
 pytestmark = [SQLITE_ONLY, pytest.mark.usefixtures("oncall", "commander_on_call")]
 
@@ -34,7 +35,7 @@ def commander_on_call(session_factory: sessionmaker[Session], clock: ManualClock
 
 
 def _overdue_entry(api: StatusApi, incident_id: int) -> TimelineEntry:
-    with session_scope(api.app.state.session_factory) as session:
+    with session_scope(context_of(api.app).session_factory) as session:
         (entry,) = [entry for entry in incidents.timeline(session, incident_id)
                     if entry.kind == TimelineKind.PAGE and "rule" in entry.details]
         session.expunge(entry)
@@ -53,18 +54,18 @@ def test_a_late_public_update_pages_once_and_again_only_after_the_next_is_late(
 ) -> None:
     incident = api.open_incident(severity="SEV1", incident_commander="carol")
     api.clock.advance(timedelta(minutes=15))
-    assert status_tick(api.publisher).paged == []  # due at 15 min: not late yet
+    assert api.tick().paged == []  # due at 15 min: not late yet
     api.clock.advance(timedelta(minutes=1))
-    assert status_tick(api.publisher).paged == [f"INC-{incident['id']}"]
-    assert status_tick(api.publisher).paged == []  # the same lateness pages once
+    assert api.tick().paged == [f"INC-{incident['id']}"]
+    assert api.tick().paged == []  # the same lateness pages once
     (email,) = _overdue_emails(mailbox)
     assert "overdue by 1 min (SEV1: one every 15 min; last none yet)" in email
     assert "Incident commander (carol): publish an update" in email
     api.publish(incident["id"], "investigating")
     api.clock.advance(timedelta(minutes=15))
-    assert status_tick(api.publisher).paged == []
+    assert api.tick().paged == []
     api.clock.advance(timedelta(minutes=1))
-    assert status_tick(api.publisher).paged == [f"INC-{incident['id']}"]
+    assert api.tick().paged == [f"INC-{incident['id']}"]
     assert len(_overdue_emails(mailbox)) == 2
 
 
@@ -74,7 +75,7 @@ def test_a_late_public_update_pages_the_incident_commander_directly_and_says_why
     incident = api.open_incident(severity="SEV2", incident_commander="carol")
     ref = f"INC-{incident['id']}"
     api.clock.advance(timedelta(minutes=33))
-    status_tick(api.publisher)
+    api.tick()
     assert len(_overdue_emails(mailbox, to="carol@example.test")) == 1
     assert _overdue_emails(mailbox, to="tanaka@example.test") == []  # only if carol is silent
     entry = _overdue_entry(api, incident["id"])
@@ -85,7 +86,7 @@ def test_a_late_public_update_pages_the_incident_commander_directly_and_says_why
                                                "late_min", "paged", "incident_commander")} == {
         "rule": "SEV2 every 30 min", "every_minutes": 30, "due_at": "2025-01-06T01:00:00+00:00",
         "late_s": 180, "late_min": 3, "paged": "commander", "incident_commander": "carol"}
-    with session_scope(api.app.state.session_factory) as session:
+    with session_scope(context_of(api.app).session_factory) as session:
         page = responders.get_page(session, int(str(entry.details["page_id"])))
         assert page.policy_name == responders.DIRECT_PLAN_NAME
         assert page.incident_id == ref and page.created_by == "system:status"
@@ -105,7 +106,7 @@ def test_without_a_commander_a_late_update_pages_the_on_call_by_routing(
 ) -> None:
     incident = api.open_incident(severity="SEV2")
     api.clock.advance(timedelta(minutes=30, seconds=20))
-    status_tick(api.publisher)
+    api.tick()
     entry = _overdue_entry(api, incident["id"])
     assert entry.details["incident_commander"] is None and entry.details["paged"] == "on_call"
     assert entry.message.startswith(
@@ -121,7 +122,7 @@ def test_a_commander_who_cannot_be_paged_falls_back_to_the_on_call(
 ) -> None:
     incident = api.open_incident(severity="SEV1", incident_commander="bob")
     api.clock.advance(timedelta(minutes=16))
-    status_tick(api.publisher)
+    api.tick()
     entry = _overdue_entry(api, incident["id"])
     assert entry.details["paged"] == "on_call"
     assert "the incident commander bob cannot be paged: no person 'bob'" in str(
@@ -139,7 +140,7 @@ def test_an_update_told_straight_on_the_incident_resets_the_clock_before_the_pag
     api.clock.advance(timedelta(minutes=10))
     (row,) = api.call("GET", "/api/status/cadence")["items"]
     assert row["overdue"] is False and row["due_at"] == "2025-01-06T00:55:00Z"
-    assert status_tick(api.publisher).paged == []
+    assert api.tick().paged == []
     assert _overdue_emails(mailbox) == []
 
 
@@ -150,7 +151,7 @@ def test_incidents_without_a_cadence_or_already_resolved_page_nobody(
     resolved = api.open_incident(severity="SEV3")
     api.call("POST", f"/api/incidents/{resolved['id']}/transition", body={"status": "resolved"})
     api.clock.advance(timedelta(hours=5))
-    assert status_tick(api.publisher).paged == []
+    assert api.tick().paged == []
     assert _overdue_emails(mailbox) == []
 
 
@@ -161,10 +162,10 @@ def test_an_incident_resolved_inside_but_not_on_the_page_still_needs_its_update(
     api.publish(incident["id"], "investigating")
     api.call("POST", f"/api/incidents/{incident['id']}/transition", body={"status": "resolved"})
     api.clock.advance(timedelta(minutes=61))
-    assert status_tick(api.publisher).paged == [f"INC-{incident['id']}"]
+    assert api.tick().paged == [f"INC-{incident['id']}"]
     api.publish(incident["id"], "resolved")
     api.clock.advance(timedelta(hours=3))
-    assert status_tick(api.publisher).paged == []
+    assert api.tick().paged == []
 
 
 def test_the_status_loop_pages_in_the_background_until_stopped(
@@ -172,7 +173,7 @@ def test_the_status_loop_pages_in_the_background_until_stopped(
 ) -> None:
     api.open_incident(severity="SEV1", incident_commander="carol")
     api.clock.advance(timedelta(minutes=16))
-    loop = StatusLoop(api.publisher, 0.5)
+    loop = StatusLoop(api.publisher, 0.5, responder_settings=api.paging)
     loop.start()
     try:
         assert loop.running

@@ -90,3 +90,34 @@ def test_an_operator_drafts_and_publishes_from_the_terminal(
                                   "x", *token])
     assert refused.exit_code == 1
     assert "does not allow status.override" in " ".join(refused.output.split())
+
+
+@pytest.mark.usefixtures("env")
+def test_status_commands_take_the_token_from_a_file_stdin_or_the_environment(
+    api: StatusApi, live_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = api.operators["alice"].api_token
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{secret}\n", encoding="utf-8")
+    runner = CliRunner()
+    from_file = runner.invoke(cli, ["status", "drafts", "--url", live_url, "--token-file",
+                                    str(token_file), "--json"])
+    assert from_file.exit_code == 0, from_file.output
+    from_stdin = runner.invoke(cli, ["status", "cadence", "--url", live_url, "--token-file",
+                                     "-", "--json"], input=f"{secret}\n")
+    assert from_stdin.exit_code == 0, from_stdin.output
+    monkeypatch.setenv("HALTGUARD_TOKEN", secret)
+    from_env = runner.invoke(cli, ["status", "drafts", "--url", live_url, "--json"])
+    assert from_env.exit_code == 0, from_env.output
+    missing = runner.invoke(cli, ["status", "drafts", "--url", live_url, "--token-file",
+                                  str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1
+    assert "cannot read the API token from" in " ".join(missing.output.split())
+
+
+@pytest.mark.usefixtures("env")
+def test_status_help_marks_the_token_flag_unsafe() -> None:
+    result = CliRunner().invoke(cli, ["status", "drafts", "--help"], env={"COLUMNS": "250"})
+    help_text = " ".join(result.output.split())
+    assert "--token-file" in help_text
+    assert "other users of the machine see it in `ps`" in help_text

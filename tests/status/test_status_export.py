@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from status_support import SQLITE_ONLY, StatusApi
 
+from haltguard.app.operations import create_app
 from haltguard.gateway.control import InProcessVenueControl
 from haltguard.responders.service import ManualClock
 from haltguard.security.testing import fast_test_settings
@@ -26,7 +27,7 @@ from haltguard.status.publisher import DirectoryExporter
 from haltguard.status.settings import StatusSettings
 from haltguard.status.site import REVISION_FILE, export_site, load_directory
 from haltguard.status.statuspage import DOCUMENTS
-from haltguard.web.app import create_app
+from haltguard.web.context import context_of
 from haltguard.web.settings import Settings
 
 pytestmark = SQLITE_ONLY
@@ -87,7 +88,7 @@ def test_the_exported_page_is_served_by_a_plain_http_server_with_the_service_gon
     directory = tmp_path / "public"
     incident = _export_story(api, directory)
     api.client.close()
-    api.app.state.engine.dispose()
+    context_of(api.app).engine.dispose()
     for database in tmp_path.glob("*.sqlite3*"):
         database.unlink()
     with plain_http_server(directory) as base:
@@ -148,9 +149,10 @@ def test_the_loop_started_with_the_app_exports_the_page_without_any_request(
     directory = tmp_path / "cdn-origin"
     app = create_app(Settings(database_url=str(engine.url), migrate_on_start=False),
                      venue_control=venue, clock=clock, engine=engine,
-                     security_settings=fast_test_settings(), escalation_interval_s=None)
-    app.state.status_settings = StatusSettings(url="https://status.example.test/",
-                                               loop_interval_s=0.5, export_dirs=(directory,))
+                     security_settings=fast_test_settings(), escalation_interval_s=None,
+                     status_settings=StatusSettings(url="https://status.example.test/",
+                                                    loop_interval_s=0.5,
+                                                    export_dirs=(directory,)))
     with TestClient(app):
         deadline = time.monotonic() + LOOP_WAIT_S_MAX
         while not (directory / REVISION_FILE).exists():

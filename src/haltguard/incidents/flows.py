@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from haltguard.incidents import paging as _timeline_of_pages  # noqa: F401 - subscribes
+from haltguard.common.clock import Clock
+from haltguard.common.units import NS_PER_S
 from haltguard.incidents import service
 from haltguard.incidents.errors import ErrorKind, IncidentError, not_found
 from haltguard.incidents.models import (
@@ -55,17 +56,13 @@ from haltguard.venue.events import (
     ResumePlanStarted,
     WithdrawalsFrozen,
 )
-from haltguard.venue.types import NS_PER_SECOND, MarketState
+from haltguard.venue.types import MarketState
 
 # States in which a market takes no new orders; leaving them for a trading state is a resume.
 NON_TRADING_STATES = frozenset({MarketState.HALTED, MarketState.CANCEL_ONLY, MarketState.CLOSED})
 TRADING_STATES = frozenset(set(MarketState) - NON_TRADING_STATES)
 TIGHTEN_STATES = frozenset({MarketState.HALTED, MarketState.CANCEL_ONLY, MarketState.POST_ONLY,
                             MarketState.LIMIT_ONLY, MarketState.AUCTION})
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 # --- paging ---------------------------------------------------------------------------------
@@ -304,7 +301,7 @@ def set_market_state(
             f"{', '.join(resumes)} take no orders now; moving to {request.state} reopens "
             "trading, which is the resume action (it may need a second operator's approval)",
         )
-    auction_ns = request.auction_seconds * NS_PER_SECOND
+    auction_ns = request.auction_seconds * NS_PER_S
     results = [
         _apply(
             session, incident, target=market, kind=TimelineKind.MARKET_ACTION,
@@ -419,7 +416,7 @@ def _execute_resume(
     actor: str, now: datetime,
 ) -> ActionOutcome:
     plan = request.plan()
-    phases = [ResumePhase(state=phase.state, min_ns=phase.min_seconds * NS_PER_SECOND)
+    phases = [ResumePhase(state=phase.state, min_ns=phase.min_seconds * NS_PER_S)
               for phase in plan]
     shown = " -> ".join(f"{phase.state} ({phase.min_seconds} s)" for phase in plan)
     results = [

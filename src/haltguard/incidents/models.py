@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from haltguard.db.base import Base
 from haltguard.db.types import UtcDateTime
-from haltguard.incidents.rules import Category, IncidentStatus, Severity
+from haltguard.incidents.rules import Category, IncidentStatus, Severity, incident_ref
 from haltguard.venue.types import MarketState
+from haltguard.web.bounds import AssetCode, Count, DbId, MarketSymbol
 
 TITLE_LENGTH_MAX = 200
 TEXT_LENGTH_MAX = 20_000
@@ -116,7 +117,7 @@ class Incident(Base):
     @property
     def ref(self) -> str:
         """The name people and the venue journal use for it."""
-        return f"INC-{self.id}"
+        return incident_ref(self.id)
 
 
 class TimelineEntry(Base):
@@ -219,6 +220,9 @@ class Postmortem(Base):
 
 _Text = Field(default="", max_length=TEXT_LENGTH_MAX)
 _Name = Field(min_length=1, max_length=NAME_LENGTH_MAX)
+_Item = Annotated[str, Field(max_length=NAME_LENGTH_MAX)]
+"""A market, component or channel named in a list."""
+_Line = Annotated[str, Field(max_length=TEXT_LENGTH_MAX)]
 
 
 def _clean_list(values: list[str]) -> list[str]:
@@ -237,9 +241,9 @@ class IncidentCreate(BaseModel):
     summary: str = _Text
     category: Category
     severity: Severity
-    affected_markets: list[str] = Field(default_factory=list)
-    affected_components: list[str] = Field(default_factory=list)
-    estimated_affected_customers: int | None = Field(default=None, ge=0)
+    affected_markets: list[_Item] = Field(default_factory=list, max_length=LIST_ITEMS_MAX)
+    affected_components: list[_Item] = Field(default_factory=list, max_length=LIST_ITEMS_MAX)
+    estimated_affected_customers: Count | None = None
     incident_commander: str | None = Field(default=None, max_length=NAME_LENGTH_MAX)
     started_at: datetime | None = None
 
@@ -254,10 +258,10 @@ class IncidentUpdate(BaseModel):
     title: str | None = Field(default=None, min_length=1, max_length=TITLE_LENGTH_MAX)
     summary: str | None = Field(default=None, max_length=TEXT_LENGTH_MAX)
     severity: Severity | None = None
-    affected_markets: list[str] | None = None
-    affected_components: list[str] | None = None
-    estimated_affected_customers: int | None = Field(default=None, ge=0)
-    orders_rejected: int | None = Field(default=None, ge=0)
+    affected_markets: list[_Item] | None = Field(default=None, max_length=LIST_ITEMS_MAX)
+    affected_components: list[_Item] | None = Field(default=None, max_length=LIST_ITEMS_MAX)
+    estimated_affected_customers: Count | None = None
+    orders_rejected: Count | None = None
     cause: str | None = Field(default=None, max_length=TEXT_LENGTH_MAX)
     started_at: datetime | None = None
 
@@ -293,7 +297,7 @@ class PublicUpdateCreate(BaseModel):
 
     message_ja: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
     message_en: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
-    channels: list[str] = Field(default_factory=lambda: ["website"])
+    channels: list[_Item] = Field(default_factory=lambda: ["website"], max_length=LIST_ITEMS_MAX)
 
 
 class TaskDone(BaseModel):
@@ -305,7 +309,7 @@ class TaskDone(BaseModel):
 class VenueEventLinkCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seq: int | None = Field(default=None, ge=0)
+    seq: Count | None = None
     event_type: str = _Name
     summary: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
 
@@ -323,9 +327,9 @@ class PostmortemWrite(BaseModel):
 
     summary: str = _Text
     cause: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
-    went_well: list[str] = Field(default_factory=list)
-    went_badly: list[str] = Field(default_factory=list)
-    recurrence_prevention: list[str] = Field(default_factory=list)
+    went_well: list[_Line] = Field(default_factory=list, max_length=LIST_ITEMS_MAX)
+    went_badly: list[_Line] = Field(default_factory=list, max_length=LIST_ITEMS_MAX)
+    recurrence_prevention: list[_Line] = Field(default_factory=list, max_length=LIST_ITEMS_MAX)
     action_items: list[ActionItem] = Field(default_factory=list, max_length=LIST_ITEMS_MAX)
 
     _lists = field_validator("went_well", "went_badly", "recurrence_prevention")(_clean_list)
@@ -334,7 +338,7 @@ class PostmortemWrite(BaseModel):
 class HaltRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    markets: list[str] = Field(min_length=1, max_length=LIST_ITEMS_MAX)
+    markets: list[MarketSymbol] = Field(min_length=1, max_length=LIST_ITEMS_MAX)
     reason: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
     cancels_allowed: bool = True
 
@@ -345,7 +349,7 @@ class MarketStateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    markets: list[str] = Field(min_length=1, max_length=LIST_ITEMS_MAX)
+    markets: list[MarketSymbol] = Field(min_length=1, max_length=LIST_ITEMS_MAX)
     state: MarketState
     reason: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
     auction_seconds: int = Field(default=0, ge=0, le=24 * 3600)
@@ -357,10 +361,16 @@ class KillSwitchRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
 
 
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
 class WithdrawalsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    asset: str = Field(min_length=1, max_length=16)
+    asset: Annotated[AssetCode, BeforeValidator(_upper)] = Field(
+        description="An asset, e.g. BTC (any case)."
+    )
     reason: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
 
 
@@ -380,7 +390,7 @@ class ResumeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    markets: list[str] = Field(min_length=1, max_length=LIST_ITEMS_MAX)
+    markets: list[MarketSymbol] = Field(min_length=1, max_length=LIST_ITEMS_MAX)
     reason: str = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
     auction_seconds: int = Field(default=REOPEN_AUCTION_SECONDS_DEFAULT, ge=0, le=3600)
     phases: list[ResumePhaseSpec] = Field(default_factory=list, max_length=10)
@@ -395,8 +405,8 @@ class ResumeRequest(BaseModel):
 class HandoffRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    market: str = Field(min_length=1, max_length=NAME_LENGTH_MAX)
-    to_incident_id: int = Field(ge=1)
+    market: MarketSymbol
+    to_incident_id: DbId
     note: str = _Text
 
 

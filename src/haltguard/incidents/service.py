@@ -67,24 +67,29 @@ def record(
     actor: str,
     message: str,
     now: datetime,
-    audit_action: str,
+    audit_action: str | None,
     details: Mapping[str, Any] | None = None,
 ) -> TimelineEntry:
     """Append one timeline entry and the matching audit entry. Nothing else writes either
-    for incidents, and nothing ever changes or removes an entry once written."""
+    for incidents, and nothing ever changes or removes an entry once written.
+
+    ``audit_action`` is ``None`` only for an event another domain has already sealed in the
+    audit chain in this transaction (a page event: the responders write it), so the chain
+    holds it once."""
     payload = dict(details or {})
     entry = TimelineEntry(
         incident_id=incident.id, at=now, actor=actor, kind=kind, message=message, details=payload
     )
     session.add(entry)
-    audit.record(
-        session,
-        actor=audit_actor(actor),
-        action=audit_action,
-        target=incident.ref,
-        details={"message": message, **payload},
-        at=now,
-    )
+    if audit_action is not None:
+        audit.record(
+            session,
+            actor=audit_actor(actor),
+            action=audit_action,
+            target=incident.ref,
+            details={"message": message, **payload},
+            at=now,
+        )
     session.flush()
     return entry
 
@@ -706,3 +711,16 @@ def period_metrics(session: Session, since: datetime, until: datetime) -> Period
         mean_time_to_mitigate_s=mean([m.time_to_mitigate_s for m in each]),
         mean_time_to_resolve_s=mean([m.time_to_resolve_s for m in each]),
     )
+
+
+def first_detected_since(session: Session, category: Category, since: datetime) -> int | None:
+    """The id of the first incident of ``category`` detected at or after ``since`` (a drill
+    looking for the incident its fault caused), or ``None``."""
+    _require_aware(since, "since")
+    found = session.scalar(
+        select(Incident.id)
+        .where(Incident.category == category, Incident.detected_at >= since)
+        .order_by(Incident.id)
+        .limit(1)
+    )
+    return None if found is None else int(found)

@@ -4,10 +4,9 @@ the permission table."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -52,16 +51,22 @@ from haltguard.incidents.rules import (
     Category,
     IncidentStatus,
     Severity,
+    incident_ref,
 )
 from haltguard.incidents.runbook import Runbook, all_runbooks
-from haltguard.reports import postmortem as postmortem_report
-from haltguard.reports import regulatory as regulatory_report
 from haltguard.responders.service import ResponderSettings
 from haltguard.security.dependencies import AuthenticatedOperator, require
 from haltguard.security.permissions import Action
 from haltguard.venue.control import VenueControl, VenueControlError
 from haltguard.venue.types import MarketState
-from haltguard.web.dependencies import ClockDep, SessionDep, VenueDep, get_optional_venue
+from haltguard.web.bounds import DbId, Key
+from haltguard.web.dependencies import (
+    ClockDep,
+    ContextDep,
+    SessionDep,
+    VenueDep,
+    get_optional_venue,
+)
 from haltguard.web.errors import ERROR_RESPONSES, ApiError
 from haltguard.web.pagination import Page, PageParamsDep, make_page, paginate
 
@@ -80,7 +85,6 @@ TaskUpdater = Annotated[AuthenticatedOperator, Depends(require(Action.TASK_UPDAT
 Pager = Annotated[AuthenticatedOperator, Depends(require(Action.PAGE_SEND))]
 # Telling customers is the status page's permission: support staff may (issue 5).
 PublicUpdater = Annotated[AuthenticatedOperator, Depends(require(Action.STATUS_PUBLISH))]
-Reporter = Annotated[AuthenticatedOperator, Depends(require(Action.REPORT_GENERATE))]
 Halter = Annotated[AuthenticatedOperator, Depends(require(Action.MARKET_HALT))]
 StateSetter = Annotated[AuthenticatedOperator, Depends(require(Action.MARKET_SET_STATE))]
 Resumer = Annotated[AuthenticatedOperator, Depends(require(Action.MARKET_RESUME))]
@@ -92,10 +96,9 @@ Approver = Annotated[AuthenticatedOperator, Depends(require(Action.APPROVAL_GRAN
 OptionalVenue = Annotated[VenueControl | None, Depends(get_optional_venue)]
 
 
-def get_responder_settings(request: Request) -> ResponderSettings | None:
-    """The app's paging settings when it set them (else the responders read the env)."""
-    settings: ResponderSettings | None = getattr(request.app.state, "responder_settings", None)
-    return settings
+def get_responder_settings(operations: ContextDep) -> ResponderSettings | None:
+    """The app's paging settings (the composition root gives every app one)."""
+    return operations.optional_part(ResponderSettings)
 
 
 PagingSettings = Annotated[ResponderSettings | None, Depends(get_responder_settings)]
@@ -165,7 +168,7 @@ def list_incidents(
 
 @router.get("/incidents/{incident_id}", summary="One incident with its task progress")
 def get_incident(
-    *, incident_id: int, _operator: Reader, session: SessionDep, clock: ClockDep
+    *, incident_id: DbId, _operator: Reader, session: SessionDep, clock: ClockDep
 ) -> IncidentDetail:
     return _detail(service.get(session, incident_id), clock.now())
 
@@ -173,7 +176,7 @@ def get_incident(
 @router.patch("/incidents/{incident_id}", summary="Correct an incident's fields")
 def update_incident(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: IncidentUpdate,
     operator: Updater,
     session: SessionDep,
@@ -190,7 +193,7 @@ def update_incident(
 @router.post("/incidents/{incident_id}/transition", summary="Move along the lifecycle")
 def transition(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: TransitionRequest,
     operator: Transitioner,
     session: SessionDep,
@@ -220,7 +223,7 @@ def transition(
 @router.post("/incidents/{incident_id}/commander", summary="Name the incident commander")
 def assign_commander(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: CommanderAssign,
     operator: CommanderAssigner,
     session: SessionDep,
@@ -236,7 +239,7 @@ def assign_commander(
 @router.post("/incidents/{incident_id}/comments", status_code=201, summary="Comment")
 def comment(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: CommentCreate,
     operator: Commenter,
     session: SessionDep,
@@ -254,7 +257,7 @@ def comment(
 )
 def public_update(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: PublicUpdateCreate,
     operator: PublicUpdater,
     session: SessionDep,
@@ -269,7 +272,7 @@ def public_update(
 
 @router.get("/incidents/{incident_id}/timeline", summary="The timeline, oldest first")
 def timeline(
-    *, incident_id: int, _operator: Reader, session: SessionDep, page: PageParamsDep
+    *, incident_id: DbId, _operator: Reader, session: SessionDep, page: PageParamsDep
 ) -> Page[TimelineEntryRead]:
     service.get(session, incident_id)
     rows, total = paginate(session, service.timeline_query(incident_id), page)
@@ -277,7 +280,7 @@ def timeline(
 
 
 @router.get("/incidents/{incident_id}/metrics", summary="MTTD, MTTA, MTTM, MTTR of one")
-def incident_metrics(*, incident_id: int, _operator: Reader, session: SessionDep) -> MetricsRead:
+def incident_metrics(*, incident_id: DbId, _operator: Reader, session: SessionDep) -> MetricsRead:
     metrics = service.metrics(service.get(session, incident_id))
     return MetricsRead(**metrics.__dict__)
 
@@ -296,7 +299,7 @@ def period_metrics(
 @router.get("/incidents/{incident_id}/tasks", summary="Runbook tasks in order")
 def tasks(
     *,
-    incident_id: int,
+    incident_id: DbId,
     _operator: Reader,
     session: SessionDep,
     page: PageParamsDep,
@@ -313,8 +316,8 @@ def tasks(
 @router.post("/incidents/{incident_id}/tasks/{task_ref}/done", summary="Mark a task done")
 def task_done(
     *,
-    incident_id: int,
-    task_ref: str,
+    incident_id: DbId,
+    task_ref: Key,
     body: TaskDone,
     operator: TaskUpdater,
     session: SessionDep,
@@ -337,7 +340,7 @@ class OverduePaged(BaseModel):
 )
 def page_overdue(
     *,
-    incident_id: int,
+    incident_id: DbId,
     operator: Pager,
     session: SessionDep,
     clock: ClockDep,
@@ -356,7 +359,7 @@ def page_overdue(
 
 @router.get("/incidents/{incident_id}/venue-events", summary="Linked venue events")
 def venue_events(
-    *, incident_id: int, _operator: Reader, session: SessionDep, page: PageParamsDep
+    *, incident_id: DbId, _operator: Reader, session: SessionDep, page: PageParamsDep
 ) -> Page[VenueEventLinkRead]:
     service.get(session, incident_id)
     query = (
@@ -371,7 +374,7 @@ def venue_events(
 @router.post("/incidents/{incident_id}/venue-events", status_code=201, summary="Link a venue event")
 def link_venue_event(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: VenueEventLinkCreate,
     operator: Updater,
     session: SessionDep,
@@ -387,7 +390,7 @@ def link_venue_event(
 
 @router.get("/incidents/{incident_id}/holds", summary="What this incident holds on the venue")
 def holds(
-    *, incident_id: int, _operator: Reader, session: SessionDep, page: PageParamsDep
+    *, incident_id: DbId, _operator: Reader, session: SessionDep, page: PageParamsDep
 ) -> Page[HoldRead]:
     service.get(session, incident_id)
     query = (
@@ -405,7 +408,7 @@ def holds(
 )
 def handoff(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: HandoffRequest,
     operator: Updater,
     session: SessionDep,
@@ -428,7 +431,7 @@ def handoff(
 @router.put("/incidents/{incident_id}/postmortem", summary="Write the postmortem")
 def write_postmortem(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: PostmortemWrite,
     operator: Updater,
     session: SessionDep,
@@ -442,14 +445,14 @@ def write_postmortem(
 
 
 @router.get("/incidents/{incident_id}/postmortem", summary="The postmortem as written")
-def read_postmortem(*, incident_id: int, _operator: Reader, session: SessionDep) -> PostmortemRead:
+def read_postmortem(*, incident_id: DbId, _operator: Reader, session: SessionDep) -> PostmortemRead:
     service.get(session, incident_id)
     document = service.postmortem(session, incident_id)
     if document is None:
         raise ApiError(
             404,
             "postmortem_not_found",
-            f"INC-{incident_id} has no postmortem yet; write it with PUT",
+            f"{incident_ref(incident_id)} has no postmortem yet; write it with PUT",
         )
     return PostmortemRead.model_validate(document)
 
@@ -460,7 +463,7 @@ def read_postmortem(*, incident_id: int, _operator: Reader, session: SessionDep)
 @router.post("/incidents/{incident_id}/actions/halt", summary="Halt markets")
 def halt(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: HaltRequest,
     operator: Halter,
     session: SessionDep,
@@ -481,7 +484,7 @@ def halt(
 )
 def market_state(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: MarketStateRequest,
     operator: StateSetter,
     session: SessionDep,
@@ -499,7 +502,7 @@ def market_state(
 @router.post("/incidents/{incident_id}/actions/resume", summary="Resume trading")
 def resume(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: ResumeRequest,
     operator: Resumer,
     session: SessionDep,
@@ -520,7 +523,7 @@ def resume(
 )
 def kill_switch(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: KillSwitchRequest,
     operator: KillSwitchEngager,
     session: SessionDep,
@@ -542,7 +545,7 @@ def kill_switch(
 )
 def kill_switch_release(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: KillSwitchRequest,
     operator: KillSwitchReleaser,
     session: SessionDep,
@@ -561,7 +564,7 @@ def kill_switch_release(
 )
 def freeze(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: WithdrawalsRequest,
     operator: Freezer,
     session: SessionDep,
@@ -582,7 +585,7 @@ def freeze(
 )
 def unfreeze(
     *,
-    incident_id: int,
+    incident_id: DbId,
     body: WithdrawalsRequest,
     operator: Unfreezer,
     session: SessionDep,
@@ -607,14 +610,14 @@ def list_approvals(
     session: SessionDep,
     page: PageParamsDep,
     status: ApprovalStatus | None = None,
-    incident_id: int | None = None,
+    incident_id: DbId | None = None,
 ) -> Page[ApprovalRead]:
     rows, total = paginate(session, flows.approvals_query(incident_id, status), page)
     return make_page([ApprovalRead.model_validate(row) for row in rows], total, page)
 
 
 @router.get("/approvals/{approval_id}", summary="One four-eyes request")
-def get_approval(*, approval_id: int, _operator: Reader, session: SessionDep) -> ApprovalRead:
+def get_approval(*, approval_id: DbId, _operator: Reader, session: SessionDep) -> ApprovalRead:
     return ApprovalRead.model_validate(flows.get_approval(session, approval_id))
 
 
@@ -624,7 +627,7 @@ def get_approval(*, approval_id: int, _operator: Reader, session: SessionDep) ->
 )
 def approve(
     *,
-    approval_id: int,
+    approval_id: DbId,
     body: ApprovalDecision,
     operator: Approver,
     session: SessionDep,
@@ -642,7 +645,7 @@ def approve(
 @router.post("/approvals/{approval_id}/reject", summary="Reject a four-eyes request")
 def reject(
     *,
-    approval_id: int,
+    approval_id: DbId,
     body: ApprovalDecision,
     operator: Approver,
     session: SessionDep,
@@ -651,64 +654,6 @@ def reject(
     approval = flows.get_approval(session, approval_id)
     flows.reject(session, approval, approver=operator.username, now=clock.now(), note=body.note)
     return ApprovalRead.model_validate(approval)
-
-
-# --- reports --------------------------------------------------------------------------------
-
-
-@router.get(
-    "/incidents/{incident_id}/reports/postmortem",
-    summary="The postmortem report, Markdown or HTML",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/markdown": {}, "text/html": {}}}},
-)
-def postmortem(
-    *,
-    incident_id: int,
-    operator: Reporter,
-    session: SessionDep,
-    clock: ClockDep,
-    output: Annotated[Literal["markdown", "html"], Query(alias="format")] = "markdown",
-) -> Response:
-    incident = service.get(session, incident_id)
-    document = postmortem_report.build(session, incident)
-    service.record_report(
-        session,
-        incident,
-        report="postmortem",
-        output=output,
-        actor=operator.username,
-        now=clock.now(),
-    )
-    if output == "html":
-        return HTMLResponse(postmortem_report.render_html(document))
-    return PlainTextResponse(
-        postmortem_report.render_markdown(document), media_type="text/markdown; charset=utf-8"
-    )
-
-
-@router.get(
-    "/incidents/{incident_id}/reports/regulatory",
-    summary="The system-failure report (Japanese) for the regulator, for review",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/markdown": {}}}},
-)
-def regulatory(
-    *, incident_id: int, operator: Reporter, session: SessionDep, clock: ClockDep
-) -> Response:
-    incident = service.get(session, incident_id)
-    document = regulatory_report.build(session, incident)
-    service.record_report(
-        session,
-        incident,
-        report="regulatory",
-        output="markdown",
-        actor=operator.username,
-        now=clock.now(),
-    )
-    return PlainTextResponse(
-        regulatory_report.render_markdown(document), media_type="text/markdown; charset=utf-8"
-    )
 
 
 # --- reference ------------------------------------------------------------------------------
@@ -801,7 +746,7 @@ def runbooks(*, _operator: Reader, page: PageParamsDep) -> Page[RunbookRead]:
 
 
 @router.get("/runbooks/{name}", summary="One runbook")
-def runbook(*, name: str, _operator: Reader) -> RunbookRead:
+def runbook(*, name: Key, _operator: Reader) -> RunbookRead:
     for candidate in all_runbooks():
         if candidate.name == name:
             return _runbook_read(candidate)

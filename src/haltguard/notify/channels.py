@@ -21,6 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from haltguard.db import keys
+from haltguard.notify.models import SubscriberKind
 from haltguard.responders.channels import (
     ChannelError,
     ChannelKind,
@@ -122,6 +124,23 @@ def redact_webhook(url: str) -> str:
 
 def redact_apprise(url: str) -> str:
     return redact(ChannelKind.APPRISE, url)
+
+
+def stored_address(keyring: keys.Keyring, kind: str, address_digest: str, address: str) -> str:
+    """How a subscriber's address is stored: webhook and apprise URLs carry tokens, so they
+    are sealed with the secrets key, bound to the subscription; email addresses as given."""
+    if kind == SubscriberKind.EMAIL.value:
+        return address
+    return keys.seal(keyring, address, context=keys.subscriber_address_context(address_digest))
+
+
+def clear_address(keyring: keys.Keyring, kind: str, address_digest: str, stored: str) -> str:
+    """The address :func:`stored_address` stored; :class:`keys.KeyringError` if the secrets
+    key does not open it."""
+    if kind == SubscriberKind.EMAIL.value:
+        return stored
+    return keys.open_sealed(keyring, stored,
+                            context=keys.subscriber_address_context(address_digest))
 
 
 # --- senders ------------------------------------------------------------------------------

@@ -1,16 +1,18 @@
-"""Errors the notify domain answers with: each has a stable code, an HTTP status and a
-message that says what to do next."""
+"""Errors the notify domain answers with: :class:`NotifyError`, the domain's one base of
+:class:`~haltguard.common.errors.HaltguardError`; each has a stable code, a kind the web
+layer maps to the HTTP status, and a message that says what to do next."""
 
 from __future__ import annotations
 
+from haltguard.common.errors import ErrorKind, HaltguardError
 
-class NotifyError(Exception):
-    http_status = 422
+
+class NotifyError(HaltguardError):
+    kind = ErrorKind.INVALID
     code = "invalid_input"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
 
 class InvalidInputError(NotifyError):
@@ -18,28 +20,19 @@ class InvalidInputError(NotifyError):
 
 
 class NotFoundError(NotifyError):
-    http_status = 404
+    kind = ErrorKind.NOT_FOUND
     code = "not_found"
 
 
 class LinkRefusedError(NotifyError):
     """A confirm or unsubscribe link that is forged, damaged, expired or superseded."""
 
-    http_status = 400
+    kind = ErrorKind.BAD_REQUEST
     code = "link_refused"
-
-
-class RateLimitedError(NotifyError):
-    http_status = 429
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class ConfirmationNotSentError(NotifyError):
     """The mail server did not take the confirmation email; the subscriber may try again."""
 
-    http_status = 503
+    kind = ErrorKind.UNAVAILABLE
     code = "confirmation_not_sent"

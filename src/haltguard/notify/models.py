@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import (
@@ -93,8 +94,12 @@ class NotifySecret(Base):
     __tablename__ = "notify_secrets"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    value: Mapped[bytes] = mapped_column(LargeBinary(64))
+    value: Mapped[bytes] = mapped_column(LargeBinary())
+    """The key sealed by ``db.keys.seal_bytes``; never in clear."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+SEALED_SECRET_LENGTH_MAX = 255
 
 
 class Subscriber(Base):
@@ -114,8 +119,9 @@ class Subscriber(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     all_components: Mapped[bool] = mapped_column(Boolean)
     anti_phishing_phrase: Mapped[str] = mapped_column(String(PHRASE_LENGTH_MAX), default="")
-    signing_secret: Mapped[str] = mapped_column(String(64), default="")
-    """A webhook's HMAC key, shown once when it subscribes."""
+    signing_secret: Mapped[str] = mapped_column(String(SEALED_SECRET_LENGTH_MAX), default="")
+    """A webhook's HMAC key, shown once when it subscribes; stored sealed with the secrets key
+    and bound to ``address_digest`` (``keys.seal_signing_secret``), "" for other kinds."""
     token_generation: Mapped[int] = mapped_column(Integer, default=0)
     """Raised on every re-subscription so older confirmation links stop working."""
     created_by: Mapped[str] = mapped_column(String(200))
@@ -186,6 +192,10 @@ class Delivery(Base):
 
 
 # --- shapes -----------------------------------------------------------------------------
+
+
+ComponentIdIn = Annotated[str, Field(max_length=COMPONENT_ID_LENGTH_MAX)]
+"""A status component's id as a request names it (checked in full by the validators)."""
 
 
 def _clean_component_ids(values: list[str]) -> list[str]:
@@ -287,7 +297,9 @@ class EmailSubscribe(BaseModel):
 
     email: str = Field(min_length=3, max_length=320)
     language: Language = Language.JA
-    component_ids: list[str] = Field(default_factory=list)
+    component_ids: list[ComponentIdIn] = Field(
+        default_factory=list, max_length=COMPONENTS_PER_ITEM_MAX
+    )
     """Empty: everything."""
     anti_phishing_phrase: str = Field(min_length=1, max_length=PHRASE_LENGTH_MAX)
     """Shown in every email we send, so a phishing email without it stands out (chapter 5)."""
@@ -304,7 +316,9 @@ class WebhookSubscribe(BaseModel):
     contact_email: str = Field(min_length=3, max_length=320)
     """Receives the confirmation link; the webhook gets nothing until it is followed."""
     language: Language = Language.JA
-    component_ids: list[str] = Field(default_factory=list)
+    component_ids: list[ComponentIdIn] = Field(
+        default_factory=list, max_length=COMPONENTS_PER_ITEM_MAX
+    )
     anti_phishing_phrase: str = Field(min_length=1, max_length=PHRASE_LENGTH_MAX)
     """Shown in the confirmation email to ``contact_email``."""
 
@@ -320,7 +334,9 @@ class ChannelCreate(BaseModel):
     url: str = Field(min_length=4, max_length=ADDRESS_LENGTH_MAX)
     label: str = Field(min_length=1, max_length=LABEL_LENGTH_MAX)
     language: Language = Language.JA
-    component_ids: list[str] = Field(default_factory=list)
+    component_ids: list[ComponentIdIn] = Field(
+        default_factory=list, max_length=COMPONENTS_PER_ITEM_MAX
+    )
 
     _components = field_validator("component_ids")(_clean_component_ids)
 
@@ -348,12 +364,6 @@ class SubscriberRead(BaseModel):
     created_at: datetime
     confirmed_at: datetime | None
     unsubscribed_at: datetime | None
-
-
-class SubscriberPage(BaseModel):
-    items: list[SubscriberRead]
-    total: int
-    next_offset: int | None
 
 
 class OutboxCounts(BaseModel):

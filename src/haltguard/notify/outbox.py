@@ -39,12 +39,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 
 from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from haltguard.common.clock import Now, utc_now
+from haltguard.db import keys
 from haltguard.db.types import UtcDateTime
 from haltguard.notify.channels import (
     DeliveryError,
@@ -78,18 +80,12 @@ from haltguard.notify.models import (
 from haltguard.notify.settings import NotifySettings
 from haltguard.notify.tokens import NEVER, LinkToken, TokenPurpose, sign
 
-Now = Callable[[], datetime]
-
 NOTICE_CACHE_MAX = 64
 RELEASE_EVERY_S = 1.0
 STOP_TIMEOUT_S = 15.0
 """How long :meth:`OutboxWorker.stop` waits by default for the deliveries in hand."""
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def backoff_s(attempts: int, base_s: int, max_s: int) -> int:
@@ -117,6 +113,9 @@ class ClaimedDelivery:
     language: Language
     phrase: str
     signing_secret: str
+    """As stored: sealed, bound to ``address_digest``; opened only to sign a webhook. The
+    ``address`` of a webhook or apprise subscriber is sealed the same way."""
+    address_digest: str
     subscriber_status: SubscriberStatus
 
 
@@ -261,6 +260,7 @@ class OutboxStore:
                     Subscriber.anti_phishing_phrase,
                     Subscriber.signing_secret,
                     Subscriber.status,
+                    Subscriber.address_digest,
                 )
                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
                 .where(Delivery.claim_token == token)
@@ -278,6 +278,7 @@ class OutboxStore:
                 phrase=row[7],
                 signing_secret=row[8],
                 subscriber_status=SubscriberStatus(row[9]),
+                address_digest=row[10],
             )
             for row in rows
         ]
@@ -455,17 +456,33 @@ class ChannelSenders:
                 unsubscribe_url=unsubscribe_url(self._settings, self._secret, row.subscriber_id),
             )
             timestamp_s = int(now.timestamp())
+            signing_secret = self._opened(row, row.signing_secret, "sign the webhook",
+                                          keys.signing_secret_context(row.address_digest))
             self._webhooks.post(
-                row.address,
+                self._address(row),
                 body,
                 {
-                    SIGNATURE_HEADER: webhook_signature(row.signing_secret, timestamp_s, body),
+                    SIGNATURE_HEADER: webhook_signature(signing_secret, timestamp_s, body),
                     DELIVERY_HEADER: reference,
                 },
             )
             return
         title, text = plain_message(content)
-        send_to_apprise(row.address, title, text, self._settings.channel_timeout_s)
+        send_to_apprise(self._address(row), title, text, self._settings.channel_timeout_s)
+
+    def _address(self, row: ClaimedDelivery) -> str:
+        """A webhook or apprise URL, opened from its sealed form."""
+        return self._opened(row, row.address, "reach the subscriber",
+                            keys.subscriber_address_context(row.address_digest))
+
+    def _opened(self, row: ClaimedDelivery, stored: str, purpose: str, context: str) -> str:
+        """A value sealed with the secrets key, opened; a key that does not open it is worth
+        a retry once an operator has restored the right key, so the delivery waits."""
+        try:
+            return keys.open_sealed(keys.keyring_for_engine(self._store.engine), stored,
+                                    context=context)
+        except keys.KeyringError as exc:
+            raise TransientError(f"cannot {purpose} {row.subscriber_id}: {exc}") from exc
 
     def close(self) -> None:
         self._smtp.close()

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -36,6 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from haltguard.common.clock import utc_now
+from haltguard.db import keys
 from haltguard.db.types import UtcDateTime
 from haltguard.notify import channels
 from haltguard.notify.errors import (
@@ -81,10 +84,6 @@ SECRET_BYTES = 48
 SIGNING_SECRET_BYTES = 32
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _insert_for(session: Session, table: type[object]) -> postgresql.Insert | sqlite.Insert:
     """An ``INSERT`` that can say ``ON CONFLICT DO NOTHING`` on either database."""
     if session.get_bind().dialect.name == "postgresql":
@@ -101,7 +100,7 @@ def enqueue_notice(
     ``created=False`` with the first call's counts, even when two callers race. The caller
     commits; until then nothing is visible to the outbox workers.
     """
-    at = now or _utc_now()
+    at = now or utc_now()
     values = {
         "key": notice.key,
         "kind": notice.kind.value,
@@ -222,19 +221,25 @@ def _record(stored: StoredNotice, *, created: bool) -> NoticeRecord:
 
 def link_secret(session: Session, settings: NotifySettings, now: datetime) -> bytes:
     """The key for confirm and unsubscribe links: the configured one, else one made once
-    and kept in the database (the first caller's wins when two race)."""
+    and kept in the database, encrypted with the secrets key (``db/keys.py``); the
+    first caller's wins when two race."""
     if settings.secret:
         return settings.secret
+    keyring = keys.keyring_for(session)
+    context = keys.notify_secret_context(SECRET_ROW_ID)
     stored = session.get(NotifySecret, SECRET_ROW_ID)
     if stored is None:
+        sealed = keys.seal_bytes(keyring, secrets.token_bytes(SECRET_BYTES), context=context)
         session.execute(
             _insert_for(session, NotifySecret)
-            .values(id=SECRET_ROW_ID, value=secrets.token_bytes(SECRET_BYTES), created_at=now)
+            .values(id=SECRET_ROW_ID, value=sealed, created_at=now)
             .on_conflict_do_nothing(index_elements=["id"])
         )
         stored = session.get(NotifySecret, SECRET_ROW_ID)
-    assert stored is not None and len(stored.value) >= 32
-    return stored.value
+    assert stored is not None
+    secret = keys.open_sealed_bytes(keyring, stored.value, context=context)
+    assert len(secret) >= 32
+    return secret
 
 
 # --- public subscriptions -----------------------------------------------------------------
@@ -300,13 +305,16 @@ def _subscribe(
     digest = _digest(kind, address)
     signing_secret = secrets.token_urlsafe(SIGNING_SECRET_BYTES) if kind is (
         SubscriberKind.WEBHOOK) else ""
+    keyring = keys.keyring_for(session)
+    stored_secret = keys.seal_signing_secret(keyring, digest,
+                                             signing_secret) if signing_secret else ""
     inserted_id = session.execute(
         _insert_for(session, Subscriber)
         .values(
-            kind=kind.value, address=address, address_digest=digest,
-            contact_email=contact_email, label="", language=language.value,
+            kind=kind.value, address=channels.stored_address(keyring, kind.value, digest, address),
+            address_digest=digest, contact_email=contact_email, label="", language=language.value,
             status=SubscriberStatus.PENDING.value, all_components=not component_ids,
-            anti_phishing_phrase=phrase, signing_secret=signing_secret, token_generation=0,
+            anti_phishing_phrase=phrase, signing_secret=stored_secret, token_generation=0,
             created_by=PUBLIC_ACTOR, created_at=now, confirmation_sent_at=now,
         )
         .on_conflict_do_nothing(index_elements=["kind", "address_digest"])
@@ -334,7 +342,7 @@ def _subscribe(
         subscriber.contact_email = contact_email
         subscriber.all_components = not component_ids
         subscriber.anti_phishing_phrase = phrase
-        subscriber.signing_secret = signing_secret
+        subscriber.signing_secret = stored_secret
         subscriber.token_generation += 1
         subscriber.confirmation_sent_at = now
         subscriber.unsubscribed_at = None
@@ -463,13 +471,23 @@ def unsubscribe(session: Session, token_text: str, *, secret: bytes, now: dateti
 # --- operators ----------------------------------------------------------------------------
 
 
-def _shown_address(subscriber: Subscriber) -> str:
+SEALED_ADDRESS_SHOWN = "(sealed under another secrets key)"
+
+
+def _shown_address(session: Session, subscriber: Subscriber) -> str:
+    """The address as operators see it: webhook and apprise URLs masked (opened from their
+    sealed form first; one the secrets key does not open is named as such)."""
     kind = SubscriberKind(subscriber.kind)
     if kind is SubscriberKind.EMAIL:
         return subscriber.address
+    try:
+        address = channels.clear_address(keys.keyring_for(session), subscriber.kind,
+                                         subscriber.address_digest, subscriber.address)
+    except keys.KeyringError:
+        return SEALED_ADDRESS_SHOWN
     if kind is SubscriberKind.WEBHOOK:
-        return channels.redact_webhook(subscriber.address)
-    return channels.redact_apprise(subscriber.address)
+        return channels.redact_webhook(address)
+    return channels.redact_apprise(address)
 
 
 def subscriber_read(session: Session, subscriber: Subscriber) -> SubscriberRead:
@@ -483,7 +501,7 @@ def subscriber_read(session: Session, subscriber: Subscriber) -> SubscriberRead:
     return SubscriberRead(
         id=subscriber.id,
         kind=SubscriberKind(subscriber.kind),
-        address=_shown_address(subscriber),
+        address=_shown_address(session, subscriber),
         label=subscriber.label,
         language=Language(subscriber.language),
         status=SubscriberStatus(subscriber.status),
@@ -554,8 +572,10 @@ def add_channel(session: Session, request: ChannelCreate, *, actor: str,
         subscriber.confirmed_at = now
         subscriber.unsubscribed_at = None
     else:
+        stored = channels.stored_address(keys.keyring_for(session),
+                                         SubscriberKind.APPRISE.value, digest, url)
         subscriber = Subscriber(
-            kind=SubscriberKind.APPRISE.value, address=url, address_digest=digest,
+            kind=SubscriberKind.APPRISE.value, address=stored, address_digest=digest,
             contact_email=None, label=request.label, language=request.language.value,
             status=SubscriberStatus.CONFIRMED.value, all_components=not request.component_ids,
             anti_phishing_phrase="", signing_secret="", token_generation=0, created_by=actor,
@@ -585,7 +605,7 @@ def remove_subscriber(session: Session, subscriber_id: int, *, actor: str, reaso
     audit.record(
         session, actor=actor, action="notify.subscriber_removed",
         target=f"subscriber:{subscriber.id}",
-        details={"kind": subscriber.kind, "address": _shown_address(subscriber),
+        details={"kind": subscriber.kind, "address": _shown_address(session, subscriber),
                  "reason": reason},
         at=now,
     )
@@ -648,3 +668,26 @@ def retry_failed(session: Session, notice_id: int, *, actor: str, now: datetime)
         details={"deliveries_queued_again": int(queued)}, at=now,
     )
     return int(queued)
+
+
+@dataclass(frozen=True)
+class KeyedNotices:
+    """The notices queued under some keys and their deliveries, by state."""
+
+    notices: int
+    deliveries: OutboxCounts
+
+
+def notices_by_key(session: Session, keys: Sequence[str]) -> KeyedNotices:
+    """The notices whose keys are in ``keys`` (what a caller of :func:`enqueue_notice` named
+    them, e.g. the status page's ``status-update-<id>``) and how their deliveries stand."""
+    if not keys:
+        return KeyedNotices(0, OutboxCounts())
+    notice_ids = list(session.scalars(select(StoredNotice.id).where(StoredNotice.key.in_(keys))))
+    if not notice_ids:
+        return KeyedNotices(0, OutboxCounts())
+    query = (select(Delivery.status, func.count())
+             .where(Delivery.notice_id.in_(notice_ids)).group_by(Delivery.status))
+    counts = {str(status): int(count) for status, count in session.execute(query)}
+    return KeyedNotices(len(notice_ids), OutboxCounts(
+        **{status.value: counts.get(status.value, 0) for status in DeliveryStatus}))

@@ -1,18 +1,16 @@
 """How notices leave: SMTP (shared with paging), public address for links, outbox limits.
 
-Read from the environment once per process (``HALTGUARD_NOTIFY_*`` plus the shared
-``HALTGUARD_SMTP_*`` and ``HALTGUARD_PUBLIC_URL``); tests build :class:`NotifySettings`
-directly.
+Plain values: ``app/config.py`` builds them from the configuration file and the environment
+(``HALTGUARD_NOTIFY_*`` plus the shared ``HALTGUARD_SMTP_*`` and ``HALTGUARD_PUBLIC_URL``);
+tests build :class:`NotifySettings` directly.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from haltguard.responders.settings import SmtpSettings, settings_from_env
+from haltguard.responders.settings import PUBLIC_URL_DEFAULT, SmtpSettings
 
 LEASE_S_DEFAULT = 120
 ATTEMPTS_MAX_DEFAULT = 8
@@ -21,7 +19,7 @@ BACKOFF_BASE_S_DEFAULT = 30
 BACKOFF_MAX_S_DEFAULT = 3600
 BATCH_MAX_DEFAULT = 200
 BATCH_MAX_LIMIT = 5_000
-SENDERS_DEFAULT = 4
+SENDERS_DEFAULT = 2
 SENDERS_MAX = 32
 CONFIRMATION_TTL_S_DEFAULT = 7 * 24 * 3600
 CONFIRMATION_RESEND_S_DEFAULT = 600
@@ -29,6 +27,7 @@ SUBSCRIBE_REQUESTS_PER_MINUTE_DEFAULT = 10
 LINK_REQUESTS_PER_MINUTE_DEFAULT = 600
 CHANNEL_TIMEOUT_S_DEFAULT = 10.0
 POLL_INTERVAL_S_DEFAULT = 0.5
+SERVICE_NAME_DEFAULT = "haltguard status"
 
 
 class NotifySettingsError(ValueError):
@@ -38,9 +37,9 @@ class NotifySettingsError(ValueError):
 @dataclass(frozen=True)
 class NotifySettings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = PUBLIC_URL_DEFAULT
     """Where subscribers reach the public endpoints; confirm and unsubscribe links use it."""
-    service_name: str = "haltguard status"
+    service_name: str = SERVICE_NAME_DEFAULT
     """Shown in emails and pages as the sender's name."""
     secret: bytes = field(default=b"", repr=False)
     """Signs confirm and unsubscribe links; empty means the one kept in the database."""
@@ -102,32 +101,3 @@ class NotifySettings:
     def link_host(self) -> str:
         """The public host name, used as the Message-ID domain and List-Id."""
         return urlsplit(self.public_url).hostname or "localhost"
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise NotifySettingsError(f"{name} must be a whole number, got {raw!r}") from exc
-
-
-def notify_settings_from_env(env: Mapping[str, str] | None = None) -> NotifySettings:
-    source = os.environ if env is None else env
-    shared = settings_from_env(source)
-    return NotifySettings(
-        smtp=shared.smtp,
-        public_url=shared.public_url,
-        service_name=source.get("HALTGUARD_NOTIFY_SERVICE_NAME", "haltguard status"),
-        secret=source.get("HALTGUARD_NOTIFY_SECRET", "").encode(),
-        allow_private_webhook_hosts=source.get("HALTGUARD_NOTIFY_ALLOW_PRIVATE_WEBHOOKS", "")
-        in ("1", "true", "yes"),
-        lease_s=_int(source, "HALTGUARD_NOTIFY_LEASE_S", LEASE_S_DEFAULT),
-        attempts_max=_int(source, "HALTGUARD_NOTIFY_ATTEMPTS_MAX", ATTEMPTS_MAX_DEFAULT),
-        batch_max=_int(source, "HALTGUARD_NOTIFY_BATCH_MAX", BATCH_MAX_DEFAULT),
-        senders=_int(source, "HALTGUARD_NOTIFY_SENDERS", SENDERS_DEFAULT),
-        backoff_base_s=_int(source, "HALTGUARD_NOTIFY_BACKOFF_BASE_S", BACKOFF_BASE_S_DEFAULT),
-        backoff_max_s=_int(source, "HALTGUARD_NOTIFY_BACKOFF_MAX_S", BACKOFF_MAX_S_DEFAULT),
-    )

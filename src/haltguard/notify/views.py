@@ -9,24 +9,17 @@ operator with ``notify.read`` or ``notify.manage``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.notify import service
-from haltguard.notify.errors import (
-    ConfirmationNotSentError,
-    LinkRefusedError,
-    NotifyError,
-    RateLimitedError,
-)
+from haltguard.notify.errors import ConfirmationNotSentError, LinkRefusedError
 from haltguard.notify.models import (
     ChannelCreate,
     EmailSubscribe,
@@ -40,15 +33,17 @@ from haltguard.notify.models import (
     SubscriberStatus,
     WebhookSubscribe,
 )
-from haltguard.notify.ratelimit import RateLimiter
-from haltguard.notify.settings import NotifySettings, notify_settings_from_env
+from haltguard.notify.settings import NotifySettings
 from haltguard.notify.texts import button_form, fill, page_html, texts_for
 from haltguard.notify.tokens import TokenPurpose
 from haltguard.security.dependencies import AuthenticatedOperator, require
 from haltguard.security.permissions import Action
-from haltguard.web.dependencies import ClockDep, SessionDep
-from haltguard.web.errors import ERROR_RESPONSES, ApiError
+from haltguard.web.bounds import DbId
+from haltguard.web.context import context
+from haltguard.web.dependencies import ClockDep, ContextDep, SessionDep
+from haltguard.web.errors import ERROR_RESPONSES, KIND_STATUS
 from haltguard.web.pagination import Page, PageParamsDep, make_page
+from haltguard.web.ratelimit import limit_links, limit_requests
 
 router = APIRouter(prefix="/api/notify", tags=["notify"], responses=ERROR_RESPONSES)
 
@@ -63,65 +58,16 @@ ACCEPTED_MESSAGE = (
 )
 
 
-def notify_settings(request: Request) -> NotifySettings:
-    """``app.state.notify_settings`` if the app set it, else read once from the env."""
-    settings = getattr(request.app.state, "notify_settings", None)
-    if settings is None:
-        settings = notify_settings_from_env()
-        request.app.state.notify_settings = settings
-    assert isinstance(settings, NotifySettings)
-    return settings
+def notify_settings(operations: ContextDep) -> NotifySettings:
+    """The app's notify settings (a part of its operations context)."""
+    return operations.part(NotifySettings)
 
 
 SettingsDep = Annotated[NotifySettings, Depends(notify_settings)]
 
 
-def _limiter(request: Request) -> RateLimiter:
-    limiter = getattr(request.app.state, "notify_rate_limiter", None)
-    if limiter is None:
-        limiter = RateLimiter()
-        request.app.state.notify_rate_limiter = limiter
-    assert isinstance(limiter, RateLimiter)
-    return limiter
-
-
-def _limit(request: Request, bucket: str, per_minute: int) -> None:
-    client = request.client.host if request.client else "unknown"
-    wait_s = _limiter(request).allow(bucket, client, per_minute)
-    if wait_s:
-        raise RateLimitedError(
-            f"too many requests from your address; wait {wait_s} s and try again", wait_s
-        )
-
-
 def limit_subscribe(request: Request, settings: SettingsDep) -> None:
-    with answering():
-        _limit(request, "subscribe", settings.subscribe_requests_per_minute)
-
-
-def limit_links(request: Request, settings: SettingsDep) -> None:
-    with answering():
-        _limit(request, "link", settings.link_requests_per_minute)
-
-
-class TooManyRequests(HTTPException):
-    """429 in the API's error shape, with ``Retry-After``."""
-
-    def __init__(self, error: RateLimitedError) -> None:
-        super().__init__(429, error.message, headers={"Retry-After": str(error.retry_after_s)})
-        self.code = error.code
-        self.message = error.message
-
-
-@contextmanager
-def answering() -> Iterator[None]:
-    """Turn the domain's errors into the API's one error shape."""
-    try:
-        yield
-    except RateLimitedError as exc:
-        raise TooManyRequests(exc) from exc
-    except NotifyError as exc:
-        raise ApiError(exc.http_status, exc.code, exc.message) from exc
+    limit_requests(request, "subscribe", settings.subscribe_requests_per_minute)
 
 
 # --- public: subscribe ------------------------------------------------------------------------
@@ -162,12 +108,11 @@ def subscribe_email(
     """Subscribe an email address (double opt-in): a confirmation email with a link goes
     out; the address gets nothing else until the link is followed. The answer is the same
     whether or not the address was known."""
-    with answering():
-        now = clock.now()
-        secret = service.link_secret(session, settings, now)
-        outcome = service.subscribe_email(session, body, settings=settings, secret=secret,
-                                          now=now)
-        _send_after_commit(session, settings, outcome, clock)
+    now = clock.now()
+    secret = service.link_secret(session, settings, now)
+    outcome = service.subscribe_email(session, body, settings=settings, secret=secret,
+                                      now=now)
+    _send_after_commit(session, settings, outcome, clock)
     return _accepted(settings)
 
 
@@ -180,12 +125,11 @@ def subscribe_webhook(
     """Subscribe a webhook: its owner confirms through ``contact_email``. Each POST carries
     ``X-Haltguard-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>." + body>`` made with
     the ``signing_secret`` answered here once."""
-    with answering():
-        now = clock.now()
-        secret = service.link_secret(session, settings, now)
-        outcome = service.subscribe_webhook(session, body, settings=settings, secret=secret,
-                                            now=now)
-        _send_after_commit(session, settings, outcome, clock)
+    now = clock.now()
+    secret = service.link_secret(session, settings, now)
+    outcome = service.subscribe_webhook(session, body, settings=settings, secret=secret,
+                                        now=now)
+    _send_after_commit(session, settings, outcome, clock)
     return _accepted(settings, outcome.signing_secret)
 
 
@@ -202,7 +146,7 @@ def _refused(exc: LinkRefusedError, language: Language = Language.JA) -> HTMLRes
     other = Language.EN if language is Language.JA else Language.JA
     title = texts_for(language).pages.link_error
     return _page(language, title, [exc.message, texts_for(other).pages.link_error],
-                 status=exc.http_status)
+                 status=KIND_STATUS[exc.kind])
 
 
 def _shown(subscriber: Subscriber) -> str:
@@ -273,7 +217,7 @@ async def confirm(
     """Confirm a subscription (the button on the confirmation page)."""
     text = await _posted_token(request, token)
     return await run_in_threadpool(
-        _apply_link, request.app.state.session_factory, settings, clock.now(), text,
+        _apply_link, context(request).session_factory, settings, clock.now(), text,
         TokenPurpose.CONFIRM,
     )
 
@@ -306,7 +250,7 @@ async def unsubscribe(
     """Unsubscribe at once: the page's button, or a mail client's one-click request."""
     text = await _posted_token(request, token)
     return await run_in_threadpool(
-        _apply_link, request.app.state.session_factory, settings, clock.now(), text,
+        _apply_link, context(request).session_factory, settings, clock.now(), text,
         TokenPurpose.UNSUBSCRIBE,
     )
 
@@ -329,25 +273,23 @@ def list_subscribers(
 
 
 @router.get("/subscribers/{subscriber_id}")
-def get_subscriber(subscriber_id: int, _: Reader, session: SessionDep) -> SubscriberRead:
-    with answering():
-        return service.subscriber_read(session, service.get_subscriber(session, subscriber_id))
+def get_subscriber(subscriber_id: DbId, _: Reader, session: SessionDep) -> SubscriberRead:
+    return service.subscriber_read(session, service.get_subscriber(session, subscriber_id))
 
 
 @router.delete("/subscribers/{subscriber_id}")
 def remove_subscriber(
-    subscriber_id: int,
+    subscriber_id: DbId,
     operator: Manager,
     session: SessionDep,
     clock: ClockDep,
     reason: Annotated[str, Query(min_length=1, max_length=500)],
 ) -> SubscriberRead:
     """Stop all notices to a subscriber; kept as unsubscribed for the delivery history."""
-    with answering():
-        subscriber = service.remove_subscriber(
-            session, subscriber_id, actor=operator.actor, reason=reason, now=clock.now()
-        )
-        return service.subscriber_read(session, subscriber)
+    subscriber = service.remove_subscriber(
+        session, subscriber_id, actor=operator.actor, reason=reason, now=clock.now()
+    )
+    return service.subscriber_read(session, subscriber)
 
 
 @router.post("/channels", status_code=201)
@@ -356,9 +298,8 @@ def add_channel(
 ) -> SubscriberRead:
     """Add a social or chat channel (an apprise URL: X, Mastodon, Slack, Discord, Telegram,
     LINE ...) that posts every notice, or those about its components."""
-    with answering():
-        subscriber = service.add_channel(session, body, actor=operator.actor, now=clock.now())
-        return service.subscriber_read(session, subscriber)
+    subscriber = service.add_channel(session, body, actor=operator.actor, now=clock.now())
+    return service.subscriber_read(session, subscriber)
 
 
 @router.get("/notices")
@@ -369,12 +310,11 @@ def list_notices(_: Reader, session: SessionDep, params: PageParamsDep) -> Page[
 
 @router.post("/notices/{notice_id}/retry-failed")
 def retry_failed(
-    notice_id: int, operator: Manager, session: SessionDep, clock: ClockDep
+    notice_id: DbId, operator: Manager, session: SessionDep, clock: ClockDep
 ) -> OutboxCounts:
     """Give the notice's failed deliveries a fresh set of attempts."""
-    with answering():
-        service.retry_failed(session, notice_id, actor=operator.actor, now=clock.now())
-        return service.outbox_counts(session, notice_id)
+    service.retry_failed(session, notice_id, actor=operator.actor, now=clock.now())
+    return service.outbox_counts(session, notice_id)
 
 
 @router.get("/outbox")

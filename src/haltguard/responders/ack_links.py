@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from haltguard.responders.clock import require_aware
+from haltguard.common.clock import require_aware
 
 SECRET_BYTES_MIN = 32
 TOKEN_LENGTH_MAX = 1024

@@ -45,6 +45,9 @@ class DeliveryJob:
     kind: ChannelKind
     address: str
     message: PageMessage
+    problem: str = ""
+    """Why this job cannot be attempted (e.g. its address does not open): recorded as the
+    delivery's failure instead of sending."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ def send_apprise(url: str, message: PageMessage, timeout_s: float) -> None:
 
 def deliver(job: DeliveryJob, smtp: SmtpSettings, timeout_s: float) -> DeliveryResult:
     """Attempt one delivery; never raises, so a broken channel is a recorded result."""
+    if job.problem:
+        return DeliveryResult(False, _short(job.problem), 0)
     started = time.monotonic()
     try:
         if job.kind is ChannelKind.EMAIL:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from haltguard.incidents.rules import Category, Severity
+from haltguard.common.taxonomy import Category, Severity
 
 # The incident categories and severities are the incident rules' own (manual chapter 1).
 INCIDENT_CATEGORIES = tuple(category.value for category in Category)

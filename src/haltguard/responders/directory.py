@@ -12,12 +12,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from haltguard.common.clock import Clock
+from haltguard.db import keys
 from haltguard.responders import contacts as contact_rules
 from haltguard.responders import escalation, schedules
 from haltguard.responders.channels import ChannelError, ChannelKind, check_address, redact
-from haltguard.responders.clock import Clock
 from haltguard.responders.errors import ConflictError, InvalidInputError, NotFoundError
 from haltguard.responders.models import (
     ANY,
@@ -107,9 +108,12 @@ def put_person(session: Session, data: PersonIn, *, actor: str, clock: Clock) ->
     person.language = data.language
     person.contact_methods.clear()
     session.flush()
+    keyring = keys.keyring_for(session)
     for position, (kind, address, label) in enumerate(checked):
+        stored = address if kind is ChannelKind.EMAIL else keys.seal(
+            keyring, address, context=keys.contact_address_context(data.handle, position))
         person.contact_methods.append(
-            ContactMethod(position=position, kind=kind.value, address=address, label=label)
+            ContactMethod(position=position, kind=kind.value, address=stored, label=label)
         )
     session.flush()
     _audit(
@@ -162,6 +166,30 @@ def _person_uses(session: Session, person: Person) -> list[str]:
     return uses
 
 
+SEALED_ADDRESS_SHOWN = "(sealed under another secrets key)"
+
+
+def contact_address(method: ContactMethod) -> str:
+    """The contact's address in clear: apprise URLs carry tokens, so they are stored sealed
+    with the secrets key, bound to the person and the contact's place; email addresses as
+    given. :class:`keys.KeyringError` if the secrets key does not open it."""
+    if method.kind == ChannelKind.EMAIL.value:
+        return method.address
+    session = object_session(method)
+    assert session is not None, "a contact method is read through its session"
+    return keys.open_sealed(keys.keyring_for(session), method.address,
+                            context=keys.contact_address_context(method.person.handle,
+                                                                 method.position))
+
+
+def shown_contact_address(method: ContactMethod) -> str:
+    """The address as operators see it (apprise URLs masked)."""
+    try:
+        return redact(ChannelKind(method.kind), contact_address(method))
+    except keys.KeyringError:
+        return SEALED_ADDRESS_SHOWN
+
+
 def person_out(person: Person) -> PersonOut:
     return PersonOut(
         handle=person.handle,
@@ -170,7 +198,7 @@ def person_out(person: Person) -> PersonOut:
         contacts=[
             ContactMethodOut(
                 kind=method.kind,
-                address=redact(ChannelKind(method.kind), method.address),
+                address=shown_contact_address(method),
                 label=method.label,
             )
             for method in person.contact_methods

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import (
@@ -30,6 +30,14 @@ from haltguard.responders.escalation import ACK_TIMEOUT_S_MAX, ACK_TIMEOUT_S_MIN
 
 HANDLE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+HANDLE_LENGTH_MAX = 64  # what both patterns allow, stated for the API's schema
+KEYWORD_LENGTH_MAX = 32  # a category, a severity or "*"
+TARGET_LENGTH_MAX = 80  # "schedule:" or "person:" and a name
+TIMEZONE_LENGTH_MAX = 64
+CONFIG_PEOPLE_MAX = 1_000
+CONFIG_ITEMS_MAX = 200  # schedules, policies, routes in one set-up
+CONTACT_CATEGORIES_MAX = 64
+CONTACTS_PER_CATEGORY_MAX = 50
 ANY = "*"
 
 
@@ -339,7 +347,8 @@ class ContactMethodOut(_Shape):
 
 
 class PersonIn(_Shape):
-    handle: str = Field(pattern=HANDLE_PATTERN, description="Short id, e.g. 'tanaka'.")
+    handle: str = Field(max_length=HANDLE_LENGTH_MAX, pattern=HANDLE_PATTERN,
+                        description="Short id, e.g. 'tanaka'.")
     display_name: str = Field(min_length=1, max_length=200)
     language: Literal["ja", "en"] = "ja"
     contacts: list[ContactMethodIn] = Field(default_factory=list, max_length=10)
@@ -356,13 +365,15 @@ _HANDOFF = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 class ScheduleIn(_Shape):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(max_length=HANDLE_LENGTH_MAX, pattern=NAME_PATTERN)
     description: str = Field(default="", max_length=2000)
-    timezone: str = "Asia/Tokyo"
+    timezone: str = Field(default="Asia/Tokyo", max_length=TIMEZONE_LENGTH_MAX)
     start_date: date
-    handoff: str = Field(default="09:00", description="Local time of day, HH:MM.")
+    handoff: str = Field(default="09:00", max_length=5, description="Local time of day, HH:MM.")
     rotation_days: int = Field(default=7, ge=1, le=366)
-    members: list[str] = Field(min_length=1, max_length=100)
+    members: list[Annotated[str, Field(max_length=HANDLE_LENGTH_MAX)]] = Field(
+        min_length=1, max_length=100
+    )
 
     @field_validator("handoff")
     @classmethod
@@ -373,7 +384,7 @@ class ScheduleIn(_Shape):
 
 
 class OverrideIn(_Shape):
-    person: str = Field(pattern=HANDLE_PATTERN)
+    person: str = Field(max_length=HANDLE_LENGTH_MAX, pattern=HANDLE_PATTERN)
     start: datetime
     end: datetime
     reason: str = Field(default="", max_length=500)
@@ -409,7 +420,7 @@ class ShiftOut(_Shape):
 
 class LevelIn(_Shape):
     ack_timeout_s: int = Field(ge=ACK_TIMEOUT_S_MIN, le=ACK_TIMEOUT_S_MAX)
-    targets: list[str] = Field(
+    targets: list[Annotated[str, Field(max_length=TARGET_LENGTH_MAX)]] = Field(
         min_length=1,
         max_length=20,
         description="schedule:NAME, person:HANDLE, contacts:primary or contacts:backup",
@@ -417,7 +428,7 @@ class LevelIn(_Shape):
 
 
 class PolicyIn(_Shape):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(max_length=HANDLE_LENGTH_MAX, pattern=NAME_PATTERN)
     description: str = Field(default="", max_length=2000)
     repeat_count: int = Field(default=0, ge=0, le=5)
     levels: list[LevelIn] = Field(min_length=1, max_length=LEVELS_MAX)
@@ -427,35 +438,48 @@ PolicyOut = PolicyIn
 
 
 class RouteIn(_Shape):
-    category: str = Field(default=ANY, description="An incident category, or * for any.")
-    severity: str = Field(default=ANY, description="SEV1..SEV4, or * for any.")
-    policy: str = Field(pattern=NAME_PATTERN)
+    category: str = Field(default=ANY, max_length=KEYWORD_LENGTH_MAX,
+                          description="An incident category, or * for any.")
+    severity: str = Field(default=ANY, max_length=KEYWORD_LENGTH_MAX,
+                          description="SEV1..SEV4, or * for any.")
+    policy: str = Field(max_length=HANDLE_LENGTH_MAX, pattern=NAME_PATTERN)
 
 
 RouteOut = RouteIn
 
 
 class ContactIn(_Shape):
-    person: str = Field(pattern=HANDLE_PATTERN)
-    backup: str = Field(pattern=HANDLE_PATTERN)
+    person: str = Field(max_length=HANDLE_LENGTH_MAX, pattern=HANDLE_PATTERN)
+    backup: str = Field(max_length=HANDLE_LENGTH_MAX, pattern=HANDLE_PATTERN)
     role: str = Field(default="", max_length=200)
+
+
+CategoryContactsIn = Annotated[list[ContactIn], Field(max_length=CONTACTS_PER_CATEGORY_MAX)]
+"""One category's contacts, in the order they are called."""
+ContactTreeIn = Annotated[
+    dict[Annotated[str, Field(max_length=KEYWORD_LENGTH_MAX)], CategoryContactsIn],
+    Field(max_length=CONTACT_CATEGORIES_MAX),
+]
+"""The contact tree: each incident category's contacts."""
+RoutesIn = Annotated[list[RouteIn], Field(max_length=CONFIG_ITEMS_MAX)]
+"""The routing table, first match wins."""
 
 
 class OncallConfig(_Shape):
     """The whole on-call set-up as one YAML document; applied all at once or not at all."""
 
-    people: list[PersonIn] = Field(default_factory=list)
-    schedules: list[ScheduleIn] = Field(default_factory=list)
-    policies: list[PolicyIn] = Field(default_factory=list)
-    routes: list[RouteIn] = Field(default_factory=list)
-    contact_tree: dict[str, list[ContactIn]] | None = None
+    people: list[PersonIn] = Field(default_factory=list, max_length=CONFIG_PEOPLE_MAX)
+    schedules: list[ScheduleIn] = Field(default_factory=list, max_length=CONFIG_ITEMS_MAX)
+    policies: list[PolicyIn] = Field(default_factory=list, max_length=CONFIG_ITEMS_MAX)
+    routes: RoutesIn = Field(default_factory=list)
+    contact_tree: ContactTreeIn | None = None
 
 
 class PageIn(_Shape):
     incident_id: str = Field(min_length=1, max_length=64)
     summary: str = Field(min_length=1, max_length=2000)
-    category: str
-    severity: str
+    category: str = Field(max_length=KEYWORD_LENGTH_MAX)
+    severity: str = Field(max_length=KEYWORD_LENGTH_MAX)
 
 
 class PersonPageIn(_Shape):
@@ -463,8 +487,8 @@ class PersonPageIn(_Shape):
 
     incident_id: str = Field(min_length=1, max_length=64)
     summary: str = Field(min_length=1, max_length=2000)
-    category: str
-    severity: str
+    category: str = Field(max_length=KEYWORD_LENGTH_MAX)
+    severity: str = Field(max_length=KEYWORD_LENGTH_MAX)
     reason: str = Field(min_length=1, max_length=500)
     ack_timeout_s: int | None = Field(default=None, ge=60, le=24 * 3600)
 

@@ -24,17 +24,23 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import Clock, require_aware
+from haltguard.db import keys
+from haltguard.db.session import session_scope
 from haltguard.responders import contacts as contact_rules
 from haltguard.responders import directory, escalation, schedules
-from haltguard.responders.ack_links import AckTokenError, sign_ack_token, verify_ack_token
+from haltguard.responders.ack_links import (
+    AckGrant,
+    AckTokenError,
+    sign_ack_token,
+    verify_ack_token,
+)
 from haltguard.responders.channels import (
     ChannelKind,
     DeliveryJob,
     DeliveryResult,
     deliver_all,
-    redact,
 )
-from haltguard.responders.clock import Clock, require_aware
 from haltguard.responders.errors import (
     AckRefusedError,
     ConflictError,
@@ -59,7 +65,7 @@ from haltguard.responders.models import (
     Person,
     ResponderSecret,
 )
-from haltguard.responders.settings import ResponderSettings, settings_from_env
+from haltguard.responders.settings import ResponderSettings
 from haltguard.responders.texts import Language, event_text, page_message
 from haltguard.security import audit
 
@@ -149,21 +155,24 @@ def _event(
 
 
 def ack_secret(session: Session, settings: ResponderSettings) -> bytes:
-    """``HALTGUARD_ACK_SECRET`` when set; else one generated once and kept in the database,
-    so links survive restarts and work on every node."""
+    """``HALTGUARD_ACK_SECRET`` when set; else one generated once and kept in the database
+    (encrypted with the secrets key, ``db/keys.py``), so links survive restarts and
+    work on every node that has the same keys."""
     if settings.ack_secret:
         return settings.ack_secret
+    keyring = keys.keyring_for(session)
+    context = keys.responder_secret_context(ACK_SECRET_NAME)
     stored = session.get(ResponderSecret, ACK_SECRET_NAME)
     if stored is None:
+        sealed = keys.seal(keyring, secrets.token_urlsafe(48), context=context)
         try:
             with session.begin_nested():
-                session.add(ResponderSecret(name=ACK_SECRET_NAME,
-                                            value=secrets.token_urlsafe(48)))
+                session.add(ResponderSecret(name=ACK_SECRET_NAME, value=sealed))
         except IntegrityError:
             pass
         stored = session.get(ResponderSecret, ACK_SECRET_NAME, populate_existing=True)
         assert stored is not None, "the secret row exists after insert or a concurrent insert"
-    return stored.value.encode()
+    return keys.open_sealed(keyring, stored.value, context=context).encode()
 
 
 def ack_url(
@@ -244,7 +253,12 @@ def _job_for(
         ack_url=ack_url(settings, secret, page_id=page.id, responder=person.handle, now=now),
         language=cast(Language, person.language),
     )
-    return DeliveryJob(ChannelKind(method.kind), method.address, message)
+    try:
+        address = directory.contact_address(method)
+    except keys.KeyringError as exc:
+        return DeliveryJob(ChannelKind(method.kind), "", message,
+                           problem=f"cannot open the contact's address: {exc}")
+    return DeliveryJob(ChannelKind(method.kind), address, message)
 
 
 def _record_attempt(
@@ -299,7 +313,7 @@ def _notify(
         for method in recipient.person.contact_methods:
             delivery = PageDelivery(
                 page_id=page.id, contact_method_id=method.id, kind=method.kind,
-                address_shown=redact(ChannelKind(method.kind), method.address),
+                address_shown=directory.shown_contact_address(method),
                 status=DeliveryStatus.RETRYING, attempts=0,
             )
             notification.deliveries.append(delivery)
@@ -389,7 +403,7 @@ def _page_from(
 
 
 def _settings(settings: ResponderSettings | None) -> ResponderSettings:
-    return settings if settings is not None else settings_from_env()
+    return settings if settings is not None else ResponderSettings()
 
 
 def page(
@@ -575,20 +589,41 @@ def acknowledge(
     return current
 
 
+def page_for_ack_link(
+    session: Session, *, page_id: int, token: str, clock: Clock,
+    settings: ResponderSettings | None = None,
+) -> Page:
+    """The page a signed link may acknowledge, changing nothing. The token is checked before
+    the page is looked up, so a bad link gets the same :class:`AckRefusedError` whether the
+    page exists or not (no telling which page ids exist)."""
+    _grant_of(session, page_id=page_id, token=token, clock=clock, settings=settings)
+    try:
+        return get_page(session, page_id)
+    except NotFoundError as exc:
+        raise AckRefusedError("no such page") from exc
+
+
 def acknowledge_with_token(
     session: Session, *, page_id: int, token: str, clock: Clock,
     settings: ResponderSettings | None = None,
 ) -> Page:
     """Acknowledge through a signed link; :class:`AckRefusedError` when the token is forged,
     expired or made for another page."""
+    grant = _grant_of(session, page_id=page_id, token=token, clock=clock, settings=settings)
+    return acknowledge(session, page_id=page_id, actor=f"responder:{grant.responder}",
+                       via="link", clock=clock)
+
+
+def _grant_of(
+    session: Session, *, page_id: int, token: str, clock: Clock,
+    settings: ResponderSettings | None,
+) -> AckGrant:
     secret = ack_secret(session, _settings(settings))
     try:
-        grant = verify_ack_token(secret, token, page_id=page_id, now=clock.now())
+        return verify_ack_token(secret, token, page_id=page_id, now=clock.now())
     except AckTokenError as exc:
         log.warning("refused an ack link for page %s: %s", page_id, exc)
         raise AckRefusedError(str(exc)) from exc
-    return acknowledge(session, page_id=page_id, actor=f"responder:{grant.responder}",
-                       via="link", clock=clock)
 
 
 def cancel_page(
@@ -749,8 +784,6 @@ def run_escalation_loop(
     until ``stop_event`` is set. A failing tick is logged and tried again next time."""
     if interval_s < LOOP_INTERVAL_S_MIN:
         raise ValueError(f"interval_s must be at least {LOOP_INTERVAL_S_MIN}")
-    from haltguard.db.session import session_scope
-
     while not stop_event.is_set():
         try:
             with session_scope(session_factory) as session:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from haltguard.responders.clock import require_aware
+from haltguard.common.clock import require_aware
 
 DEFAULT_TIMEZONE = "Asia/Tokyo"
 ROTATION_DAYS_MAX = 366

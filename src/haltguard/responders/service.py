@@ -24,7 +24,7 @@ events back from the ``page_events`` table.
 
 from __future__ import annotations
 
-from haltguard.responders.clock import Clock, ManualClock, SystemClock
+from haltguard.common.clock import Clock, ManualClock, SystemClock
 from haltguard.responders.directory import (
     add_override,
     apply_config,
@@ -86,7 +86,7 @@ from haltguard.responders.paging import (
     run_escalation_loop,
     start_escalation_thread,
 )
-from haltguard.responders.settings import ResponderSettings, SmtpSettings, settings_from_env
+from haltguard.responders.settings import ResponderSettings, SmtpSettings
 
 __all__ = [
     "DIRECT_PLAN_NAME",
@@ -151,7 +151,6 @@ __all__ = [
     "schedule_spec",
     "set_category_contacts",
     "set_routes",
-    "settings_from_env",
     "start_escalation_thread",
     "upcoming_shifts",
 ]

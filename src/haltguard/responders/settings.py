@@ -1,13 +1,12 @@
 """Where pages go out from: SMTP server, the public address for ack links, their secret.
 
-Read from the environment once per call so a running service picks up what the operator set;
-tests build :class:`ResponderSettings` directly.
+Plain values: ``app/config.py`` builds them from the configuration file and the environment
+(``HALTGUARD_SMTP_*``, ``HALTGUARD_PUBLIC_URL``, ``HALTGUARD_ACK_*``); tests build
+:class:`ResponderSettings` directly.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -15,6 +14,8 @@ ACK_LINK_TTL_S_DEFAULT = 24 * 3600
 ACK_LINK_TTL_S_MAX = 7 * 24 * 3600
 CHANNEL_TIMEOUT_S_DEFAULT = 10.0
 CHANNEL_TIMEOUT_S_MAX = 60.0
+PUBLIC_URL_DEFAULT = "http://127.0.0.1:8000"
+"""``serve``'s own address with its default host and port (``app/config.py``)."""
 
 
 class SettingsError(ValueError):
@@ -41,7 +42,7 @@ class SmtpSettings:
 @dataclass(frozen=True)
 class ResponderSettings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = PUBLIC_URL_DEFAULT
     """Base address responders can reach; ack links are built on it."""
     ack_secret: bytes = field(default=b"", repr=False)
     """Empty means: use the secret generated once and kept in the database."""
@@ -63,39 +64,3 @@ class ResponderSettings:
                 "HALTGUARD_ACK_SECRET must be at least 32 characters; "
                 "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from exc
-
-
-def settings_from_env(env: Mapping[str, str] | None = None) -> ResponderSettings:
-    """Settings from ``HALTGUARD_SMTP_*``, ``HALTGUARD_PUBLIC_URL``, ``HALTGUARD_ACK_*``."""
-    source = os.environ if env is None else env
-    security_text = source.get("HALTGUARD_SMTP_SECURITY", SmtpSecurity.NONE.value).lower()
-    try:
-        security = SmtpSecurity(security_text)
-    except ValueError as exc:
-        raise SettingsError(
-            f"HALTGUARD_SMTP_SECURITY must be none, starttls or ssl, got {security_text!r}"
-        ) from exc
-    smtp = SmtpSettings(
-        host=source.get("HALTGUARD_SMTP_HOST", "localhost"),
-        port=_int(source, "HALTGUARD_SMTP_PORT", 465 if security is SmtpSecurity.SSL else 25),
-        security=security,
-        username=source.get("HALTGUARD_SMTP_USERNAME", ""),
-        password=source.get("HALTGUARD_SMTP_PASSWORD", ""),
-        sender=source.get("HALTGUARD_SMTP_FROM", "haltguard@localhost"),
-    )
-    return ResponderSettings(
-        smtp=smtp,
-        public_url=source.get("HALTGUARD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
-        ack_secret=source.get("HALTGUARD_ACK_SECRET", "").encode(),
-        ack_link_ttl_s=_int(source, "HALTGUARD_ACK_LINK_TTL_S", ACK_LINK_TTL_S_DEFAULT),
-    )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Literal
 
-from haltguard.incidents.rules import CATEGORIES, Category
+from haltguard.common.taxonomy import CATEGORIES, Category
 
 Language = Literal["ja", "en"]
 LANGUAGES: tuple[Language, ...] = ("ja", "en")
@@ -143,9 +143,15 @@ def event_text(kind: str, language: Language, **values: object) -> str:
     return EVENT_TEXTS[kind][language].format(**values)
 
 
-AckOutcome = Literal["acknowledged", "already", "refused"]
+AckOutcome = Literal["confirm", "acknowledged", "already", "refused"]
 
 _ACK_PAGE: dict[AckOutcome, dict[Language, str]] = {
+    "confirm": {
+        "ja": "呼出 {page_id}（インシデント {incident_id}）を確認しますか。"
+        "下のボタンで確認すると、エスカレーションが停止します。",
+        "en": "Acknowledge page {page_id} (incident {incident_id})? Escalation stops when you "
+        "press the button below.",
+    },
     "acknowledged": {
         "ja": "呼出 {page_id}（インシデント {incident_id}）を確認しました。"
         "エスカレーションは停止しました。",
@@ -162,6 +168,8 @@ _ACK_PAGE: dict[AckOutcome, dict[Language, str]] = {
         "(haltguard oncall ack {page_id}) or the API.",
     },
 }
+
+ACK_BUTTON = "確認する / Acknowledge"
 
 _REFUSAL_REASONS_JA = {
     "the link is malformed": "リンクの形式が正しくありません",
@@ -180,8 +188,12 @@ def ack_page_html(
     actor: str = "",
     status: str = "",
     reason: str = "",
+    form_action: str = "",
+    token: str = "",
 ) -> str:
-    """The small bilingual page a responder sees after opening an ack link."""
+    """The small bilingual page a responder sees after opening an ack link. ``confirm``
+    carries a form that posts ``token`` to ``form_action`` (plain HTML, no script): opening
+    the link only asks, since mail scanners open links nobody read."""
     paragraphs = []
     for lang in LANGUAGES:
         shown_reason = _REFUSAL_REASONS_JA.get(reason, reason) if lang == "ja" else reason
@@ -193,7 +205,15 @@ def ack_page_html(
             reason=shown_reason,
         )
         paragraphs.append(f'<p lang="{lang}">{escape(text)}</p>')
-    title = {"acknowledged": "確認済み / Acknowledged", "already": "確認済み / Already handled",
+    if outcome == "confirm":
+        assert form_action and token, "a confirmation page needs its form"
+        paragraphs.append(
+            f'<form method="post" action="{escape(form_action)}">'
+            f'<input type="hidden" name="token" value="{escape(token)}">'
+            f'<button type="submit">{escape(ACK_BUTTON)}</button></form>'
+        )
+    title = {"confirm": "呼出の確認 / Acknowledge page",
+             "acknowledged": "確認済み / Acknowledged", "already": "確認済み / Already handled",
              "refused": "確認できません / Cannot acknowledge"}[outcome]
     return (
         "<!doctype html>\n<html><head><meta charset=\"utf-8\">"

@@ -1,31 +1,28 @@
-"""Errors of the status page, each with a stable code and the HTTP status it maps to.
-
-They subclass ``HTTPException`` so the app's standard handler answers with
-``{"error": {"code", "message"}}``; the CLI prints ``.message``.
+"""Errors of the status page: :class:`StatusError`, the domain's one base of
+:class:`~haltguard.common.errors.HaltguardError`, with a stable code and a kind the web
+layer maps to the HTTP status; the API answers ``{"error": {"code", "message"}}``, the CLI
+prints ``.message``.
 """
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+from haltguard.common.errors import ErrorKind, HaltguardError
 
 
-class StatusError(HTTPException):
-    def __init__(self, status_code: int, code: str, message: str) -> None:
-        super().__init__(status_code=status_code, detail=message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class StatusError(HaltguardError):
+    def __init__(self, kind: ErrorKind, code: str, message: str) -> None:
+        super().__init__(message, kind=kind, code=code)
 
 
 def not_found(what: str, which: object, hint: str) -> StatusError:
-    return StatusError(404, f"{what.replace(' ', '_')}_not_found", f"no {what} {which}; {hint}")
+    return StatusError(
+        ErrorKind.NOT_FOUND, f"{what.replace(' ', '_')}_not_found", f"no {what} {which}; {hint}"
+    )
 
 
 def invalid(code: str, message: str) -> StatusError:
-    return StatusError(422, code, message)
+    return StatusError(ErrorKind.INVALID, code, message)
 
 
 def conflict(code: str, message: str) -> StatusError:
-    return StatusError(409, code, message)
+    return StatusError(ErrorKind.CONFLICT, code, message)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from haltguard.common.clock import Clock
 from haltguard.db.session import session_scope
 from haltguard.incidents import service as incidents
 from haltguard.incidents.models import Incident, TimelineKind
@@ -25,7 +26,6 @@ from haltguard.status.components import SYSTEM_ACTOR
 from haltguard.status.models import CadencePage
 from haltguard.status.publisher import StatusPublisher
 from haltguard.status.settings import LOOP_INTERVAL_S_MIN, StatusSettings
-from haltguard.web.clock import Clock
 
 log = logging.getLogger(__name__)
 

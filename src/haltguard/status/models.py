@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import (
@@ -191,6 +191,7 @@ class StatusRevision(Base):
 
 _Text = Field(min_length=1, max_length=TEXT_LENGTH_MAX)
 _Name = Field(default=None, min_length=1, max_length=NAME_LENGTH_MAX)
+_ComponentKey = Annotated[str, Field(max_length=KEY_LENGTH_MAX)]
 
 
 def _clean_keys(values: list[str]) -> list[str]:
@@ -252,7 +253,9 @@ class IncidentDraftRequest(BaseModel):
     cause_ja: str | None = Field(default=None, min_length=1, max_length=2_000)
     cause_en: str | None = Field(default=None, min_length=1, max_length=2_000)
     expected_recovery_at: datetime | None = None
-    components: list[str] | None = None
+    components: list[_ComponentKey] | None = Field(
+        default=None, max_length=COMPONENTS_PER_ITEM_MAX
+    )
 
     _keys = field_validator("components")(_clean_optional_keys)
 
@@ -267,7 +270,9 @@ class DraftEdit(BaseModel):
     name_en: str | None = _Name
     body_ja: str | None = Field(default=None, min_length=1, max_length=TEXT_LENGTH_MAX)
     body_en: str | None = Field(default=None, min_length=1, max_length=TEXT_LENGTH_MAX)
-    components: list[str] | None = None
+    components: list[_ComponentKey] | None = Field(
+        default=None, max_length=COMPONENTS_PER_ITEM_MAX
+    )
 
     _keys = field_validator("components")(_clean_optional_keys)
 
@@ -279,7 +284,7 @@ class MaintenanceCreate(BaseModel):
 
     scheduled_for: datetime
     scheduled_until: datetime
-    components: list[str] = Field(min_length=1)
+    components: list[_ComponentKey] = Field(min_length=1, max_length=COMPONENTS_PER_ITEM_MAX)
     name_ja: str | None = _Name
     name_en: str | None = _Name
     details_ja: str | None = Field(default=None, min_length=1, max_length=2_000)

@@ -19,6 +19,11 @@ from haltguard.status.models import StatusUpdate
 from haltguard.status.texts import Bilingual, update_label
 
 
+def notice_key(update_id: int) -> str:
+    """The key of the notice of published update ``update_id``: one notice per update."""
+    return f"status-update-{update_id}"
+
+
 def _subject(label: str, name: str) -> str:
     return f"[{label}] {name}"[:200]
 
@@ -30,7 +35,7 @@ def queue_update_notice(
     """Queue the notice of the published ``update`` of the event called ``name``; keyed by
     the update, so it is queued once."""
     notice = notify.Notice(
-        key=f"status-update-{update.id}",
+        key=notice_key(update.id),
         kind=kind,
         affected_component_ids=list(update.components),
         ja=NoticeText(subject=_subject(update_label(update.status, "ja"), name.ja),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.common.clock import Clock
 from haltguard.db.session import session_scope
 from haltguard.status import service
 from haltguard.status.settings import StatusSettings
@@ -25,7 +26,6 @@ from haltguard.status.site import Site, build_site, export_site
 from haltguard.status.snapshot import Snapshot
 from haltguard.venue.control import VenueControl
 from haltguard.venue.types import MarketState
-from haltguard.web.clock import Clock
 
 log = logging.getLogger(__name__)
 

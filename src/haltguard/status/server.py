@@ -218,7 +218,7 @@ def _run_worker(sock: socket.socket, directory: Path) -> None:
     """One worker's event loop; uvloop's when it is installed (less CPU per request)."""
     watcher = DirectoryWatcher(directory)
     try:
-        import uvloop
+        import uvloop  # noqa: PLC0415 - optional (not on Windows), loaded only in a worker
 
         runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
     except ImportError:

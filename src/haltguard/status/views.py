@@ -14,15 +14,17 @@ maintenance and the update cadence, each guarded by one action of the permission
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Query, Request
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from haltguard.common.clock import Clock
+from haltguard.responders.settings import ResponderSettings
 from haltguard.security.dependencies import AuthenticatedOperator, require
 from haltguard.security.permissions import Action
 from haltguard.status import flows, service
@@ -42,6 +44,9 @@ from haltguard.status.models import (
 from haltguard.status.publisher import DirectoryExporter, StatusPublisher
 from haltguard.status.settings import StatusSettings
 from haltguard.status.site import Site, SiteFile
+from haltguard.venue.control import VenueControl
+from haltguard.web.bounds import DbId, Key
+from haltguard.web.context import context_of
 from haltguard.web.dependencies import ClockDep, SessionDep
 from haltguard.web.errors import ERROR_RESPONSES
 from haltguard.web.pagination import Page, PageParamsDep, make_page, paginate
@@ -49,35 +54,26 @@ from haltguard.web.pagination import Page, PageParamsDep, make_page, paginate
 LOOP_STOP_S_MAX = 10.0
 CACHE_CONTROL = "public, max-age=5"
 
-_publisher_lock = threading.Lock()
-
-
 def status_settings_of(app: Any) -> StatusSettings:
-    """``app.state.status_settings`` if the app set it, else read once from the env."""
-    settings = getattr(app.state, "status_settings", None)
-    if settings is None:
-        settings = StatusSettings.from_env()
-        app.state.status_settings = settings
-    assert isinstance(settings, StatusSettings)
-    return settings
+    """The app's status settings (a part of its operations context)."""
+    return context_of(app).part(StatusSettings)
+
+
+def new_publisher(
+    session_factory: sessionmaker[Session], clock: Clock, settings: StatusSettings,
+    venue: VenueControl | None,
+) -> StatusPublisher:
+    """The one publisher of an operations app: the composition root makes it at build time,
+    writing the site to every ``settings.export_dirs`` too."""
+    return StatusPublisher(
+        session_factory, clock, settings, venue=venue,
+        hooks=tuple(DirectoryExporter(path) for path in settings.export_dirs),
+    )
 
 
 def publisher_of(app: Any) -> StatusPublisher:
-    """The app's one publisher, made on first use from what ``create_app`` put in state."""
-    publisher = getattr(app.state, "status_publisher", None)
-    if publisher is None:
-        with _publisher_lock:
-            publisher = getattr(app.state, "status_publisher", None)
-            if publisher is None:
-                settings = status_settings_of(app)
-                publisher = StatusPublisher(
-                    app.state.session_factory, app.state.clock, settings,
-                    venue=getattr(app.state, "venue_control", None),
-                    hooks=tuple(DirectoryExporter(path) for path in settings.export_dirs),
-                )
-                app.state.status_publisher = publisher
-    assert isinstance(publisher, StatusPublisher)
-    return publisher
+    """The app's one publisher, made by the composition root (a part of its context)."""
+    return context_of(app).part(StatusPublisher)
 
 
 @asynccontextmanager
@@ -89,7 +85,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         return
     thread, stop = flows.start_status_thread(
         publisher_of(app), settings.loop_interval_s,
-        responder_settings=getattr(app.state, "responder_settings", None),
+        responder_settings=context_of(app).optional_part(ResponderSettings),
     )
     try:
         yield
@@ -135,7 +131,7 @@ def list_components(
 @router.post("/api/status/components/{component_key}/override",
              summary="Show a status whatever the rules say, until cleared (audited)")
 def override_component(
-    *, component_key: str, body: OverrideRequest, operator: Overrider, session: SessionDep,
+    *, component_key: Key, body: OverrideRequest, operator: Overrider, session: SessionDep,
     clock: ClockDep, request: Request, tasks: BackgroundTasks,
 ) -> ComponentRead:
     _up_to_date(request)
@@ -148,7 +144,7 @@ def override_component(
 @router.post("/api/status/components/{component_key}/clear-override",
              summary="Go back to the status the rules choose (audited)")
 def clear_component_override(
-    *, component_key: str, body: ClearOverrideRequest, operator: Overrider,
+    *, component_key: Key, body: ClearOverrideRequest, operator: Overrider,
     session: SessionDep, clock: ClockDep, request: Request, tasks: BackgroundTasks,
 ) -> ComponentRead:
     component = service.clear_override(session, component_key, body.reason,
@@ -163,7 +159,7 @@ def clear_component_override(
 @router.post("/api/status/incidents/{incident_id}/drafts", status_code=201,
              summary="Draft a public update of an incident from the template")
 def draft_incident_update(
-    *, incident_id: int, body: IncidentDraftRequest, operator: Drafter, session: SessionDep,
+    *, incident_id: DbId, body: IncidentDraftRequest, operator: Drafter, session: SessionDep,
     clock: ClockDep, request: Request,
 ) -> UpdateRead:
     _up_to_date(request)
@@ -179,8 +175,8 @@ def draft_incident_update(
 def list_updates(
     *, _operator: Reader, session: SessionDep, page: PageParamsDep,
     state: Annotated[UpdateState | None, Query()] = None,
-    incident_id: Annotated[int | None, Query(ge=1)] = None,
-    maintenance_id: Annotated[int | None, Query(ge=1)] = None,
+    incident_id: Annotated[DbId | None, Query()] = None,
+    maintenance_id: Annotated[DbId | None, Query()] = None,
 ) -> Page[UpdateRead]:
     query = service.updates_query(state=state, incident_id=incident_id,
                                   maintenance_id=maintenance_id)
@@ -189,13 +185,13 @@ def list_updates(
 
 
 @router.get("/api/status/updates/{update_id}", summary="One update or draft")
-def get_update(*, update_id: int, _operator: Reader, session: SessionDep) -> UpdateRead:
+def get_update(*, update_id: DbId, _operator: Reader, session: SessionDep) -> UpdateRead:
     return UpdateRead.model_validate(service.get_update(session, update_id))
 
 
 @router.patch("/api/status/updates/{update_id}", summary="Edit a draft before publishing")
 def edit_update(
-    *, update_id: int, body: DraftEdit, operator: Drafter, session: SessionDep, clock: ClockDep
+    *, update_id: DbId, body: DraftEdit, operator: Drafter, session: SessionDep, clock: ClockDep
 ) -> UpdateRead:
     update = service.edit_draft(session, update_id, body, actor=operator.username,
                                 now=clock.now())
@@ -204,7 +200,7 @@ def edit_update(
 
 @router.post("/api/status/updates/{update_id}/discard", summary="Throw a draft away")
 def discard_update(
-    *, update_id: int, operator: Drafter, session: SessionDep, clock: ClockDep
+    *, update_id: DbId, operator: Drafter, session: SessionDep, clock: ClockDep
 ) -> UpdateRead:
     update = service.discard_draft(session, update_id, actor=operator.username, now=clock.now())
     return UpdateRead.model_validate(update)
@@ -213,7 +209,7 @@ def discard_update(
 @router.post("/api/status/updates/{update_id}/publish",
              summary="Publish a draft: on the page, in the incident timeline, to subscribers")
 def publish_update(
-    *, update_id: int, operator: Publisher, session: SessionDep, clock: ClockDep,
+    *, update_id: DbId, operator: Publisher, session: SessionDep, clock: ClockDep,
     request: Request, tasks: BackgroundTasks,
 ) -> UpdateRead:
     _up_to_date(request)
@@ -249,7 +245,7 @@ def list_maintenances(
 @router.post("/api/status/maintenances/{maintenance_id}/drafts", status_code=201,
              summary="Draft a progress update of a maintenance")
 def draft_maintenance_update(
-    *, maintenance_id: int, body: MaintenanceDraftRequest, operator: Scheduler,
+    *, maintenance_id: DbId, body: MaintenanceDraftRequest, operator: Scheduler,
     session: SessionDep, clock: ClockDep,
 ) -> UpdateRead:
     update = service.draft_maintenance_update(session, maintenance_id, body,
