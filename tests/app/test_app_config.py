@@ -7,8 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from haltguard.app.config import ConfigError, load_config, reference_table
-from haltguard.responders.settings import SmtpSecurity
+from haltguard.app.config import (
+    ConfigError,
+    cli_database_url,
+    cli_keyring,
+    client_config_dir,
+    load_config,
+    reference_table,
+)
+from haltguard.incidents.rules import Severity
+from haltguard.notify.settings import NotifySettings
+from haltguard.responders.settings import ResponderSettings, SmtpSecurity
+from haltguard.security.config import SecuritySettings
+from haltguard.status.settings import StatusSettings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -237,3 +248,72 @@ def test_the_serve_additions_have_safe_defaults_and_are_checked(tmp_path: Path) 
     assert explicit.drill_targets.time_to_halt_s == 2.5
     with pytest.raises(ConfigError, match=r"status.loop_interval_s = 0.1 .* must be 0 \(off\)"):
         load_config(write(tmp_path, "[status]\nloop_interval_s = 0.1\n"), environ={})
+
+
+def test_every_domain_gets_its_settings_from_the_one_configuration(tmp_path: Path) -> None:
+    path = write(tmp_path, "[security]\nknown_address_days = 30\nlockout_minutes = 20\n"
+                           "[notify]\nbatch_max = 50\n[status]\nname_en = \"Example status\"\n")
+    config = load_config(path, environ={
+        "HALTGUARD_PUBLIC_URL": "https://ops.example.jp",
+        "HALTGUARD_NOTIFY_LEASE_S": "60",
+        "HALTGUARD_NOTIFY_SECRET": "a-notice-link-secret-long-enough-to-use",
+        "HALTGUARD_STATUS_UPDATE_EVERY": "SEV1=10,SEV4=off",
+        "HALTGUARD_STATUS_EXPORT_DIR": "/srv/status-a:/srv/status-b",
+    })
+    assert (config.security.known_address_days, config.security.lockout_minutes) == (30, 20)
+    notify = config.notify_settings()
+    assert (notify.lease_s, notify.batch_max) == (60, 50)
+    assert notify.secret == b"a-notice-link-secret-long-enough-to-use"
+    assert notify.public_url == config.paging.public_url == "https://ops.example.jp"
+    assert notify.smtp == config.paging.smtp
+    status = config.status_settings()
+    assert status.url == "https://ops.example.jp/status/"
+    assert status.name.en == "Example status"
+    assert status.update_every_minutes[Severity.SEV1] == 10
+    assert status.update_every_minutes[Severity.SEV4] is None
+    assert status.export_dirs == (Path("/srv/status-a"), Path("/srv/status-b"))
+    assert status.loop_interval_s == 0.0, "serve runs the status loop, not the page's app"
+
+
+def test_each_default_exists_once_and_the_domains_agree_with_the_documented_one() -> None:
+    config = load_config(None, environ={})
+    assert config.paging.public_url == ResponderSettings().public_url == NotifySettings().public_url
+    assert config.notify_settings().senders == NotifySettings().senders == 2
+    assert config.security == SecuritySettings(), "every security knob defaults as documented"
+    assert config.status_settings().url == StatusSettings().url
+    assert config.status_settings().name == StatusSettings().name
+
+
+def test_a_bad_domain_variable_names_the_variable_and_what_is_allowed() -> None:
+    with pytest.raises(ConfigError, match=r"HALTGUARD_NOTIFY_LEASE_S must be 1\.\.3600, got 0"):
+        load_config(None, environ={"HALTGUARD_NOTIFY_LEASE_S": "0"})
+    with pytest.raises(ConfigError, match=r"\(from environment variable "
+                                          r"HALTGUARD_STATUS_UPDATE_EVERY\) is not a cadence"):
+        load_config(None, environ={"HALTGUARD_STATUS_UPDATE_EVERY": "SEV9=5"})
+    with pytest.raises(ConfigError, match=r"security\.known_address_days = 0 \(from "):
+        load_config(None, environ={}, overrides={"security.known_address_days": 0})
+
+
+def test_the_commands_beside_serve_find_the_database_and_keys_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    key = "ab" * 32
+    assert cli_database_url({"HALTGUARD_DATABASE_URL": "postgresql://db/haltguard"}) == \
+        "postgresql://db/haltguard"
+    keyring = cli_keyring("postgresql://db/haltguard",
+                          {"HALTGUARD_DATA_DIR": str(tmp_path), "HALTGUARD_AUDIT_KEY": key})
+    assert keyring.settings.data_dir == tmp_path
+    assert keyring.settings.audit_key == bytes.fromhex(key)
+    beside = cli_keyring(f"sqlite:///{tmp_path / 'db' / 'haltguard.sqlite3'}", {})
+    assert beside.settings.data_dir == tmp_path / "db"
+    assert client_config_dir({"HALTGUARD_CONFIG_DIR": str(tmp_path)}) == tmp_path
+
+
+def test_only_the_configuration_module_reads_the_environment() -> None:
+    source = Path(__file__).resolve().parents[2] / "src" / "haltguard"
+    allowed = {source / "app" / "config.py"}
+    readers = [str(path.relative_to(source)) for path in sorted(source.rglob("*.py"))
+               if path not in allowed
+               and ("os.environ" in (text := path.read_text(encoding="utf-8"))
+                    or "getenv" in text)]
+    assert readers == [], f"read the environment in app/config.py instead: {readers}"

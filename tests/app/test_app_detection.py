@@ -17,6 +17,7 @@ from haltguard.app.config import ConfigError, load_config
 from haltguard.app.system import System, start_system
 from haltguard.detection import service as detection
 from haltguard.detection.service import DetectionUnavailableError
+from haltguard.gateway.context import venue_context_of
 from haltguard.gateway.demo import set_up_demo
 from haltguard.incidents.models import Incident
 
@@ -71,7 +72,7 @@ def test_the_system_runs_detection_and_its_monitors_report_on_metrics(system: Sy
             time.sleep(0.05)
         assert 'haltguard_health_check_up{check="runtime",component="venue"} 1.0' in metrics
         assert system.venue_app is not None
-        assert system.venue_app.state.load_guard.settings.order_capacity_per_s == 250
+        assert venue_context_of(system.venue_app).load_guard.settings.order_capacity_per_s == 250
 
 
 def test_the_market_detectors_see_every_command_the_venue_applies(system: System) -> None:
@@ -91,7 +92,7 @@ def test_an_alertmanager_alert_with_the_intake_token_opens_an_incident(system: S
         assert answer.status_code == 200, answer.text
         assert answer.json()["signals"] == 1 and answer.json()["decisions"] >= 1
     assert system.detection is not None and system.detection.flush(timeout_s=5.0)
-    with system.operations.state.session_factory() as session:
+    with system.session_factory() as session:
         titles = [incident.title for incident in session.scalars(select(Incident))]
     assert titles == ["CustodyNodeLagging"]
 

@@ -19,11 +19,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.app.config import load_config
+from haltguard.app.operations import create_app
 from haltguard.db.session import session_scope
 from haltguard.responders import service as responders
 from haltguard.responders.service import ManualClock, ResponderSettings, SmtpSettings
 from haltguard.security.testing import fast_test_settings
-from haltguard.web.app import create_app
 from haltguard.web.settings import Settings
 
 START = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
@@ -103,9 +104,6 @@ def test_the_app_escalates_an_unacknowledged_page_on_its_own(
     assert "haltguard-escalation" not in {thread.name for thread in threading.enumerate()}
 
 
-def test_a_bad_security_setting_fails_when_the_app_is_created(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("HALTGUARD_OPERATOR_NETWORKS", "10.0.0.0/8,office")
-    with pytest.raises(ValueError, match="HALTGUARD_OPERATOR_NETWORKS: 'office' is not a network"):
-        create_app(Settings(database_url="sqlite://", migrate_on_start=False))
+def test_a_bad_security_setting_fails_before_the_app_is_created() -> None:
+    with pytest.raises(ValueError, match=r"HALTGUARD_OPERATOR_NETWORKS.*'office' is not a network"):
+        load_config(None, environ={"HALTGUARD_OPERATOR_NETWORKS": "10.0.0.0/8,office"})

@@ -15,10 +15,12 @@ from fastapi.testclient import TestClient
 
 from haltguard.app.config import load_config
 from haltguard.app.system import System, start_system
+from haltguard.db import keys
 from haltguard.db.session import session_scope
 from haltguard.incidents import flows as incident_flows
 from haltguard.incidents.models import IncidentCreate
 from haltguard.incidents.rules import Category, Severity
+from haltguard.notify.channels import stored_address
 from haltguard.notify.models import Subscriber
 from haltguard.status import service as status
 from haltguard.status.models import DraftEdit, IncidentDraftRequest
@@ -77,30 +79,32 @@ def wait_for(what: str, condition: Any) -> None:
 
 
 def subscribe_webhook(system: System, url: str) -> None:
-    with session_scope(system.operations.state.session_factory) as session:
-        now = system.operations.state.clock.now()
+    with session_scope(system.session_factory) as session:
+        now = system.clock.now()
+        keyring, digest = keys.keyring_for(session), f"webhook-{url}"
         session.add(Subscriber(
-            kind="webhook", address=url, address_digest=f"webhook-{url}", contact_email=None,
+            kind="webhook", address=stored_address(keyring, "webhook", digest, url),
+            address_digest=digest, contact_email=None,
             label="", language="en", status="confirmed", all_components=True,
-            anti_phishing_phrase="blue heron", signing_secret="webhook-secret",
+            anti_phishing_phrase="blue heron",
+            signing_secret=keys.seal_signing_secret(keyring, digest, "webhook-secret"),
             token_generation=0, created_by="test", created_at=now, confirmed_at=now,
         ))
 
 
 def publish_update(system: System) -> None:
-    state = system.operations.state
-    with session_scope(state.session_factory) as session:
+    with session_scope(system.session_factory) as session:
         incident = incident_flows.open_incident(session, IncidentCreate.model_validate({
             "title": "BTC-JPY matching stalled", "category": Category.SOFTWARE_BUG,
             "severity": Severity.SEV2, "affected_markets": ["BTC-JPY"],
-        }), actor="alice", clock=state.clock)
+        }), actor="alice", clock=system.clock)
         draft = status.draft_incident_update(
             session, incident.id, IncidentDraftRequest(status=UpdateStatus.IDENTIFIED),
-            actor="alice", now=state.clock.now(), settings=state.status_settings)
+            actor="alice", now=system.clock.now(), settings=system.status_settings)
         status.edit_draft(session, draft.id, DraftEdit(body_en=UPDATE_TEXT), actor="alice",
-                          now=state.clock.now())
-        status.publish(session, draft.id, actor="alice", now=state.clock.now(),
-                       settings=state.status_settings)
+                          now=system.clock.now())
+        status.publish(session, draft.id, actor="alice", now=system.clock.now(),
+                       settings=system.status_settings)
 
 
 def test_a_published_update_reaches_the_status_page_and_a_webhook_subscriber_by_itself(

@@ -153,7 +153,7 @@ def test_a_killed_venue_comes_back_halted_with_every_acknowledged_order_and_an_i
     assert place(served, "1000100").status_code >= 400  # no new orders until resumed
     deadline = time.monotonic() + 10
     while True:
-        with session_scope(system.operations.state.session_factory) as session:
+        with session_scope(system.session_factory) as session:
             titles = session.scalars(select(Incident.title)).all()
         if any("venue process exited" in title for title in titles):
             break

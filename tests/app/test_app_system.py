@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from haltguard.app.config import ConfigError, ServeConfig, load_config
 from haltguard.app.system import StartError, System, served_paths, start_system
-from haltguard.security.config import utc_now
+from haltguard.common.clock import utc_now
 from haltguard.security.totp import code_at
 from haltguard.venue.types import MarketState
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import httpx
 import pyotp
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import Result
 from typer.testing import CliRunner
 
 from haltguard.cli.main import app as haltguard_cli
@@ -169,9 +171,11 @@ class Terminal:
     """One operator's shell: ``haltguard ...`` with their own saved login."""
 
     def __init__(self, url: str, database_url: str, home: Path) -> None:
+        # No key variables, like the serve it works beside: both use the keys in data_dir.
         self.env = {"HALTGUARD_URL": url, "HALTGUARD_CONFIG_DIR": str(home),
                     "HALTGUARD_DATABASE_URL": database_url, "HALTGUARD_TOKEN": "",
-                    "COLUMNS": "250"}
+                    "HALTGUARD_AUDIT_KEY": "", "HALTGUARD_SECRETS_KEY": "",
+                    "HALTGUARD_AUDIT_ANCHOR_FILE": "", "COLUMNS": "250"}
 
     def run(self, *args: str, ok: bool = True, stdin: str | None = None) -> str:
         result = CliRunner().invoke(haltguard_cli, list(args), env=self.env, input=stdin)
@@ -250,7 +254,13 @@ def test_an_operator_runs_a_sev1_from_the_cli_against_haltguard_serve(
     assert text is not None
     link = re.search(rf"{re.escape(base)}/api/pages/\d+/ack\?token=\S+", text.get_content())
     assert link, text.get_content()
-    assert httpx.get(link.group(0)).status_code == 200  # no login: the signed link is enough
+    asked = httpx.get(link.group(0))  # no login: the signed link is enough
+    assert asked.status_code == 200 and "<form" in asked.text  # opening it only asks
+    token = re.search(r'name="token" value="([^"]+)"', asked.text)
+    assert token, asked.text
+    pressed = httpx.post(f"{link.group(0).split('/ack?')[0]}/ack-link",
+                         data={"token": html.unescape(token.group(1))})
+    assert pressed.status_code == 200 and "acknowledged" in pressed.text
 
     admin.run("incident", "transition", number, "investigating", "--note", "engine stuck")
     assert "ok BTC-JPY: BTC-JPY open -> halted" in admin.run(
@@ -348,3 +358,49 @@ def test_a_busy_port_stops_the_start_before_anything_is_created(tmp_path: Path) 
     assert f"cannot start: cannot listen on 127.0.0.1:{port}" in output
     assert "is another haltguard running there?" in output
     assert not (tmp_path / "data").exists()  # no venue, no database, no first admin
+
+
+def _serve_remote_venue(tmp_path: Path, *args: str, stdin: str | None = None) -> Result:
+    """``serve`` against a remote venue on a busy port: the start reads the admin token,
+    checks the configuration, then stops at the port before anything is created."""
+    config = _write(tmp_path, "remote-venue.toml", '[venue]\nurl = "http://127.0.0.1:9"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        return CliRunner().invoke(
+            haltguard_cli,
+            ["serve", "--config", str(config), "--port", str(port), "--data-dir",
+             str(tmp_path / "data"), *args],
+            env={"COLUMNS": "250", "HALTGUARD_VENUE_TOKEN": None},
+            input=stdin,
+        )
+
+
+def test_serve_reads_the_venue_admin_token_from_a_file_kept_off_the_process_list(
+    tmp_path: Path,
+) -> None:
+    without = _serve_remote_venue(tmp_path)
+    assert without.exit_code == 2 and "venue.admin_token is empty" in without.output
+    token_file = _write(tmp_path, "venue.token", "s3cret-admin-token\n")
+    from_file = _serve_remote_venue(tmp_path, "--admin-token-file", str(token_file))
+    assert from_file.exit_code == 1, from_file.output
+    assert "cannot listen on" in " ".join(from_file.output.split())
+    from_stdin = _serve_remote_venue(tmp_path, "--admin-token-file", "-",
+                                     stdin="s3cret-admin-token\n")
+    assert from_stdin.exit_code == 1 and "cannot listen on" in from_stdin.output
+
+
+def test_serve_refuses_an_empty_admin_token_file_saying_what_to_write(tmp_path: Path) -> None:
+    result = _serve_remote_venue(tmp_path, "--admin-token-file",
+                                 str(_write(tmp_path, "empty.token", "\n")))
+    assert result.exit_code == 1
+    assert "holds no venue admin token; write it on the first line" in " ".join(
+        result.output.split())
+
+
+def test_serve_help_marks_the_admin_token_flag_unsafe() -> None:
+    result = CliRunner().invoke(haltguard_cli, ["serve", "--help"], env={"COLUMNS": "250"})
+    help_text = " ".join(result.output.split())
+    assert "--admin-token-file" in help_text
+    assert "other users of the machine see it in `ps`" in help_text

@@ -16,9 +16,9 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner, Result
 
+from haltguard.app.venue_app import create_venue_app
 from haltguard.app.venue_process import lock_data_dir
 from haltguard.cli.main import app
-from haltguard.gateway.app import create_venue_app
 from haltguard.gateway.runtime import VenueRuntime
 from haltguard.journal import Journal, recover
 from haltguard.journal.codec import encode_record
@@ -266,6 +266,18 @@ def test_brake_command_without_a_token_says_where_to_find_one(venue: RunningVenu
     assert venue.state("BTC-JPY") is MarketState.OPEN
 
 
+def test_brake_command_reads_the_admin_token_from_a_file_kept_off_the_process_list(
+    venue: RunningVenue, tmp_path: Path,
+) -> None:
+    token_file = tmp_path / "venue.token"
+    token_file.write_text(f"{TOKEN}\n", encoding="utf-8")
+    result = remote(venue, "halt", "BTC-JPY", "--reason", "feed down", "--token-file",
+                    str(token_file), token="")
+
+    assert result.exit_code == 0, result.output
+    assert venue.state("BTC-JPY") is MarketState.HALTED
+
+
 def test_refused_state_change_exits_1_with_the_venues_reason(venue: RunningVenue) -> None:
     remote(venue, "halt", "BTC-JPY", "--reason", "x")
 
@@ -360,10 +372,9 @@ def test_venue_run_serves_the_demo_and_stops_on_sigterm_with_a_snapshot(tmp_path
 
 
 PARENT = """\
-import os, subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-m", "haltguard.app.venue_process", *sys.argv[1:]],
-                         env={**os.environ, "HALTGUARD_VENUE_PARENT_PID": str(os.getpid())},
-                         stdout=subprocess.PIPE, text=True)
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-m", "haltguard.app.venue_process", *sys.argv[1:],
+                          "--stop-with-parent"], stdout=subprocess.PIPE, text=True)
 print(child.pid, child.stdout.readline().strip(), flush=True)
 time.sleep(60)
 """

@@ -10,6 +10,12 @@ tables and keys.
 A value is taken from, first to last: the command line, the environment, the file, the
 default. Everything is checked before anything starts; a problem raises
 :class:`ConfigError` naming the setting, where its value came from and what to write instead.
+
+This is the one module that reads the environment. Every domain receives plain settings
+built here (``ServeConfig.security``, ``.paging``, ``.notify_settings()``,
+``.status_settings()``, ``.intake_settings()``, ``.web_settings()``); the commands that run
+beside ``serve`` get the same from :func:`from_environment`, :func:`cli_database_url` and
+:func:`cli_keyring`.
 """
 
 from __future__ import annotations
@@ -20,18 +26,53 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
+from haltguard.common.network import IPNetwork, parse_networks
+from haltguard.db.keys import (
+    ANCHOR_FILE_ENV,
+    AUDIT_KEY_ENV,
+    SECRETS_KEY_ENV,
+    Keyring,
+    KeyringError,
+    KeySettings,
+    parse_key_text,
+)
+from haltguard.db.session import DEFAULT_DATA_DIR, database_url, sqlite_file
+from haltguard.detection.intake import IntakeSettings
+from haltguard.drill.scenario import Targets
+from haltguard.notify.settings import (
+    ATTEMPTS_MAX_DEFAULT,
+    BACKOFF_BASE_S_DEFAULT,
+    BACKOFF_MAX_S_DEFAULT,
+    BATCH_MAX_DEFAULT,
+    LEASE_S_DEFAULT,
+    SENDERS_DEFAULT,
+    SERVICE_NAME_DEFAULT,
+    NotifySettings,
+)
 from haltguard.responders.service import ResponderSettings, SmtpSettings
 from haltguard.responders.settings import ACK_LINK_TTL_S_MAX, SmtpSecurity
-from haltguard.security.config import SecuritySettings, parse_networks
-
-if TYPE_CHECKING:
-    from haltguard.drill.scenario import Targets
+from haltguard.security import config as security_defaults
+from haltguard.security.config import SecuritySettings
+from haltguard.status.rules import parse_update_every
+from haltguard.status.settings import PAGE_NAME_DEFAULT, StatusSettings
+from haltguard.status.texts import Bilingual
+from haltguard.web.asgi import (
+    BODY_BYTES_MAX_MAX,
+    BODY_RECEIVE_S_MAX_DEFAULT,
+    BODY_RECEIVE_S_MAX_MAX,
+)
+from haltguard.web.settings import (
+    BODY_BYTES_MAX_DEFAULT,
+    DOCUMENT_BODY_BYTES_MAX_DEFAULT,
+    PUBLIC_BODY_BYTES_MAX_DEFAULT,
+    Settings,
+)
 
 CONFIG_FILE_ENV = "HALTGUARD_CONFIG_FILE"
+CLIENT_CONFIG_DIR_ENV = "HALTGUARD_CONFIG_DIR"
 SQLITE_FILE_NAME = "haltguard.sqlite3"
 PORT_MAX = 65_535
 CHECKPOINT_EVERY_MAX = 100_000_000
@@ -69,6 +110,7 @@ class Setting:
     help: str
     check: Callable[[Value], str] | None = None  # the problem with a value, or ""
     secret: bool = False  # never echoed in messages
+    separator: str = ","  # between the items of a list given as text (environment)
 
     @property
     def section(self) -> str:
@@ -112,6 +154,20 @@ def _secret(length_min: int) -> Callable[[Value], str]:
     return check
 
 
+def _key_text(name: str) -> Callable[[Value], str]:
+    def check(value: Value) -> str:
+        assert isinstance(value, str)
+        if value == "":
+            return ""
+        try:
+            parse_key_text(value, name)
+        except KeyringError as exc:
+            return str(exc).removeprefix(name + " ")
+        return ""
+
+    return check
+
+
 def _not_blank(value: Value) -> str:
     assert isinstance(value, str)
     return "" if value.strip() and value == value.strip() else "must not be empty or padded"
@@ -140,6 +196,11 @@ def _smtp_security(value: Value) -> str:
     return "" if value in choices else "must be one of " + ", ".join(choices)
 
 
+def _stream_port(value: Value) -> str:
+    assert isinstance(value, int)
+    return "" if 0 <= value <= PORT_MAX else f"must be 0 (off) or 1..{PORT_MAX}"
+
+
 def _smtp_port(value: Value) -> str:
     assert isinstance(value, int)
     return "" if 0 <= value <= PORT_MAX else f"must be 0 (automatic) or 1..{PORT_MAX}"
@@ -158,11 +219,22 @@ def _loop_interval(value: Value) -> str:
     return f"must be 0 (off) or {STATUS_LOOP_INTERVAL_S_MIN:g}..{STATUS_LOOP_INTERVAL_S_MAX:g}"
 
 
+def _update_every(value: Value) -> str:
+    assert isinstance(value, str)
+    try:
+        parse_update_every(value)
+    except ValueError as exc:
+        return f"is not a cadence: {exc}"
+    return ""
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "data_dir", "string", "data", "HALTGUARD_DATA_DIR",
-        "Where the venue's journal and snapshots and the SQLite database live; created if "
-        "missing. A relative path is taken from the directory haltguard is started in.",
+        "Where the venue's journal and snapshots, the SQLite database (0600), the keys "
+        "(`keys/`, 0700) and the audit anchor live; created 0700 if missing (an existing one "
+        "keeps its mode: make it 0700 yourself). A relative path is taken from the directory "
+        "haltguard is started in.",
         _not_blank,
     ),
     Setting(
@@ -175,6 +247,31 @@ SETTINGS: tuple[Setting, ...] = (
         "server.port", "integer", 8000, "",
         "The TCP port of both APIs (the venue under `/v1`, operations under `/api`).",
         _between(1, PORT_MAX),
+    ),
+    Setting(
+        "server.body_bytes_max", "integer", BODY_BYTES_MAX_DEFAULT, "",
+        "The largest request body an operations route takes, in bytes (room for the longest "
+        "texts in both languages); larger ones are refused with 413 before they are read.",
+        _between(1_024, BODY_BYTES_MAX_MAX),
+    ),
+    Setting(
+        "server.public_body_bytes_max", "integer", PUBLIC_BODY_BYTES_MAX_DEFAULT, "",
+        "The largest request body of the routes anyone may call without logging in (login, "
+        "subscriptions, confirm, unsubscribe), in bytes.",
+        _between(1_024, BODY_BYTES_MAX_MAX),
+    ),
+    Setting(
+        "server.document_body_bytes_max", "integer", DOCUMENT_BODY_BYTES_MAX_DEFAULT, "",
+        "The largest request body of the routes that take a whole document (alert intake, "
+        "detection rules, the on-call set-up, contact tree, postmortems), in bytes.",
+        _between(1_024, BODY_BYTES_MAX_MAX),
+    ),
+    Setting(
+        "server.body_receive_s_max", "number", BODY_RECEIVE_S_MAX_DEFAULT, "",
+        "Seconds a whole request body may take to arrive, on both APIs; a client still "
+        "sending after that is answered 408 and its connection closed, so slow senders hold "
+        "no connection. The venue process itself keeps 10 s behind this process.",
+        _between(0.1, BODY_RECEIVE_S_MAX_MAX),
     ),
     Setting(
         "database.url", "string", "", "HALTGUARD_DATABASE_URL",
@@ -222,6 +319,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Commands waiting for the venue before new ones are refused with 503 and "
         "`Retry-After`.",
         _between(1, QUEUE_DEPTH_MAX_MAX),
+    ),
+    Setting(
+        "venue.stream_port", "integer", 0, "",
+        "The TCP port of the streaming order entry (pipelined orders on one connection, "
+        "length-prefixed MessagePack, answered in order once journaled; docs/architecture.md, "
+        "\"Streaming order entry\"), served by the venue process on `server.host`. "
+        "0: not served.",
+        _stream_port,
     ),
     Setting(
         "venue.order_capacity_per_s", "integer", 100, "HALTGUARD_ORDER_CAPACITY_PER_S",
@@ -281,12 +386,35 @@ SETTINGS: tuple[Setting, ...] = (
         _loop_interval,
     ),
     Setting(
+        "status.name_ja", "string", PAGE_NAME_DEFAULT.ja, "HALTGUARD_STATUS_NAME_JA",
+        "The page's name in Japanese, shown in its title and in notices.",
+        _not_blank,
+    ),
+    Setting(
+        "status.name_en", "string", PAGE_NAME_DEFAULT.en, "HALTGUARD_STATUS_NAME_EN",
+        "The page's name in English.",
+        _not_blank,
+    ),
+    Setting(
+        "status.update_every", "string", "", "HALTGUARD_STATUS_UPDATE_EVERY",
+        "How often an open incident must get a public update, per severity, e.g. "
+        "`SEV1=15,SEV2=30,SEV3=60,SEV4=off` (minutes; `off`: no cadence); severities not "
+        "named keep their defaults. Empty: the defaults.",
+        _update_every,
+    ),
+    Setting(
+        "status.export_dirs", "list of strings", (), "HALTGUARD_STATUS_EXPORT_DIR",
+        "Directories every change of the page is exported to (a static copy to serve "
+        "elsewhere). In the environment: separated by `:`.",
+        separator=os.pathsep,
+    ),
+    Setting(
         "notify.worker", "boolean", True, "HALTGUARD_NOTIFY_WORKER",
         "Deliver queued notices (email, webhooks, social channels) from this process. "
         "`false`: run `haltguard notify worker` elsewhere.",
     ),
     Setting(
-        "notify.senders", "integer", 2, "HALTGUARD_NOTIFY_SENDERS",
+        "notify.senders", "integer", SENDERS_DEFAULT, "HALTGUARD_NOTIFY_SENDERS",
         "Sender threads of the notice outbox, each with its own SMTP connection.",
         _between(1, NOTIFY_SENDERS_MAX),
     ),
@@ -296,6 +424,40 @@ SETTINGS: tuple[Setting, ...] = (
         "Accept subscriber webhooks on loopback and private addresses (tests and closed "
         "networks); off, they are refused so a subscriber cannot make the service call "
         "inside the exchange's network.",
+    ),
+    Setting(
+        "notify.service_name", "string", SERVICE_NAME_DEFAULT, "HALTGUARD_NOTIFY_SERVICE_NAME",
+        "The sender's name in notices (emails and webhook payloads).",
+        _not_blank,
+    ),
+    Setting(
+        "notify.secret", "string", "", "HALTGUARD_NOTIFY_SECRET",
+        "The key that signs confirm and unsubscribe links. Empty: one generated once and "
+        "kept (encrypted) in the database.",
+        _secret(ACK_SECRET_LENGTH_MIN),
+        secret=True,
+    ),
+    Setting(
+        "notify.lease_s", "integer", LEASE_S_DEFAULT, "HALTGUARD_NOTIFY_LEASE_S",
+        "Seconds a claimed delivery belongs to its worker; after that another may retry it.",
+    ),
+    Setting(
+        "notify.attempts_max", "integer", ATTEMPTS_MAX_DEFAULT, "HALTGUARD_NOTIFY_ATTEMPTS_MAX",
+        "Delivery attempts of one notice to one subscriber before it is given up.",
+    ),
+    Setting(
+        "notify.batch_max", "integer", BATCH_MAX_DEFAULT, "HALTGUARD_NOTIFY_BATCH_MAX",
+        "Deliveries one worker claims at a time.",
+    ),
+    Setting(
+        "notify.backoff_base_s", "integer", BACKOFF_BASE_S_DEFAULT,
+        "HALTGUARD_NOTIFY_BACKOFF_BASE_S",
+        "Seconds before the first retry of a failed delivery; each further retry waits twice "
+        "as long.",
+    ),
+    Setting(
+        "notify.backoff_max_s", "integer", BACKOFF_MAX_S_DEFAULT, "HALTGUARD_NOTIFY_BACKOFF_MAX_S",
+        "The longest wait between two retries of a delivery, in seconds.",
     ),
     Setting(
         "first_admin.username", "string", "admin", "",
@@ -316,6 +478,81 @@ SETTINGS: tuple[Setting, ...] = (
         "security.cookie_secure", "boolean", True, "HALTGUARD_COOKIE_SECURE",
         "Mark the session cookie Secure (sent by browsers over HTTPS only). The `haltguard` "
         "CLI works either way; set `false` only to use a browser over plain HTTP locally.",
+    ),
+    Setting(
+        "security.session_hours", "integer", security_defaults.SESSION_HOURS, "",
+        "Hours a login session lasts.",
+        _between(1, 7 * 24),
+    ),
+    Setting(
+        "security.lockout_failures_max", "integer", security_defaults.LOCKOUT_FAILURES_MAX, "",
+        "Consecutive failed logins of one account after which it is held back (from "
+        "`lockout_wait_s_min` seconds, doubling with each further failure).",
+        _between(1, 100),
+    ),
+    Setting(
+        "security.lockout_minutes", "integer", security_defaults.LOCKOUT_MINUTES, "",
+        "The longest an account or an address is held back after failed logins, in minutes.",
+        _between(1, 24 * 60),
+    ),
+    Setting(
+        "security.lockout_wait_s_min", "integer", security_defaults.LOCKOUT_WAIT_S_MIN, "",
+        "Seconds an account is first held back; at most `lockout_minutes`.",
+        _between(1, 24 * 3_600),
+    ),
+    Setting(
+        "security.source_failures_max", "integer", security_defaults.SOURCE_FAILURES_MAX, "",
+        "Failed logins from one address after which that address is held back.",
+        _between(1, 1_000),
+    ),
+    Setting(
+        "security.source_wait_s_min", "integer", security_defaults.SOURCE_WAIT_S_MIN, "",
+        "Seconds an address is first held back; at most `lockout_minutes`.",
+        _between(1, 24 * 3_600),
+    ),
+    Setting(
+        "security.login_attempts_per_s", "integer", security_defaults.LOGIN_ATTEMPTS_PER_S, "",
+        "Logins a second whose password is checked, overall (a password hash costs memory "
+        "and CPU); more are answered 429 with `Retry-After`. Known addresses do not count.",
+        _between(1, 10_000),
+    ),
+    Setting(
+        "security.login_attempts_burst", "integer", security_defaults.LOGIN_ATTEMPTS_BURST, "",
+        "Logins checked at once before `login_attempts_per_s` applies.",
+        _between(1, 100_000),
+    ),
+    Setting(
+        "security.known_address_days", "integer", security_defaults.KNOWN_ADDRESS_DAYS, "",
+        "Days an address an operator logged in from stays known: a correct password and "
+        "TOTP code from it log in even while the account or the address is held back.",
+        _between(1, 3_660),
+    ),
+    Setting(
+        "security.audit_key", "string", "", AUDIT_KEY_ENV,
+        "The key that seals every audit entry and signs the audit anchor: 32 random bytes as "
+        "64 hex digits (`python -c 'import secrets; print(secrets.token_hex(32))'`). Empty: "
+        "one generated once in `data_dir/keys/audit.key` (0600). Give it through the "
+        "environment, not the file, and give every node and the CLI the same one; the "
+        "database never holds it.",
+        _key_text(AUDIT_KEY_ENV),
+        secret=True,
+    ),
+    Setting(
+        "security.secrets_key", "string", "", SECRETS_KEY_ENV,
+        "The key (AES-256-GCM) that encrypts the secrets the database keeps: TOTP seeds and "
+        "the generated ack-link and notice-link keys. 64 hex digits; empty: one generated "
+        "once in `data_dir/keys/secrets.key` (0600). Losing it makes those secrets "
+        "unreadable: back it up apart from the database.",
+        _key_text(SECRETS_KEY_ENV),
+        secret=True,
+    ),
+    Setting(
+        "security.audit_anchor_file", "string", "", ANCHOR_FILE_ENV,
+        "The append-only file outside the database where every commit that adds audit "
+        "entries writes a signed line (chain, last index, its MAC), so `haltguard audit "
+        "verify` notices entries cut from the end. Empty: `data_dir/audit-anchor.log`. Put "
+        "it on another disk or an append-only mount to keep it out of reach of whoever "
+        "reaches the database.",
     ),
     Setting(
         "detection.rules_file", "string", "", "HALTGUARD_DETECTION_RULES",
@@ -403,6 +640,7 @@ class ServeConfig:
     data_dir: Path
     host: str
     port: int
+    body_limits: tuple[int, int, int, float]  # bytes: operator, public, document; receive s
     database_url: str
     venue_url: str
     venue_process: bool  # the venue in its own supervised process (else on a thread)
@@ -410,6 +648,7 @@ class ServeConfig:
     venue_admin_token: str  # "" when none was set: the system generates one
     checkpoint_every: int
     queue_depth_max: int
+    stream_port: int  # the venue's streaming order entry; 0: off
     demo_rate_per_s: float
     order_capacity_per_s: int
     detection_rules_file: Path | None  # None: the rules shipped with haltguard
@@ -419,25 +658,57 @@ class ServeConfig:
     first_admin_username: str
     first_admin_email: str
     security: SecuritySettings
+    keys: KeySettings  # the audit and secrets keys, and the audit anchor file
     paging: ResponderSettings
     drill_enabled: bool | None  # None: not set, so on with --demo and off otherwise
     drill_target_values: tuple[float, float, float, float]  # detect, halt, update, recovery
     status_public_url: str  # ends in "/"
     status_loop_interval_s: float  # 0: no status loop in this process
     notify_worker: bool
-    notify_senders: int
-    notify_allow_private_webhooks: bool
     origins: Mapping[str, str]  # setting name -> where its value came from
+    notify: NotifySettings | None = None  # None only in hand-built configs: the defaults
+    status: StatusSettings | None = None  # the page's settings; its own loop off (see below)
 
     @property
     def base_url(self) -> str:
         return base_url_for(self.host, self.port)
 
+    def web_settings(self) -> Settings:
+        """What ``create_app`` needs to open the operations database and bound bodies."""
+        bytes_max, public_bytes_max, document_bytes_max, receive_s_max = self.body_limits
+        return Settings(database_url=self.database_url, data_dir=self.data_dir,
+                        body_bytes_max=bytes_max, public_body_bytes_max=public_bytes_max,
+                        document_body_bytes_max=document_bytes_max,
+                        body_receive_s_max=receive_s_max)
+
+    def notify_settings(self) -> NotifySettings:
+        """The notice outbox's settings (SMTP and public address shared with paging)."""
+        return self.notify if self.notify is not None else NotifySettings(
+            smtp=self.paging.smtp, public_url=self.paging.public_url)
+
+    def status_settings(self) -> StatusSettings:
+        """The status page's settings. Its ``loop_interval_s`` is 0: ``serve`` runs the
+        status loop itself (``status_loop_interval_s``), not the page's app."""
+        return self.status if self.status is not None else StatusSettings(
+            url=self.status_public_url)
+
+    @property
+    def detection_allowed_networks(self) -> tuple[IPNetwork, ...]:
+        """Where operator activity is expected (empty: anywhere), parsed."""
+        return parse_networks(",".join(self.detection_networks),
+                              "detection.operator_networks")
+
+    def intake_settings(self) -> IntakeSettings:
+        """The alert intake's tokens and label mapping (read from its file now); a mapping
+        that cannot be read or used is a ConfigError."""
+        try:
+            return IntakeSettings.parse(self.intake_tokens, self.intake_mapping)
+        except ValueError as exc:
+            raise ConfigError(f"detection.intake_mapping: {exc}") from exc
+
     @property
     def drill_targets(self) -> Targets:
-        """The drills' pass/fail limits (imported here: the drill package imports the app)."""
-        from haltguard.drill.scenario import Targets
-
+        """The drills' pass/fail limits."""
         detect, halt, update, recovery = self.drill_target_values
         return Targets(time_to_detect_s=detect, time_to_halt_s=halt,
                        time_to_first_update_s=update, recovery_time_s=recovery)
@@ -496,7 +767,7 @@ def _from_text(setting: Setting, text: str, origin: str) -> Value:
         raise ConfigError(f"{origin} must be true or false (1/0) for {setting.name}, "
                           f"got {text!r}")
     if kind == "list of strings":
-        return tuple(item.strip() for item in text.split(",") if item.strip())
+        return tuple(item.strip() for item in text.split(setting.separator) if item.strip())
     return text
 
 
@@ -618,6 +889,48 @@ def load_config(
     return _build(values, origins, source)
 
 
+def from_environment(environ: Mapping[str, str] | None = None) -> ServeConfig:
+    """The checked configuration from the environment and the defaults alone: what the
+    commands that run beside ``serve`` (``haltguard notify worker``, ``oncall``, ``status``,
+    ``operator``) use. A bad variable is a ConfigError naming it."""
+    return load_config(None, environ=environ)
+
+
+def cli_database_url(environ: Mapping[str, str] | None = None) -> str:
+    """The database the commands that open it directly use: ``HALTGUARD_DATABASE_URL``, else
+    the SQLite file in ``./data`` (created 0700 if missing)."""
+    env = os.environ if environ is None else environ
+    url = env.get(SETTINGS_BY_NAME["database.url"].env, "")
+    return url or database_url(DEFAULT_DATA_DIR)
+
+
+def cli_keyring(url: str, environ: Mapping[str, str] | None = None) -> Keyring:
+    """The keyring those commands open ``url`` with: the keys given in the environment
+    (``HALTGUARD_AUDIT_KEY``, ``HALTGUARD_SECRETS_KEY``, ``HALTGUARD_AUDIT_ANCHOR_FILE``),
+    the rest from ``keys/`` beside the SQLite file, or (another database) in
+    ``HALTGUARD_DATA_DIR`` (default ``./data``)."""
+    env = os.environ if environ is None else environ
+    database_file = sqlite_file(url)
+    data_dir = database_file.parent if database_file is not None else \
+        Path(env.get(SETTINGS_BY_NAME["data_dir"].env) or DEFAULT_DATA_DIR)
+    return Keyring(KeySettings.from_environment(data_dir, env))
+
+
+def client_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``haltguard incident login`` keeps the session: ``HALTGUARD_CONFIG_DIR``, else
+    ``~/.config/haltguard``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(CLIENT_CONFIG_DIR_ENV) or Path.home() / ".config" / "haltguard")
+
+
+def venue_process_environment(token: str,
+                              environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment the supervisor starts the venue process with: this one, plus the
+    admin token (``HALTGUARD_VENUE_TOKEN``), kept off the process list."""
+    env = os.environ if environ is None else environ
+    return {**env, SETTINGS_BY_NAME["venue.admin_token"].env: token}
+
+
 def base_url_for(host: str, port: int) -> str:
     """Where this machine reaches a service listening on ``host`` (a wildcard: loopback)."""
     shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
@@ -674,7 +987,18 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
     )
     try:
         security = SecuritySettings(
-            allowed_networks=parse_networks(",".join(networks)), cookie_secure=cookie_secure
+            allowed_networks=parse_networks(",".join(networks),
+                                            security_defaults.ALLOWED_NETWORKS_ENV),
+            cookie_secure=cookie_secure,
+            session_hours=whole("security.session_hours"),
+            lockout_failures_max=whole("security.lockout_failures_max"),
+            lockout_minutes=whole("security.lockout_minutes"),
+            lockout_wait_s_min=whole("security.lockout_wait_s_min"),
+            source_failures_max=whole("security.source_failures_max"),
+            source_wait_s_min=whole("security.source_wait_s_min"),
+            login_attempts_per_s=whole("security.login_attempts_per_s"),
+            login_attempts_burst=whole("security.login_attempts_burst"),
+            known_address_days=whole("security.known_address_days"),
         )
         paging = ResponderSettings(
             smtp=smtp,
@@ -690,11 +1014,34 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
             f"status.public_url = {status_url!r} (from {origins['status.public_url']}) must "
             "end with /, e.g. https://status.example.com/"
         )
+    export_dirs = values["status.export_dirs"]
+    assert isinstance(export_dirs, tuple)
+    try:
+        notify_settings = NotifySettings(
+            smtp=smtp, public_url=paging.public_url,
+            service_name=text("notify.service_name"),
+            secret=text("notify.secret").encode(),
+            allow_private_webhook_hosts=flag("notify.allow_private_webhooks"),
+            lease_s=whole("notify.lease_s"), attempts_max=whole("notify.attempts_max"),
+            batch_max=whole("notify.batch_max"), senders=whole("notify.senders"),
+            backoff_base_s=whole("notify.backoff_base_s"),
+            backoff_max_s=whole("notify.backoff_max_s"),
+        )
+        status_settings = StatusSettings(
+            url=status_url, name=Bilingual(text("status.name_ja"), text("status.name_en")),
+            update_every_minutes=parse_update_every(text("status.update_every")),
+            loop_interval_s=0.0, export_dirs=tuple(Path(path) for path in export_dirs),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     return ServeConfig(
         source=source,
         data_dir=data_dir,
         host=host,
         port=port,
+        body_limits=(whole("server.body_bytes_max"), whole("server.public_body_bytes_max"),
+                     whole("server.document_body_bytes_max"),
+                     number("server.body_receive_s_max")),
         database_url=(
             text("database.url") or f"sqlite:///{(data_dir / SQLITE_FILE_NAME).resolve()}"
         ),
@@ -704,6 +1051,7 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
         venue_admin_token=text("venue.admin_token"),
         checkpoint_every=whole("venue.checkpoint_every"),
         queue_depth_max=whole("venue.queue_depth_max"),
+        stream_port=whole("venue.stream_port"),
         demo_rate_per_s=float(rate),
         order_capacity_per_s=whole("venue.order_capacity_per_s"),
         detection_rules_file=Path(text("detection.rules_file")) if text("detection.rules_file")
@@ -715,6 +1063,15 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
         first_admin_username=text("first_admin.username"),
         first_admin_email=text("first_admin.email"),
         security=security,
+        keys=KeySettings(
+            data_dir=data_dir,
+            audit_key=parse_key_text(text("security.audit_key"), AUDIT_KEY_ENV)
+            if text("security.audit_key") else b"",
+            secrets_key=parse_key_text(text("security.secrets_key"), SECRETS_KEY_ENV)
+            if text("security.secrets_key") else b"",
+            anchor_file=Path(text("security.audit_anchor_file"))
+            if text("security.audit_anchor_file") else None,
+        ),
         paging=paging,
         drill_enabled=None if origins["drill.enabled"] == "the default"
         else flag("drill.enabled"),
@@ -725,9 +1082,9 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
         status_public_url=status_url,
         status_loop_interval_s=number("status.loop_interval_s"),
         notify_worker=flag("notify.worker"),
-        notify_senders=whole("notify.senders"),
-        notify_allow_private_webhooks=flag("notify.allow_private_webhooks"),
         origins=dict(origins),
+        notify=notify_settings,
+        status=status_settings,
     )
 
 

@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from haltguard.web.asgi import answer_error, read_body
+from haltguard.gateway.app import VENUE_BODY_BYTES_MAX
+from haltguard.web.asgi import BODY_RECEIVE_S_MAX_DEFAULT, answer_error, receive_body
 
 log = logging.getLogger(__name__)
 
-FORWARD_BODY_BYTES_MAX = 1_048_576
 FORWARD_TIMEOUT_S = 30.0
 FORWARD_CONNECTIONS_MAX = 200
 RETRY_AFTER_S = 1
@@ -41,11 +41,15 @@ _NOT_PASSED_BACK = _HOP_BY_HOP | {b"content-encoding"}  # httpx hands the body d
 
 class VenueForwarder:
     """Forwards HTTP requests to the venue at ``base_url``; ``down_reason`` says why the venue
-    is down ("" while it runs), checked before each request."""
+    is down ("" while it runs), checked before each request. A body is read whole first, at
+    most what the venue takes and within ``receive_s_max`` (``413`` / ``408`` otherwise), so
+    a slow client holds no connection to the venue."""
 
-    def __init__(self, base_url: str, down_reason: Callable[[], str]) -> None:
+    def __init__(self, base_url: str, down_reason: Callable[[], str], *,
+                 receive_s_max: float = BODY_RECEIVE_S_MAX_DEFAULT) -> None:
         self.base_url = base_url.rstrip("/")
         self.down_reason = down_reason
+        self.receive_s_max = receive_s_max
         self._client: httpx.AsyncClient | None = None
         self.forwarded = 0
         self.refused_down = 0
@@ -75,10 +79,14 @@ class VenueForwarder:
             await answer_error(send, 503, "venue_restarting", f"{down}; retry shortly",
                                RETRY_AFTER_S)
             return
-        body = await read_body(receive, FORWARD_BODY_BYTES_MAX)
+        path = scope.get("raw_path") or scope["path"].encode()
+        if has_dot_segment(path):
+            await answer_error(send, 400, "invalid_path",
+                               "a path segment of '.' or '..' is not allowed; send the path "
+                               "without them (see /venue/docs for the venue API's routes)")
+            return
+        body = await receive_body(receive, send, VENUE_BODY_BYTES_MAX, self.receive_s_max)
         if body is None:
-            await answer_error(send, 413, "request_too_large",
-                               f"a request body is at most {FORWARD_BODY_BYTES_MAX} bytes")
             return
         client = self._client_for_this_loop()
         headers = [(name, value) for name, value in scope["headers"]
@@ -86,7 +94,6 @@ class VenueForwarder:
         address = scope.get("client")
         if address:
             headers.append((b"x-forwarded-for", str(address[0]).encode()))
-        path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
         request = client.build_request(scope["method"], target, headers=headers, content=body)
@@ -108,6 +115,12 @@ class VenueForwarder:
                     "headers": out_headers})
         await send({"type": "http.response.body", "body": content, "more_body": False})
         self.forwarded += 1
+
+
+def has_dot_segment(raw_path: bytes) -> bool:
+    """Whether ``raw_path`` has a ``.`` or ``..`` segment, which the HTTP client would resolve
+    on the way: the request would reach another route than the one the shedder judged."""
+    return any(segment in (b".", b"..") for segment in raw_path.split(b"/"))
 
 
 @dataclass

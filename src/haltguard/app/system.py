@@ -27,7 +27,6 @@ what is published.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -45,16 +44,23 @@ from typing import Any
 
 import fastapi.routing
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from haltguard.app.config import ConfigError, ServeConfig
+from haltguard.app.config import ConfigError, ServeConfig, venue_process_environment
 from haltguard.app.first_admin import FirstAdmin, create_first_admin
 from haltguard.app.forwarding import ChildStatus, VenueForwarder
+from haltguard.app.operations import create_app
 from haltguard.app.supervisor import ProcessExit, SupervisorSettings, VenueSupervisor
-from haltguard.app.venue_process import PARENT_PID_ENV, add_venue_docs
-from haltguard.db.session import session_scope
+from haltguard.app.venue_app import create_venue_app
+from haltguard.app.venue_process import add_venue_docs
+from haltguard.common.clock import Clock, utc_now
+from haltguard.db.keys import Keyring, KeyringError, private_directory
+from haltguard.db.session import make_engine, session_scope
 from haltguard.detection import service as detection
 from haltguard.detection.actions import ActionExecutor
 from haltguard.detection.feed import (
@@ -62,13 +68,11 @@ from haltguard.detection.feed import (
     follow_journal,
     protect_in_process,
 )
-from haltguard.detection.intake import MAPPING_ENV, TOKENS_ENV, IntakeSettings
-from haltguard.detection.load import LoadGuard, LoadSheddingMiddleware, SheddingSettings
-from haltguard.detection.metrics import LoadMetrics
+from haltguard.detection.load import venue_load_signals
+from haltguard.detection.metrics import DetectionMetrics
 from haltguard.detection.monitors import (
     MonitorScheduler,
     ProcessCheck,
-    SignalOutbox,
     add_venue_monitors,
     database_probe,
     deliver,
@@ -76,32 +80,34 @@ from haltguard.detection.monitors import (
 )
 from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, RulesError
 from haltguard.detection.security_detectors import (
-    OperatorNetworkDetector,
-    OperatorNetworkMiddleware,
-    RequestFloodDetector,
+    LoginBlockEnforcer,
     add_security_feeds,
-    operator_networks_from_env,
-    parse_networks,
 )
 from haltguard.detection.signals import Signal
-from haltguard.gateway.app import create_venue_app
+from haltguard.drill import service as drills
+from haltguard.drill.scenario import Targets
+from haltguard.gateway.context import venue_context_of
 from haltguard.gateway.control import HttpVenueControl, InProcessVenueControl
 from haltguard.gateway.demo import DemoFlow, set_up_demo
+from haltguard.gateway.limits import SheddingSettings
+from haltguard.gateway.metrics import LoadMetrics
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
+from haltguard.gateway.shedding import LoadGuard, LoadSheddingMiddleware
 from haltguard.journal import JournalError
 from haltguard.notify import service as notify
 from haltguard.notify.outbox import OutboxWorker
-from haltguard.notify.settings import NotifySettingsError, notify_settings_from_env
+from haltguard.notify.settings import NotifySettings
 from haltguard.responders import service as responders
-from haltguard.security.config import utc_now
+from haltguard.responders.settings import ResponderSettings
+from haltguard.security.dependencies import login_throttle_of
 from haltguard.security.errors import SecurityError
+from haltguard.security.throttle import LoginThrottle
 from haltguard.status import flows as status_flows
 from haltguard.status.settings import StatusSettings
 from haltguard.status.views import StatusPagesMiddleware, publisher_of
 from haltguard.venue.control import VenueControl, VenueControlError
 from haltguard.venue.engine import Venue
-from haltguard.web.app import create_app
-from haltguard.web.settings import Settings
+from haltguard.web.context import context_of
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +216,12 @@ class JournalFollower:
 
 @dataclass
 class System:
-    """The running parts; :meth:`stop` shuts them down in reverse order of starting."""
+    """The running parts; :meth:`stop` shuts them down in reverse order of starting.
+
+    It is what the drills run on: it implements
+    :class:`~haltguard.drill.surface.DrillSurface` (structurally), the properties below the
+    fields giving the drills what they may read of the configuration and the operations
+    service."""
 
     config: ServeConfig
     operations: FastAPI
@@ -226,7 +237,8 @@ class System:
     child_status: ChildStatus | None = None
     venue_app: FastAPI | None = None
     venue_front: ASGIApp | None = None  # shedding + forwarding to the child
-    load_guard: LoadGuard | None = None
+    load_guard: LoadGuard[Signal] | None = None
+    login_throttle: LoginThrottle | None = None
     demo_flow: DemoFlow | None = None
     first_admin: FirstAdmin | None = None
     remote_venue_problem: str = ""
@@ -242,9 +254,48 @@ class System:
     _stopped: bool = field(default=False, repr=False)
 
     @property
-    def drill_targets(self) -> Any:
-        """The drills' pass/fail limits (:class:`haltguard.drill.scenario.Targets`)."""
+    def drill_targets(self) -> Targets:
+        """The drills' pass/fail limits, from the configuration's ``[drill]`` section."""
         return self.config.drill_targets
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    @property
+    def remote_venue_url(self) -> str:
+        """``venue.url``: the venue runs elsewhere ("" when it runs on :attr:`data_dir`)."""
+        return self.config.venue_url
+
+    @property
+    def order_capacity_per_s(self) -> int:
+        return self.config.order_capacity_per_s
+
+    @property
+    def demo_rate_per_s(self) -> float:
+        return self.config.demo_rate_per_s
+
+    @property
+    def responder_settings(self) -> ResponderSettings:
+        return self.config.paging
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        """Sessions on the operations database (the operations service's own factory)."""
+        return context_of(self.operations).session_factory
+
+    @property
+    def clock(self) -> Clock:
+        return context_of(self.operations).clock
+
+    @property
+    def database_engine(self) -> Engine:
+        return context_of(self.operations).engine
+
+    @property
+    def status_settings(self) -> StatusSettings:
+        """The status page's settings, as :func:`_start_status` gave them to the service."""
+        return context_of(self.operations).part(StatusSettings)
 
     @property
     def status_url(self) -> str:
@@ -308,7 +359,7 @@ class System:
             detection.uninstall()
         if isinstance(self.venue_control, HttpVenueControl):
             self.venue_control.close()
-        self.operations.state.engine.dispose()
+        context_of(self.operations).engine.dispose()
 
 
 def _start_venue(config: ServeConfig) -> VenueRuntime:
@@ -325,15 +376,27 @@ def _start_venue(config: ServeConfig) -> VenueRuntime:
 
 
 def _open_operations(config: ServeConfig, venue_control: VenueControl) -> FastAPI:
-    settings = Settings(database_url=config.database_url, data_dir=config.data_dir)
+    """The operations app on an engine carrying the configured keys (the audit key, the
+    secrets key, the anchor file); :meth:`System.stop` disposes of the engine."""
+    intake = config.intake_settings()  # reads the mapping file: a bad one stops the start
+    engine = make_engine(config.database_url, keyring=Keyring(config.keys))
     try:
         return create_app(
-            settings,
+            config.web_settings(),
             venue_control=venue_control,
+            engine=engine,
             security_settings=config.security,
             responder_settings=config.paging,
+            notify_settings=config.notify_settings(),
+            status_settings=config.status_settings(),
+            intake_settings=intake,
+            operator_networks=config.detection_allowed_networks,
         )
+    except KeyringError as exc:
+        engine.dispose()
+        raise StartError(f"cannot use the keys of {config.data_dir}: {exc}") from exc
     except SQLAlchemyError as exc:
+        engine.dispose()
         raise StartError(
             f"cannot open the operations database {shown_database_url(config.database_url)}: "
             f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}. Check database.url (or "
@@ -355,8 +418,8 @@ def _start_detection(system: System) -> None:
         ) from exc
     if isinstance(system.runtime, VenueRuntime):
         system.market_feed = protect_in_process(
-            system.runtime, service, session_factory=operations.state.session_factory,
-            clock=operations.state.clock, responder_settings=config.paging,
+            system.runtime, service, session_factory=system.session_factory,
+            clock=system.clock, responder_settings=config.paging,
         )
     else:
         market_states = None
@@ -366,40 +429,24 @@ def _start_detection(system: System) -> None:
             system.market_feed = feed
             market_states = feed.market_states
         service.set_executor(ActionExecutor(
-            session_factory=operations.state.session_factory, venue=system.venue_control,
-            clock=operations.state.clock, responder_settings=config.paging,
+            session_factory=system.session_factory, venue=system.venue_control,
+            clock=system.clock, responder_settings=config.paging,
             market_states=market_states,
         ))
+    system.login_throttle = login_throttle_of(operations)
+    LoginBlockEnforcer(system.login_throttle).attach(service)
     system.detection = service.start()
     detection.install(service)
     if isinstance(system.market_feed, JournalFeed):
         system.journal_follower = JournalFollower(config.data_dir, system.market_feed).start()
 
 
-def _configure_intake(config: ServeConfig, operations: FastAPI) -> None:
-    """Give the alert intake the configured tokens and mapping, and watch where operators act
-    from when the allow-list came from the file (from the environment it already is)."""
-    try:
-        operations.state.intake_settings = IntakeSettings.from_env({
-            TOKENS_ENV: ",".join(config.intake_tokens),
-            MAPPING_ENV: str(config.intake_mapping or ""),
-        })
-    except ValueError as exc:
-        raise ConfigError(f"detection.intake_mapping: {exc}") from exc
-    if config.detection_networks and not operator_networks_from_env():
-        operations.add_middleware(
-            OperatorNetworkMiddleware,
-            detector=OperatorNetworkDetector(parse_networks(",".join(config.detection_networks))),
-            outbox=SignalOutbox(service_sink),
-        )
-
-
 def _start_monitors(system: System) -> MonitorScheduler:
     """The health monitors (venue, journal disk, database) and the security feeds (audit
     log, withdrawals), on one scheduler whose results ``/metrics`` shows."""
     operations, runtime, child = system.operations, system.runtime, system.child_status
-    scheduler = MonitorScheduler(metrics=operations.state.detection_metrics)
-    scheduler.add("database", "operations", ProcessCheck(database_probe(operations.state.engine)))
+    scheduler = MonitorScheduler(metrics=context_of(operations).part(DetectionMetrics))
+    scheduler.add("database", "operations", ProcessCheck(database_probe(system.database_engine)))
     venue_last_seq: int | None = None
     if runtime is not None:
         add_venue_monitors(scheduler, runtime.status, system.config.data_dir)
@@ -408,11 +455,10 @@ def _start_monitors(system: System) -> MonitorScheduler:
         add_venue_monitors(scheduler, child, system.config.data_dir)
         venue_last_seq = child().last_seq
     add_security_feeds(
-        scheduler, service_sink, session_factory=operations.state.session_factory,
+        scheduler, service_sink, session_factory=system.session_factory,
         venue_data_dir=system.config.data_dir if venue_last_seq is not None else None,
         venue_last_seq=venue_last_seq or 0,
-        operator_networks=(parse_networks(",".join(system.config.detection_networks))
-                           if system.config.detection_networks else None),
+        operator_networks=system.config.detection_allowed_networks,
     )
     return scheduler.start()
 
@@ -420,7 +466,7 @@ def _start_monitors(system: System) -> MonitorScheduler:
 def _first_admin(config: ServeConfig, operations: FastAPI, now: datetime) -> FirstAdmin | None:
     try:
         return create_first_admin(
-            operations.state.session_factory,
+            context_of(operations).session_factory,
             username=config.first_admin_username,
             email=config.first_admin_email,
             settings=config.security,
@@ -445,7 +491,7 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
             f"(from {config.origins['venue.url']}); leave out --demo or venue.url"
         )
     try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(config.data_dir)
     except OSError as exc:
         raise StartError(f"cannot create the data directory {config.data_dir}: {exc}") from exc
     token = config.venue_admin_token or secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
@@ -483,9 +529,8 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
         raise
     try:
         system.first_admin = _first_admin(config, operations, utc_now())
-        with session_scope(operations.state.session_factory) as session:
+        with session_scope(system.session_factory) as session:
             system.oncall_people = responders.list_people(session, limit=1)[1]
-        _configure_intake(config, operations)
         if supervisor is not None:
             system.child_status = ChildStatus(
                 supervisor.url, token, config.queue_depth_max, supervisor.down_reason
@@ -516,8 +561,8 @@ def _serve_venue_here(system: System, *, demo: bool) -> None:
         runtime, system.venue_admin_token,
         load_shedding=SheddingSettings(order_capacity_per_s=config.order_capacity_per_s),
     )
-    system.venue_app.state.load_guard.attach(system.detection)
-    system.load_guard = system.venue_app.state.load_guard
+    system.load_guard = venue_context_of(system.venue_app).load_guard
+    system.load_guard.attach(system.detection)
     add_venue_docs(system.venue_app)
     if demo:
         set_up_demo(runtime)
@@ -540,8 +585,10 @@ def venue_command(config: ServeConfig, port: int, *, demo: bool, drills: bool) -
         "--data-dir", str(config.data_dir), "--host", VENUE_PROCESS_HOST, "--port", str(port),
         "--checkpoint-every", str(config.checkpoint_every),
         "--queue-depth-max", str(config.queue_depth_max),
-        "--order-capacity-per-s", str(config.order_capacity_per_s),
+        "--order-capacity-per-s", str(config.order_capacity_per_s), "--stop-with-parent",
     ]
+    if config.stream_port:
+        command += ["--stream-port", str(config.stream_port), "--stream-host", config.host]
     if demo:
         command += ["--demo", "--demo-rate", repr(config.demo_rate_per_s)]
     if drills:
@@ -558,8 +605,7 @@ def _start_supervisor(config: ServeConfig, token: str, *, demo: bool, drills: bo
         settings=SupervisorSettings(
             restarts_per_minute_max=config.venue_restarts_per_minute_max),
         log_path=config.data_dir / VENUE_LOG_FILE_NAME,
-        env={**os.environ, "HALTGUARD_VENUE_TOKEN": token,
-             PARENT_PID_ENV: str(os.getpid())},
+        env=venue_process_environment(token),
         restart_arguments=halt_after,
     )
     try:
@@ -585,15 +631,17 @@ def _front_the_child(system: System) -> None:
     supervisor, child, config = system.supervisor, system.child_status, system.config
     assert supervisor is not None and child is not None and system.detection is not None
     settings = SheddingSettings(order_capacity_per_s=config.order_capacity_per_s)
-    guard = LoadGuard(
-        settings, child.queue_depth, flood=RequestFloodDetector(settings.flood),
-        outbox=SignalOutbox(service_sink),
-        metrics=LoadMetrics(system.operations.state.metrics_registry),
+    signals = venue_load_signals(settings)
+    guard: LoadGuard[Signal] = LoadGuard(
+        settings, child.queue_depth, detector=signals.detector, flood=signals.flood,
+        outbox=signals.outbox,
+        metrics=LoadMetrics(context_of(system.operations).part(CollectorRegistry)),
     )
     guard.attach(system.detection)
     system.load_guard = guard
     system.venue_front = LoadSheddingMiddleware(
-        VenueForwarder(supervisor.url, supervisor.down_reason), guard
+        VenueForwarder(supervisor.url, supervisor.down_reason,
+                       receive_s_max=config.body_limits[3]), guard
     )
     supervisor.on_exit = report_process_exit
 
@@ -617,13 +665,7 @@ def report_process_exit(gone: ProcessExit) -> None:
 def _start_status(system: System) -> None:
     """The public page on ``/status`` (answered before routing) and the status loop."""
     config, operations = system.config, system.operations
-    try:
-        settings = dataclasses.replace(
-            StatusSettings.from_env(), url=config.status_public_url, loop_interval_s=0.0
-        )
-    except ValueError as exc:
-        raise ConfigError(f"status settings: {exc}") from exc
-    operations.state.status_settings = settings  # its own loop off: this one runs instead
+    # create_app has the configured settings, with the page's own loop off: this one runs
     operations.add_middleware(StatusPagesMiddleware)
     interval_s = config.status_loop_interval_s
     if interval_s > 0:
@@ -636,31 +678,21 @@ def _start_status(system: System) -> None:
 def _start_outbox(system: System) -> None:
     """Notices to subscribers, delivered from this process by the outbox's senders."""
     config, operations = system.config, system.operations
-    try:
-        settings = dataclasses.replace(
-            notify_settings_from_env(), smtp=config.paging.smtp,
-            public_url=config.paging.public_url, senders=config.notify_senders,
-            allow_private_webhook_hosts=config.notify_allow_private_webhooks,
-        )
-    except (NotifySettingsError, ValueError) as exc:
-        raise ConfigError(f"notify settings: {exc}") from exc
-    operations.state.notify_settings = settings
+    settings = context_of(operations).part(NotifySettings)  # from the configuration
     if not config.notify_worker:
         return
-    with session_scope(operations.state.session_factory) as session:
+    with session_scope(system.session_factory) as session:
         secret = notify.link_secret(session, settings, utc_now())
-    system.outbox_worker = OutboxWorker(operations.state.engine, settings, secret)
+    system.outbox_worker = OutboxWorker(system.database_engine, settings, secret)
     system.outbox_worker.start()
 
 
 def _install_drills(system: System) -> None:
     """With drills allowed, the drill domain mounts its API (``/api/drills``, guarded by
-    ``system.drill_token``). Imported here: the drill package reads the running system."""
+    ``system.drill_token``) and runs its drills on this system."""
     if not system.drills_enabled:
         return
-    from haltguard.drill import service as drills
-
-    drills.install(system)
+    drills.install(system.operations, system)
 
 
 def _reach(venue_control: VenueControl) -> str:

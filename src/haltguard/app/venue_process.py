@@ -1,10 +1,15 @@
 """The venue as a process of its own: ``haltguard venue run`` (and the supervisor's child).
 
-One :class:`VenueRuntime` on a data directory, its HTTP API on one port, and with the demo its
+One :class:`VenueRuntime` on a data directory, its HTTP API on one port, with ``--stream-port``
+the streaming order entry (:mod:`haltguard.gateway.stream`) on another, and with the demo its
 markets, funded accounts and synthetic order flow. It recovers from snapshot + journal at
 start, so a process killed at any moment comes back with every acknowledged order. SIGTERM
 or SIGINT stops it cleanly: the server stops taking requests, the venue finishes what is
 queued and writes a snapshot, and the process exits 0.
+
+Its command line is declared here, once (:func:`run_command`): the supervisor builds it
+(:func:`haltguard.app.system.venue_command`), ``python -m haltguard.app.venue_process``
+reads it, and the CLI mounts the same command as ``haltguard venue run``.
 """
 
 from __future__ import annotations
@@ -19,17 +24,22 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Annotated
 
+import typer
 import uvicorn
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from rich.console import Console
 
 from haltguard.app.listening import bind_listener
-from haltguard.detection.load import SheddingSettings
-from haltguard.gateway.app import create_venue_app
+from haltguard.app.venue_app import create_venue_app
+from haltguard.db.keys import private_directory
 from haltguard.gateway.demo import DemoFlow, set_up_demo
+from haltguard.gateway.limits import SheddingSettings
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
+from haltguard.gateway.stream import StreamServer, StreamStartError
 from haltguard.journal import JournalError
 from haltguard.venue.commands import SetMarketState
 from haltguard.venue.events import CommandRejected
@@ -40,7 +50,6 @@ log = logging.getLogger(__name__)
 VENUE_DOCS_PATH = "/venue/docs"
 VENUE_OPENAPI_PATH = "/venue/openapi.json"
 LOCK_FILE_NAME = "venue.lock"
-PARENT_PID_ENV = "HALTGUARD_VENUE_PARENT_PID"
 """Set by the supervisor: the venue stops cleanly when that process is gone, so a killed
 ``serve`` never leaves a venue behind writing to the journal."""
 PARENT_CHECK_S = 0.5
@@ -69,10 +78,19 @@ class VenueProcessSettings:
     queue_depth_max: int = 10_000
     order_capacity_per_s: int = 1_000
     halt_reason: str = ""  # set: halt every trading market before serving (a restart)
+    stream_port: int = 0  # the streaming order entry's TCP port; 0: not served
+    stream_host: str = ""  # its interface; "": the HTTP API's ``host``
+    stop_with_parent: bool = False  # stop cleanly once the process that started it is gone
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def stream_address(self) -> str:
+        """Where the streaming order entry listens ("" when it is off)."""
+        host = self.stream_host or self.host
+        return f"tcp://{host}:{self.stream_port}" if self.stream_port else ""
 
 
 def add_venue_docs(venue_app: FastAPI) -> None:
@@ -176,13 +194,14 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
 
     Prints :data:`READY_LINE_PREFIX` with the URL and pid once the server answers.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     lock = lock_data_dir(settings.data_dir)
     try:
         listener = bind(settings.host, settings.port)
     except VenueStartError:
         os.close(lock)
         raise
+    stream: StreamServer | None = None
     try:
         runtime = start_runtime(settings)
     except VenueStartError:
@@ -191,6 +210,12 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
         raise
     demo_flow: DemoFlow | None = None
     try:
+        if settings.stream_port:
+            try:
+                stream = StreamServer(runtime, settings.stream_host or settings.host,
+                                      settings.stream_port)
+            except StreamStartError as exc:
+                raise VenueStartError(str(exc)) from exc
         if settings.halt_reason:
             halt_trading_markets(runtime, settings.halt_reason)
         app = create_venue_app(
@@ -208,13 +233,16 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, ask_to_exit)
-        parent_pid = os.environ.get(PARENT_PID_ENV, "")
-        if parent_pid.isdigit():
-            stop_when_parent_exits(int(parent_pid))
+        if settings.stop_with_parent:
+            stop_when_parent_exits(os.getppid())
+        if stream is not None:
+            stream.start()
         if announce:
             _announce_when_started(server, settings, runtime)
         server.run(sockets=[listener])
     finally:
+        if stream is not None:
+            stream.stop()
         if demo_flow is not None:
             demo_flow.stop()
         runtime.stop()
@@ -235,17 +263,94 @@ def _announce_when_started(
                 return
             threading.Event().wait(READY_POLL_S)
         report = runtime.recovery_report.describe()
-        print(f"{READY_LINE_PREFIX} on {settings.url} pid {os.getpid()}; {report}", flush=True)
+        stream = (f"; streaming order entry on {settings.stream_address}"
+                  if settings.stream_port else "")
+        print(f"{READY_LINE_PREFIX} on {settings.url} pid {os.getpid()}{stream}; {report}",
+              flush=True)
 
     threading.Thread(target=announce, name="ready-line", daemon=True).start()
+
+
+def run_command(
+    *,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Journal and snapshots.")] = Path(
+        "data"),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65_535, help="TCP port.")] = 8001,
+    token: Annotated[
+        str, typer.Option("--token", envvar="HALTGUARD_VENUE_TOKEN", show_default=False,
+                          help="The venue's admin token (printed by `haltguard serve`). "
+                               "Unsafe as a flag: other users of the machine see it in `ps`; "
+                               "set HALTGUARD_VENUE_TOKEN (as `haltguard serve` does).")
+    ] = "",
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Demo markets, funded accounts, synthetic orders.")
+    ] = False,
+    demo_rate: Annotated[
+        float, typer.Option(min=0.1, max=10_000, help="Demo orders per second.")
+    ] = 20.0,
+    allow_fault_injection: Annotated[
+        bool, typer.Option("--allow-fault-injection",
+                           help="Accept drill faults on POST /v1/admin/faults.")
+    ] = False,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Write a snapshot every this many commands.")
+    ] = 100_000,
+    queue_depth_max: Annotated[
+        int, typer.Option(min=1, help="Commands waiting before new ones get 503.")
+    ] = 10_000,
+    order_capacity_per_s: Annotated[
+        int, typer.Option(min=1, help="New orders a second before load shedding.")
+    ] = 1_000,
+    stream_port: Annotated[
+        int, typer.Option("--stream-port", min=0, max=65_535,
+                          help="Serve the streaming order entry (pipelined orders over TCP, "
+                               "length-prefixed MessagePack) on this port; 0: off.")
+    ] = 0,
+    stream_host: Annotated[
+        str, typer.Option("--stream-host", show_default=False,
+                          help="Interface of the streaming order entry (default: --host).")
+    ] = "",
+    halt_markets: Annotated[
+        str, typer.Option("--halt-markets", metavar="REASON",
+                          help="Halt every trading market with this reason before serving "
+                               "(the supervisor's restarts after a crash).")
+    ] = "",
+    stop_with_parent: Annotated[
+        bool, typer.Option("--stop-with-parent",
+                           help="Stop cleanly (with a snapshot) once the process that started "
+                                "this one is gone, so a killed supervisor leaves no orphan.")
+    ] = False,
+) -> None:
+    """Serve a venue on a data directory until SIGTERM or Ctrl-C (then it writes a snapshot).
+
+    It recovers from snapshot + journal at start and prints a ready line with its URL and pid
+    once it answers. Without --token the admin API refuses every call.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = VenueProcessSettings(
+        data_dir=data_dir, host=host, port=port, admin_token=token, demo=demo,
+        demo_rate_per_s=demo_rate, allow_fault_injection=allow_fault_injection,
+        checkpoint_every=checkpoint_every, queue_depth_max=queue_depth_max,
+        order_capacity_per_s=order_capacity_per_s, halt_reason=halt_markets,
+        stream_port=stream_port, stream_host=stream_host, stop_with_parent=stop_with_parent,
+    )
+    try:
+        last_seq = run_venue(settings)
+    except VenueStartError as exc:
+        errors = Console(stderr=True)
+        errors.print(f"[red]Error:[/red] {exc}", soft_wrap=True)
+        errors.print("Next: fix what the message names and start it again", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    Console().print(f"venue stopped at seq {last_seq}; snapshot written", highlight=False)
 
 
 def main() -> None:
     """``python -m haltguard.app.venue_process [options]``: ``haltguard venue run`` without
     the console script, which is how the supervisor starts its child."""
-    from haltguard.cli.venue import app
-
-    app(["run", *sys.argv[1:]], prog_name="haltguard venue")
+    command = typer.Typer(add_completion=False)
+    command.command("run")(run_command)
+    command(sys.argv[1:], prog_name="haltguard venue run")
 
 
 if __name__ == "__main__":

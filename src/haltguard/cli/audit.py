@@ -1,8 +1,14 @@
-"""``haltguard audit ...``: read and verify the append-only audit chain."""
+"""``haltguard audit ...``: read and verify the append-only audit chain, and print signed
+checkpoints of it to keep elsewhere.
+
+Why the database and not the API: an audit checks the chain without trusting the service
+that wrote it (a compromised service could answer anything), so it reads the rows itself.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,12 +21,28 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 @app.command("verify")
-def verify() -> None:
-    """Walk the whole chain; exit 0 with the count if intact, 1 naming the first bad entry."""
+def verify(
+    *,
+    checkpoint_files: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="a file of lines printed by `haltguard audit "
+                     "checkpoint` (repeatable); the chain must still hold those entries"),
+    ] = None,
+) -> None:
+    """Walk the whole chain and check it against the audit key and the anchor; exit 0 with
+    the count if intact, 1 naming the first bad entry."""
+    lines: list[str] = []
+    for path in checkpoint_files or []:
+        try:
+            lines.extend(path.read_text(encoding="ascii").splitlines())
+        except (OSError, UnicodeDecodeError) as exc:
+            error_console().print(f"[red]error:[/red] cannot read the checkpoint file {path}: "
+                                  f"{exc}")
+            raise typer.Exit(1) from exc
 
     def work(session: Session) -> audit.AuditVerification:
         with console().status("verifying the audit chain ..."):
-            return audit.verify(session)
+            return audit.verify(session, checkpoints=lines)
 
     outcome = run(work)
     if outcome.ok:
@@ -28,6 +50,21 @@ def verify() -> None:
         return
     error_console().print(f"[red]{outcome.summary()}[/red]")
     raise typer.Exit(1)
+
+
+@app.command("checkpoint")
+def checkpoint() -> None:
+    """Print one signed line naming the chain's last entry; keep it off this machine (a
+    ticket, another host, paper) and give it to `verify --checkpoint` later."""
+
+    def work(session: Session) -> str:
+        try:
+            return audit.checkpoint(session)
+        except audit.AuditRecordError as exc:
+            error_console().print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
+
+    print(run(work), end="")
 
 
 @app.command("list")
@@ -66,6 +103,7 @@ def list_entries(
                             "details": audit.entry_details(entry),
                             "prev_hash": entry.prev_hash,
                             "entry_hash": entry.entry_hash,
+                            "entry_mac": entry.entry_mac,
                         },
                         ensure_ascii=False,
                     )

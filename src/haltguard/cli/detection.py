@@ -14,13 +14,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from haltguard.cli.incidents import TOKEN_ENV, URL_ENV, Api, fail
+from haltguard.cli.client import (
+    api_of,
+    connect,
+    fail,
+)
 from haltguard.detection.rulesfile import (
     RulesError,
     load_rules_text,
     read_rules_file,
     reference_markdown,
 )
+from haltguard.incidents.rules import incident_ref
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Detection rules, decisions and dry-run.")
@@ -30,25 +35,7 @@ app.add_typer(rules_app, name="rules")
 console = Console(markup=False, highlight=False, soft_wrap=True)
 
 
-@app.callback()
-def connect(
-    ctx: typer.Context,
-    url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The operations API.")] = None,
-    token: Annotated[str | None, typer.Option(envvar=TOKEN_ENV, show_default=False,
-                                              help="An API token (else the saved login).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
-) -> None:
-    ctx.obj = Api(url, token, as_json=as_json)
-
-
-def _api(ctx: typer.Context) -> Api:
-    # Sub-apps see the parent's object through the context chain.
-    context: typer.Context | None = ctx
-    while context is not None:
-        if isinstance(context.obj, Api):
-            return context.obj
-        context = context.parent  # type: ignore[assignment]
-    fail("internal: no API connection was set up")
+app.callback()(connect)
 
 
 @rules_app.command("check")
@@ -77,7 +64,7 @@ def reload(
             body = {"text": read_rules_file(file), "source": str(file)}
         except RulesError as exc:
             fail(str(exc))
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("POST", "/api/detection/rules/reload", body=body)
     if api.as_json:
         console.print_json(data=data)
@@ -89,7 +76,7 @@ def reload(
 @rules_app.command("show")
 def show(ctx: typer.Context) -> None:
     """The rules in force."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("GET", "/api/detection/rules")
     if api.as_json:
         console.print_json(data=data)
@@ -122,7 +109,7 @@ def decisions(
     offset: int = 0,
 ) -> None:
     """The decisions log, newest first."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("GET", "/api/detection/decisions", params={
         "rule_id": rule, "dry_run": None if dry_run is None else str(dry_run).lower(),
         "limit": limit, "offset": offset})
@@ -138,7 +125,7 @@ def decisions(
         table.add_row(str(item["id"]), item["decided_at"], item["rule_id"],
                       item["kind"] + (" (dry-run)" if item["dry_run"] else ""),
                       item["observed"], item["condition"],
-                      f"INC-{item['incident_id']}" if item["incident_id"] else "", outcome)
+                      incident_ref(item["incident_id"]) if item["incident_id"] else "", outcome)
     console.print(table)
 
 
@@ -151,7 +138,7 @@ def dry_run(
     """Switch global dry-run: on, rules record what they would do and do nothing."""
     if state not in ("on", "off"):
         fail(f"say 'on' or 'off', not '{state}'")
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("PUT", "/api/detection/dry-run",
                     body={"enabled": state == "on", "reason": reason})
     console.print("dry-run is " + ("ON: no rule acts" if data["enabled"] else "off"))

@@ -22,12 +22,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from haltguard.app.config import CONFIG_FILE_ENV, ConfigError, load_config
+from haltguard.app.drill_system import own_system
 from haltguard.app.system import StartError
+from haltguard.cli.client import api_error_text
 from haltguard.drill.report import print_table
-from haltguard.drill.runner import fresh_data_dir, own_system, run_scenario, targets_of
+from haltguard.drill.runner import fresh_data_dir, run_scenario
 from haltguard.drill.scenario import SCALES, Check, DrillResult, Measurements, Targets
 from haltguard.drill.scenarios import SCENARIOS
-from haltguard.drill.toolkit import DrillError
+from haltguard.drill.waiting import DrillError
 from haltguard.status.texts import Bilingual
 
 SERVE_FILE_NAME = "serve.json"
@@ -72,8 +74,7 @@ def drill_remote(info: dict[str, Any], scenario: str, scale: str) -> DrillResult
     with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
         started = client.post("/api/drills", json={"scenario": scenario, "scale": scale})
         if started.status_code != 202:
-            raise DrillError(f"the serve refused the drill ({started.status_code}): "
-                             f"{started.text[:500]}")
+            raise DrillError(f"the serve refused the drill: {api_error_text(started)}")
         run_id = started.json()["id"]
         since = 0
         deadline = time.monotonic() + REMOTE_TIMEOUT_S
@@ -156,7 +157,7 @@ def drill_own(scenario: str, data_dir: Path | None, config_file: Path | None, sc
         config = load_config(config_file, overrides={"data_dir": str(chosen_dir)})
         with own_system(config, show) as system:
             return run_scenario(system, SCENARIOS[scenario], scale=SCALES[scale], progress=show,
-                                report_dir=report_dir, targets=targets_of(system))
+                                report_dir=report_dir, targets=system.drill_targets)
 
 
 def register(app: typer.Typer) -> None:

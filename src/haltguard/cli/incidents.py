@@ -3,35 +3,37 @@
 The CLI is a client of the operations service's HTTP API, never of its database: the
 service checks the operator's permissions, keeps the timeline and the audit chain, and holds
 the connection to the venue, so a command does exactly what the same API call does.
-
-Where to connect: ``--url`` or ``HALTGUARD_URL`` (default ``http://127.0.0.1:8000``).
-Who you are: ``HALTGUARD_TOKEN`` (an API token), or the session saved by
-``haltguard incident login`` (password and TOTP code) in ``$HALTGUARD_CONFIG_DIR``
-(default ``~/.config/haltguard``), readable only by you.
+Connecting and authenticating are ``cli/client.py``'s; ``login`` here saves the session it
+uses.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from haltguard.cli.client import (
+    UNSAFE_FLAG,
+    Api,
+    api_of,
+    config_dir,
+    connect,
+    credentials_file,
+    fail,
+    read_secret_file,
+    saved_session,
+)
+from haltguard.incidents.rules import incident_ref
 from haltguard.security.config import SESSION_COOKIE_NAME
 
-URL_ENV = "HALTGUARD_URL"
-TOKEN_ENV = "HALTGUARD_TOKEN"
-CONFIG_DIR_ENV = "HALTGUARD_CONFIG_DIR"
-URL_DEFAULT = "http://127.0.0.1:8000"
-
-TIMEOUT_S = 30.0
+PASSWORD_ENV = "HALTGUARD_PASSWORD"
 LIST_LIMIT_DEFAULT = 50
 
 app = typer.Typer(
@@ -41,94 +43,7 @@ app = typer.Typer(
 )
 # Server text may contain [brackets]; never read it as rich markup.
 console = Console(markup=False, highlight=False)
-error_console = Console(stderr=True)
-
-
-# --- connection -------------------------------------------------------------------------------
-
-
-def config_dir() -> Path:
-    return Path(os.environ.get(CONFIG_DIR_ENV) or Path.home() / ".config" / "haltguard")
-
-
-def _credentials_file() -> Path:
-    return config_dir() / "session.json"
-
-
-def _saved() -> dict[str, str]:
-    path = _credentials_file()
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {key: str(value) for key, value in data.items()} if isinstance(data, dict) else {}
-
-
-def fail(message: str) -> NoReturn:
-    error_console.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(1)
-
-
-class Api:
-    """A small client: authentication, one error report per failure, JSON in and out."""
-
-    def __init__(self, url: str | None, token: str | None, *, as_json: bool) -> None:
-        saved = _saved()
-        self.url = (url or saved.get("url") or URL_DEFAULT).rstrip("/")
-        self.as_json = as_json
-        headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        elif saved.get("session") and saved.get("url", "").rstrip("/") == self.url:
-            headers["Cookie"] = f"{SESSION_COOKIE_NAME}={saved['session']}"
-        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT_S)
-
-    def call(
-        self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
-    ) -> httpx.Response:
-        query = {key: value for key, value in (params or {}).items() if value is not None}
-        try:
-            response = self._client.request(method, path, json=body, params=query)
-        except httpx.HTTPError as exc:
-            fail(
-                f"cannot reach the operations service at {self.url} ({exc}); start it, or "
-                f"pass --url / set {URL_ENV}"
-            )
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                text = f"{error['message']} [{error['code']}, HTTP {response.status_code}]"
-            except (ValueError, KeyError, TypeError):
-                text = f"HTTP {response.status_code}: {response.text[:500]}"
-            fail(text)
-        return response
-
-    def json(
-        self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
-    ) -> Any:
-        return self.call(method, path, body=body, params=params).json()
-
-
-def _api(ctx: typer.Context) -> Api:
-    api: Api = ctx.obj
-    return api
-
-
-@app.callback()
-def connect(
-    ctx: typer.Context,
-    url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The operations API.")] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar=TOKEN_ENV, help="An API token (else the saved login).", show_default=False
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
-) -> None:
-    ctx.obj = Api(url, token, as_json=as_json)
+app.callback()(connect)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -200,11 +115,23 @@ def login(
     ctx: typer.Context,
     *,
     username: Annotated[str, typer.Option("--username", "-u", prompt=True)],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
-    totp_code: Annotated[str, typer.Option("--totp", prompt="TOTP code")],
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", show_default=False,
+        help="Read the password from this file ('-': standard input).")] = None,
+    password: Annotated[str | None, typer.Option(
+        "--password", envvar=PASSWORD_ENV, show_default=False,
+        help=f"{UNSAFE_FLAG} Prefer the prompt, --password-file or {PASSWORD_ENV}.")] = None,
+    totp_code: Annotated[str, typer.Option(
+        "--totp", prompt="TOTP code",
+        help="Asked for when not given; a code is spent by its first use.")],
 ) -> None:
-    """Log in with password and TOTP code; the session is saved for the next commands."""
-    api = _api(ctx)
+    """Log in with password and TOTP code; the session is saved for the next commands.
+
+    The password is asked for (hidden) on a terminal; otherwise give it with
+    --password-file or HALTGUARD_PASSWORD.
+    """
+    password = _login_password(password, password_file)
+    api = api_of(ctx)
     response = api.call(
         "POST",
         "/api/auth/login",
@@ -219,7 +146,7 @@ def login(
         fail("the service answered without a session cookie; is --url the operations API?")
     directory = config_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    path = _credentials_file()
+    path = credentials_file()
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
     path.write_text(json.dumps({"url": api.url, "session": session}), encoding="utf-8")
@@ -230,13 +157,25 @@ def login(
     )
 
 
+def _login_password(password: str | None, password_file: Path | None) -> str:
+    if password_file is not None:
+        return read_secret_file(password_file, "password")
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        fail(f"no password: give it with --password-file FILE (or '-' for standard input) or "
+             f"{PASSWORD_ENV}, or run the command on a terminal to be asked")
+    answer: str = typer.prompt("Password", hide_input=True)
+    return answer
+
+
 @app.command()
 def logout(ctx: typer.Context) -> None:
     """End the saved session."""
-    api = _api(ctx)
-    if _saved().get("session"):
+    api = api_of(ctx)
+    if saved_session().get("session"):
         api.call("POST", "/api/auth/logout")
-    _credentials_file().unlink(missing_ok=True)
+    credentials_file().unlink(missing_ok=True)
     console.print("logged out")
 
 
@@ -258,7 +197,7 @@ def open_incident(
     started_at: Annotated[str | None, typer.Option(help="When impact began (ISO 8601).")] = None,
 ) -> None:
     """Open an incident; its runbook becomes tasks and SEV1/SEV2 page the on-call."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json(
         "POST",
         "/api/incidents",
@@ -289,7 +228,7 @@ def list_incidents(
     offset: int = 0,
 ) -> None:
     """Incidents, newest first."""
-    api = _api(ctx)
+    api = api_of(ctx)
     page = api.json(
         "GET",
         "/api/incidents",
@@ -320,7 +259,7 @@ def list_incidents(
 @app.command()
 def show(ctx: typer.Context, incident_id: int) -> None:
     """One incident with its task progress."""
-    api = _api(ctx)
+    api = api_of(ctx)
     _emit(api, api.json("GET", f"/api/incidents/{incident_id}"), _show_incident)
 
 
@@ -339,7 +278,7 @@ def update(
     component: Annotated[list[str] | None, typer.Option(help="Replace components.")] = None,
 ) -> None:
     """Correct fields; raising the severity to SEV1/SEV2 pages the on-call."""
-    api = _api(ctx)
+    api = api_of(ctx)
     body: dict[str, Any] = {
         "title": title,
         "summary": summary,
@@ -360,7 +299,7 @@ def update(
 def transition(ctx: typer.Context, incident_id: int, status: str, *, note: str = "") -> None:
     """Move along detected > investigating > identified > mitigating > monitoring >
     resolved > closed."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json(
         "POST", f"/api/incidents/{incident_id}/transition", body={"status": status, "note": note}
     )
@@ -370,7 +309,7 @@ def transition(ctx: typer.Context, incident_id: int, status: str, *, note: str =
 @app.command()
 def commander(ctx: typer.Context, incident_id: int, username: str) -> None:
     """Name the incident commander."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("POST", f"/api/incidents/{incident_id}/commander", body={"username": username})
     _emit(api, data, _show_incident)
 
@@ -378,7 +317,7 @@ def commander(ctx: typer.Context, incident_id: int, username: str) -> None:
 @app.command()
 def comment(ctx: typer.Context, incident_id: int, text: str) -> None:
     """Add a comment to the timeline."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("POST", f"/api/incidents/{incident_id}/comments", body={"text": text})
     _emit(api, data, lambda entry: console.print(f"#{entry['id']} {entry['message']}"))
 
@@ -393,7 +332,7 @@ def public_update(
     channel: Annotated[list[str] | None, typer.Option(help="website, sns, email ...")] = None,
 ) -> None:
     """Record what customers were told."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json(
         "POST",
         f"/api/incidents/{incident_id}/public-updates",
@@ -405,7 +344,7 @@ def public_update(
 @app.command()
 def timeline(ctx: typer.Context, incident_id: int, *, limit: int = 200, offset: int = 0) -> None:
     """The timeline, oldest first."""
-    api = _api(ctx)
+    api = api_of(ctx)
     page = api.json(
         "GET", f"/api/incidents/{incident_id}/timeline", params={"limit": limit, "offset": offset}
     )
@@ -413,7 +352,7 @@ def timeline(ctx: typer.Context, incident_id: int, *, limit: int = 200, offset: 
         api,
         page,
         lambda data: _table(
-            f"Timeline of INC-{incident_id}",
+            f"Timeline of {incident_ref(incident_id)}",
             ["at", "who", "what", "detail"],
             [[e["at"], e["actor"], e["kind"], e["message"]] for e in data["items"]],
             data,
@@ -431,7 +370,7 @@ def tasks(
     offset: int = 0,
 ) -> None:
     """The runbook tasks, in order, with owners and due times."""
-    api = _api(ctx)
+    api = api_of(ctx)
     page = api.json(
         "GET",
         f"/api/incidents/{incident_id}/tasks",
@@ -441,7 +380,7 @@ def tasks(
         api,
         page,
         lambda data: _table(
-            f"Tasks of INC-{incident_id}",
+            f"Tasks of {incident_ref(incident_id)}",
             ["step", "phase", "owner", "due", "done", "task"],
             [
                 [
@@ -466,7 +405,7 @@ def tasks(
 @app.command("task-done")
 def task_done(ctx: typer.Context, incident_id: int, task: str, *, note: str = "") -> None:
     """Mark a task done (by id or step key, e.g. assess_situation)."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("POST", f"/api/incidents/{incident_id}/tasks/{task}/done", body={"note": note})
     _emit(api, data, lambda t: console.print(f"done: {t['step_key']} by {t['done_by']}"))
 
@@ -474,7 +413,7 @@ def task_done(ctx: typer.Context, incident_id: int, task: str, *, note: str = ""
 @app.command("page-overdue")
 def page_overdue(ctx: typer.Context, incident_id: int) -> None:
     """Page the on-call about overdue tasks (each task once)."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("POST", f"/api/incidents/{incident_id}/tasks/page-overdue")
     _emit(api, data, lambda d: console.print(f"{d['tasks_paged']} overdue task(s) paged"))
 
@@ -489,7 +428,7 @@ def link_event(
     seq: int | None = None,
 ) -> None:
     """Link a venue event (journal seq, type, summary) to the incident."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json(
         "POST",
         f"/api/incidents/{incident_id}/venue-events",
@@ -501,13 +440,13 @@ def link_event(
 @app.command()
 def holds(ctx: typer.Context, incident_id: int) -> None:
     """What the incident holds on the venue (halted markets, kill switch, frozen assets)."""
-    api = _api(ctx)
+    api = api_of(ctx)
     page = api.json("GET", f"/api/incidents/{incident_id}/holds", params={"limit": 200})
     _emit(
         api,
         page,
         lambda data: _table(
-            f"Holds of INC-{incident_id}",
+            f"Holds of {incident_ref(incident_id)}",
             ["kind", "target", "placed", "released", "handed to"],
             [
                 [
@@ -534,7 +473,7 @@ def handoff(
     note: str = "",
 ) -> None:
     """Hand a hold (a market, kill_switch, or withdrawals:ASSET) to another incident."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json(
         "POST",
         f"/api/incidents/{incident_id}/handoffs",
@@ -547,7 +486,7 @@ def handoff(
 
 
 def _action(ctx: typer.Context, incident_id: int, path: str, body: dict[str, Any]) -> None:
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("POST", f"/api/incidents/{incident_id}/actions/{path}", body=body)
     _emit(api, data, _show_outcome)
 
@@ -688,7 +627,7 @@ def approvals(
     offset: int = 0,
 ) -> None:
     """Four-eyes requests (pending ones by default)."""
-    api = _api(ctx)
+    api = api_of(ctx)
     page = api.json(
         "GET",
         "/api/approvals",
@@ -703,7 +642,7 @@ def approvals(
             [
                 [
                     a["id"],
-                    f"INC-{a['incident_id']}",
+                    incident_ref(a["incident_id"]),
                     a["action"],
                     a["status"],
                     a["requested_by"],
@@ -719,7 +658,7 @@ def approvals(
 @app.command()
 def approve(ctx: typer.Context, approval_id: int, *, note: str = "") -> None:
     """Approve as the second operator; the action runs at once."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("POST", f"/api/approvals/{approval_id}/approve", body={"note": note})
     _emit(api, data, _show_outcome)
 
@@ -727,7 +666,7 @@ def approve(ctx: typer.Context, approval_id: int, *, note: str = "") -> None:
 @app.command()
 def reject(ctx: typer.Context, approval_id: int, *, note: str = "") -> None:
     """Reject a four-eyes request."""
-    api = _api(ctx)
+    api = api_of(ctx)
     data = api.json("POST", f"/api/approvals/{approval_id}/reject", body={"note": note})
     _emit(api, data, lambda a: console.print(f"approval #{a['id']} {a['status']}"))
 
@@ -739,7 +678,7 @@ def reject(ctx: typer.Context, approval_id: int, *, note: str = "") -> None:
 def postmortem(ctx: typer.Context, incident_id: int, file: Path) -> None:
     """Write the postmortem from a YAML or JSON file (summary, cause, went_well, went_badly,
     recurrence_prevention, action_items: [{description, owner, due}])."""
-    api = _api(ctx)
+    api = api_of(ctx)
     try:
         body = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -766,7 +705,7 @@ def report(
     output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
 ) -> None:
     """A postmortem (Markdown/HTML) or the Japanese regulator report, to review."""
-    api = _api(ctx)
+    api = api_of(ctx)
     if kind not in {"postmortem", "regulatory"}:
         fail("--kind is postmortem or regulatory")
     params = {"format": output_format} if kind == "postmortem" else None
@@ -787,7 +726,7 @@ def metrics(
     until: str | None = None,
 ) -> None:
     """MTTD, MTTA, MTTM and MTTR of one incident, or their means over --since/--until."""
-    api = _api(ctx)
+    api = api_of(ctx)
     if incident_id is not None:
         data = api.json("GET", f"/api/incidents/{incident_id}/metrics")
     else:
@@ -808,7 +747,7 @@ def metrics(
 @app.command()
 def runbooks(ctx: typer.Context, name: Annotated[str | None, typer.Argument()] = None) -> None:
     """The runbooks, or one runbook's steps."""
-    api = _api(ctx)
+    api = api_of(ctx)
     if name is None:
         page = api.json("GET", "/api/runbooks", params={"limit": 200})
         _emit(

@@ -3,6 +3,10 @@
 Works on the database named by ``HALTGUARD_DATABASE_URL`` (default
 ``./data/haltguard.sqlite3``); sends through ``HALTGUARD_SMTP_*``; links point at
 ``HALTGUARD_PUBLIC_URL``. Operator changes are audited with the actor ``cli:<os user>``.
+
+Why the database and not the API: ``run`` is the outbox's sender, a process beside the
+service that works the outbox table by design, and subscribers must still be told while the
+operations service is down; the listing and channel commands are its operator's tools.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import getpass
 import signal
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from types import FrameType
 from typing import Annotated, TypeVar
 
@@ -21,13 +24,16 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from haltguard.cli.client import fail_with
+from haltguard.cli.settings import environment_config, local_engine
+from haltguard.common.clock import utc_now
 from haltguard.db.migrate import upgrade
-from haltguard.db.session import database_url, make_engine, make_session_factory, session_scope
+from haltguard.db.session import make_session_factory, session_scope
 from haltguard.notify import service
 from haltguard.notify.errors import NotifyError
 from haltguard.notify.models import ChannelCreate, Language, SubscriberKind, SubscriberStatus
 from haltguard.notify.outbox import OutboxStats, OutboxWorker
-from haltguard.notify.settings import NotifySettingsError, notify_settings_from_env
+from haltguard.notify.settings import NotifySettingsError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console(soft_wrap=True)
@@ -39,13 +45,9 @@ def cli_actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def open_engine() -> Engine:
     """The local database, migrated to the newest schema first."""
-    engine = make_engine(database_url())
+    engine = local_engine()
     upgrade(engine)
     return engine
 
@@ -55,7 +57,9 @@ def run(work: Callable[[Session], T]) -> T:
     try:
         with session_scope(make_session_factory(open_engine())) as session:
             return work(session)
-    except (NotifyError, NotifySettingsError) as exc:
+    except NotifyError as exc:
+        fail_with(exc)
+    except NotifySettingsError as exc:
         error_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
 
@@ -73,16 +77,12 @@ def worker(
 
     Stop with Ctrl-C or SIGTERM: deliveries claimed but not yet sent are handed back.
     """
-    try:
-        settings = notify_settings_from_env()
-    except NotifySettingsError as exc:
-        error_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    settings = environment_config().notify_settings()
     if senders is not None:
         settings = replace(settings, senders=senders)
     engine = open_engine()
     with session_scope(make_session_factory(engine)) as session:
-        secret = service.link_secret(session, settings, _now())
+        secret = service.link_secret(session, settings, utc_now())
 
     def progress(stats: OutboxStats) -> None:
         console.print(
@@ -138,7 +138,7 @@ def channel_add(
     request = ChannelCreate(url=url, label=label, language=language,
                             component_ids=component or [])
     subscriber_id = run(lambda session: service.add_channel(
-        session, request, actor=cli_actor(), now=_now()).id)
+        session, request, actor=cli_actor(), now=utc_now()).id)
     console.print(f"added channel {subscriber_id} ({label})")
 
 
@@ -149,7 +149,7 @@ def remove(
 ) -> None:
     """Stop all notices to a subscriber; queued deliveries to it are skipped."""
     run(lambda session: service.remove_subscriber(
-        session, subscriber_id, actor=cli_actor(), reason=reason, now=_now()))
+        session, subscriber_id, actor=cli_actor(), reason=reason, now=utc_now()))
     console.print(f"removed subscriber {subscriber_id}")
 
 
@@ -172,5 +172,5 @@ def retry(notice_id: Annotated[int, typer.Argument(help="From `haltguard notify 
           ) -> None:
     """Queue a notice's failed deliveries again with a fresh set of attempts."""
     queued = run(lambda session: service.retry_failed(
-        session, notice_id, actor=cli_actor(), now=_now()))
+        session, notice_id, actor=cli_actor(), now=utc_now()))
     console.print(f"queued {queued} failed deliveries again")

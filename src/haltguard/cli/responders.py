@@ -4,6 +4,11 @@ Works directly on the database named by ``HALTGUARD_DATABASE_URL`` (default
 ``./data/haltguard.sqlite3``); every change is audited with the actor ``cli:<os user>``.
 Pages go out through the SMTP server and public URL set by ``HALTGUARD_SMTP_*`` and
 ``HALTGUARD_PUBLIC_URL``.
+
+Why the database and not the API: paging is what must still work when the operations
+service is down (that is when people are paged), so ``page``, ``ack``, ``tick`` and ``run``
+need nothing but the database and SMTP; the rota and contacts are loaded before the service
+first starts.
 """
 
 from __future__ import annotations
@@ -21,14 +26,18 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.cli.client import fail_with
+from haltguard.cli.settings import environment_config, local_engine
 from haltguard.db.migrate import upgrade
-from haltguard.db.session import database_url, make_engine, make_session_factory, session_scope
+from haltguard.db.session import make_session_factory, session_scope
+from haltguard.incidents import paging as incident_paging
 from haltguard.responders import service
 from haltguard.responders.contacts import (
     INCIDENT_CATEGORIES,
     SEVERITIES,
     ContactTreeError,
     contact_tree_from_yaml,
+    contact_tree_to_data,
 )
 from haltguard.responders.models import ContactIn, ContactMethodIn, OverrideIn, PersonIn
 from haltguard.responders.settings import SettingsError
@@ -53,8 +62,10 @@ def cli_actor() -> str:
 
 
 def open_database() -> sessionmaker[Session]:
-    """The local database, migrated to the newest schema first."""
-    engine = make_engine(database_url())
+    """The local database, migrated to the newest schema first. Page events from here (a
+    page, a tick, the loop) land in their incidents' timelines, as in the service."""
+    incident_paging.subscribe()
+    engine = local_engine()
     upgrade(engine)
     return make_session_factory(engine)
 
@@ -64,7 +75,9 @@ def run(work: Callable[[Session], T]) -> T:
     try:
         with session_scope(open_database()) as session:
             return work(session)
-    except (service.RespondersError, SettingsError, ContactTreeError) as exc:
+    except service.RespondersError as exc:
+        fail_with(exc)
+    except (SettingsError, ContactTreeError) as exc:
         error_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
 
@@ -271,8 +284,6 @@ def contacts_show(
     def work(session: Session) -> None:
         tree = service.contact_tree(session)
         if as_json:
-            from haltguard.responders.contacts import contact_tree_to_data
-
             _print_json(contact_tree_to_data(tree))
             return
         table = Table("category", "role", "call", "backup", title="emergency contact tree")
@@ -346,7 +357,7 @@ def send_page(
     if person is not None and not reason:
         error_console.print("[red]error:[/red] say why you page this person: add --reason")
         raise typer.Exit(2)
-    settings = service.settings_from_env()
+    settings = environment_config().paging
 
     def work(session: Session) -> service.Page:
         with console.status("paging ..."):
@@ -430,7 +441,7 @@ def cancel(page_id: int, reason: Annotated[str, typer.Option("--reason")]) -> No
 @app.command("tick")
 def tick() -> None:
     """Do whatever escalation and retry is due now, once."""
-    settings = service.settings_from_env()
+    settings = environment_config().paging
     report = run(lambda session: service.escalation_tick(session, service.SystemClock().now(),
                                                          settings=settings))
     for event in report.events:
@@ -445,7 +456,7 @@ def run_loop(
                                             help="seconds between ticks")] = 5.0,
 ) -> None:
     """Keep escalating pages and retrying deliveries until interrupted (Ctrl-C)."""
-    settings = service.settings_from_env()
+    settings = environment_config().paging
     stop = threading.Event()
     console.print(f"escalation loop every {interval} s; Ctrl-C to stop")
     try:

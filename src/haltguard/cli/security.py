@@ -2,7 +2,14 @@
 
 Works directly on the database named by ``HALTGUARD_DATABASE_URL`` (default
 ``./data/haltguard.sqlite3``); whoever can run it is trusted like an admin, and every change
-is audited with the actor ``cli:<os user>``.
+is audited with the actor ``cli:<os user>``. The exception is ``login-blocks``: blocks of the
+login route live in the running service, so those commands call its API (``--url``,
+``HALTGUARD_TOKEN``/``--token-file`` or the saved login, as ``haltguard incident``).
+
+Why the database and not the API: these commands are how operators come to exist and how
+they get back in. The first admin is created before anyone can log in, and ``unlock``,
+``reset-totp``, ``enable`` and new tokens must work when no admin can log in to the API
+(locked out, lost phone, service down); having the database credentials is the authority.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.cli.client import api_of, connect, fail_with
+from haltguard.cli.settings import environment_config, local_engine
+from haltguard.common.clock import utc_now
 from haltguard.db.base import Base
-from haltguard.db.session import database_url, make_engine, make_session_factory, session_scope
+from haltguard.db.session import make_session_factory, session_scope
 from haltguard.security import service
-from haltguard.security.config import SecuritySettings, utc_now
 from haltguard.security.errors import SecurityError
 from haltguard.security.permissions import Role
 from haltguard.security.totp import TotpEnrolment
@@ -30,6 +39,12 @@ from haltguard.security.totp import TotpEnrolment
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 token_app = typer.Typer(no_args_is_help=True, help="An operator's API tokens.")
 app.add_typer(token_app, name="token")
+blocks_app = typer.Typer(
+    no_args_is_help=True,
+    help="What holds logins back on the running service: blocks of addresses (by a detection "
+    "rule or an admin) and failed-login waits. Over the operations API.",
+)
+app.add_typer(blocks_app, name="login-blocks")
 
 
 def console() -> Console:
@@ -50,7 +65,7 @@ def open_database() -> sessionmaker[Session]:
     Uses the Alembic migrations (``haltguard.db.migrate.upgrade``) when they exist; until
     then creates the security tables directly. This is the only place that fallback lives.
     """
-    engine = make_engine(database_url())
+    engine = local_engine()
     try:
         migrate = importlib.import_module("haltguard.db.migrate")
     except ModuleNotFoundError as exc:
@@ -85,8 +100,7 @@ def run(work: Callable[[Session], T]) -> T:
         with session_scope(open_database()) as session:
             return work(session)
     except SecurityError as exc:
-        error_console().print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from exc
+        fail_with(exc)
 
 
 def show_enrolment(username: str, enrolment: TotpEnrolment) -> None:
@@ -121,7 +135,7 @@ def create(
 ) -> None:
     """Create an operator; prints the TOTP secret and a QR code once."""
     password = read_password(password_stdin)
-    settings = SecuritySettings.from_env()
+    settings = environment_config().security
 
     def work(session: Session) -> TotpEnrolment:
         operator, enrolment = service.create_operator(
@@ -216,19 +230,79 @@ def disable(username: str) -> None:
 
 @app.command("enable")
 def enable(username: str) -> None:
-    """Enable a disabled operator (and clear any lockout)."""
+    """Enable a disabled operator (and clear any lockout, even of an enabled one)."""
 
     def work(session: Session) -> None:
         operator = service.set_disabled(session, username, False, actor=cli_actor(), now=utc_now())
-        console().print(f"{operator.username} is enabled")
+        console().print(f"{operator.username} is enabled; failed-login wait cleared")
 
     run(work)
+
+
+@app.command("unlock")
+def unlock(username: str) -> None:
+    """End an operator's failed-login wait now (audited); waits of their username kept by a
+    running service in memory are lifted with `login-blocks lift account:USERNAME`."""
+
+    def work(session: Session) -> None:
+        operator = service.unlock(session, username, actor=cli_actor(), now=utc_now())
+        console().print(f"{operator.username} may log in again at once")
+
+    run(work)
+
+
+blocks_app.callback()(connect)
+
+
+@blocks_app.command("list")
+def blocks_list(ctx: typer.Context) -> None:
+    """Every block and failed-login wait in force, the longest first."""
+    api = api_of(ctx)
+    data = api.json("GET", "/api/login-blocks", params={"limit": 200})
+    if api.as_json:
+        console().print_json(data=data)
+        return
+    holds = data["items"]
+    table = folded_table("key", "kind", "until", "failures", "refused", "reason")
+    for hold in holds:
+        table.add_row(hold["key"], hold["kind"], str(hold["until"] or "-"),
+                      str(hold["failures"]), str(hold["refused"]), hold["reason"])
+    console().print(table)
+    console().print(f"{data['total']} in force" + (f", {len(holds)} shown"
+                                                    if data["total"] > len(holds) else ""))
+
+
+@blocks_app.command("add")
+def blocks_add(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="an IP address, e.g. 203.0.113.7")],
+    duration_s: Annotated[int, typer.Option("--duration-s", min=1, help="how long")],
+    reason: Annotated[str, typer.Option("--reason", help="why (audited)")],
+) -> None:
+    """Block an address from the login route only (it keeps trading)."""
+    hold = api_of(ctx).json("POST", "/api/login-blocks", body={
+        "address": address, "duration_s": duration_s, "reason": reason})
+    console().print(f"{hold['key']} blocked from logging in until {hold['until']}")
+
+
+@blocks_app.command("lift")
+def blocks_lift(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(
+        help="address:<ip>, account:<username> or pair:<ip>/<username>, as listed")],
+    reason: Annotated[str, typer.Option("--reason", help="why (audited)")],
+) -> None:
+    """Lift a block or wait early (audited with your name and the reason)."""
+    lifted = api_of(ctx).json("POST", "/api/login-blocks/lift",
+                                   body={"key": key, "reason": reason})
+    console().print("lifted: " + ", ".join(f"{hold['key']} ({hold['kind']})"
+                                            for hold in lifted))
 
 
 @app.command("reset-totp")
 def reset_totp(username: str) -> None:
     """Issue a new TOTP secret (lost authenticator); prints it and a QR code once."""
-    settings = SecuritySettings.from_env()
+    settings = environment_config().security
 
     def work(session: Session) -> TotpEnrolment:
         return service.reset_totp(

@@ -45,6 +45,7 @@ from haltguard.app.system import (
     start_system,
 )
 from haltguard.app.venue_process import VENUE_DOCS_PATH
+from haltguard.cli.client import UNSAFE_FLAG, secret_from
 from haltguard.db.session import DEFAULT_DATA_DIR
 
 STATUS_PAGE_PATH = "/status"
@@ -83,7 +84,14 @@ def serve(
         str | None,
         typer.Option(show_default=False,
                      help="Secret for the venue's admin API (Authorization: Bearer ...); "
-                          "also HALTGUARD_VENUE_TOKEN. Generated if not given."),
+                          f"generated if not given. {UNSAFE_FLAG} Prefer "
+                          "HALTGUARD_VENUE_TOKEN or --admin-token-file."),
+    ] = None,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option("--admin-token-file", show_default=False,
+                     help="Read the venue's admin token from this file ('-': standard "
+                          "input)."),
     ] = None,
     checkpoint_every: Annotated[
         int | None,
@@ -107,7 +115,8 @@ def serve(
             "data_dir": None if data_dir is None else str(data_dir),
             "server.host": host,
             "server.port": port,
-            "venue.admin_token": admin_token,
+            "venue.admin_token": secret_from(admin_token, admin_token_file,
+                                             "venue admin token"),
             "venue.checkpoint_every": checkpoint_every,
             "venue.queue_depth_max": queue_depth_max,
             "demo.rate_per_s": demo_rate,
@@ -320,9 +329,14 @@ def _venue_lines(system: System) -> list[str]:
             f"{supervisor.settings.restarts_per_minute_max} restarts a minute)",
             f"  Log        {supervisor.log_path}",
         ]
+        if config.stream_port:
+            lines.append(f"  Streaming  tcp://{config.host}:{config.stream_port}  (pipelined "
+                         "orders, length-prefixed MessagePack; docs/architecture.md)")
     elif system.runtime is not None:
         lines += [
-            "  Process    on a thread of this process (venue.process = false)",
+            "  Process    on a thread of this process (venue.process = false)"
+            + ("; no streaming order entry (venue.stream_port needs venue.process = true)"
+               if config.stream_port else ""),
             f"  Recovery   {system.runtime.recovery_report.describe()}",
         ]
     return lines

@@ -1,9 +1,9 @@
 """``haltguard status ...``: the public status page.
 
-Publishing goes through the operations API (``--url`` / ``HALTGUARD_URL``, ``HALTGUARD_TOKEN``
-or the saved login, as for ``haltguard incident``), so permissions, the timeline and the audit
-chain apply: ``components``, ``override``, ``clear-override``, ``draft``, ``drafts``,
-``edit``, ``publish``, ``discard``, ``maintenance``, ``cadence``.
+Publishing goes through the operations API (``--url`` / ``HALTGUARD_URL``; ``HALTGUARD_TOKEN``,
+``--token-file`` or the saved login, as for ``haltguard incident``), so permissions, the
+timeline and the audit chain apply: ``components``, ``override``, ``clear-override``,
+``draft``, ``drafts``, ``edit``, ``publish``, ``discard``, ``maintenance``, ``cadence``.
 
 Keeping the page up while the exchange is down works on the database and files directly:
 ``export DIR`` writes the whole page (both languages, JSON API, feeds) as static files, once
@@ -13,6 +13,7 @@ keeps the page current and pages the incident commander when a public update is 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -22,16 +23,26 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from haltguard.cli.incidents import TOKEN_ENV, URL_ENV, Api, fail
+from haltguard.cli.client import (
+    TOKEN_ENV,
+    UNSAFE_FLAG,
+    URL_ENV,
+    Api,
+    TokenFileOption,
+    fail,
+    token_from,
+)
+from haltguard.cli.settings import environment_config, local_engine
+from haltguard.common.clock import SystemClock
 from haltguard.db.migrate import upgrade
-from haltguard.db.session import database_url, make_engine, make_session_factory
+from haltguard.db.session import make_session_factory
+from haltguard.gateway.control import HttpVenueControl
+from haltguard.incidents.rules import incident_ref
 from haltguard.status import flows
 from haltguard.status.publisher import DirectoryExporter, StatusPublisher
 from haltguard.status.server import serve_directory
-from haltguard.status.settings import StatusSettings
 from haltguard.status.site import export_site
 from haltguard.venue.control import VenueControl
-from haltguard.web.clock import SystemClock
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="The public status page: components, updates, maintenance, export.")
@@ -39,8 +50,12 @@ console = Console(markup=False, highlight=False)
 
 UrlOption = Annotated[str | None, typer.Option("--url", envvar=URL_ENV,
                                                help="The operations API.")]
-TokenOption = Annotated[str | None, typer.Option("--token", envvar=TOKEN_ENV,
-                                                 show_default=False, help="An API token.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar=TOKEN_ENV, show_default=False,
+                 help=f"An API token (else the saved login). {UNSAFE_FLAG} Prefer {TOKEN_ENV} "
+                      "or --token-file."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON.")]
 VenueUrlOption = Annotated[
     str | None,
@@ -51,8 +66,6 @@ VenueUrlOption = Annotated[
 
 def _print(api: Api, data: Any, lines: list[str]) -> None:
     if api.as_json:
-        import json
-
         console.print_json(json.dumps(data, ensure_ascii=False))
         return
     for line in lines:
@@ -62,7 +75,7 @@ def _print(api: Api, data: Any, lines: list[str]) -> None:
 def _show_update(api: Api, data: dict[str, Any]) -> None:
     _print(api, data, [
         f"update {data['id']} ({data['state']}, {data['status']})"
-        + (f" of INC-{data['incident_id']}" if data["incident_id"] else "")
+        + (f" of {incident_ref(data['incident_id'])}" if data["incident_id"] else "")
         + (f" of MNT-{data['maintenance_id']}" if data["maintenance_id"] else ""),
         *( [f"title ja: {data['name_ja']}", f"title en: {data['name_en']}"]
            if data.get("name_ja") else []),
@@ -77,9 +90,9 @@ def _show_update(api: Api, data: dict[str, Any]) -> None:
 
 @app.command()
 def components(url: UrlOption = None, token: TokenOption = None,
-               as_json: JsonOption = False) -> None:
+               token_file: TokenFileOption = None, as_json: JsonOption = False) -> None:
     """Every component: shown status, the rules' status, override and why."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("GET", "/api/status/components", params={"limit": 200})
     if api.as_json:
         _print(api, data, [])
@@ -98,10 +111,11 @@ def components(url: UrlOption = None, token: TokenOption = None,
 @app.command()
 def override(
     key: str, status: str, *, reason: Annotated[str, typer.Option(help="Why (audited).")],
-    url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False,
+    url: UrlOption = None, token: TokenOption = None,
+    token_file: TokenFileOption = None, as_json: JsonOption = False,
 ) -> None:
     """Show STATUS on component KEY whatever the rules say, until cleared."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("POST", f"/api/status/components/{key}/override",
                     body={"status": status, "reason": reason})
     _print(api, data, [f"{key} now shows {data['status']} (the rules say "
@@ -111,10 +125,11 @@ def override(
 @app.command("clear-override")
 def clear_override(
     key: str, *, reason: Annotated[str, typer.Option(help="Why (audited).")],
-    url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False,
+    url: UrlOption = None, token: TokenOption = None,
+    token_file: TokenFileOption = None, as_json: JsonOption = False,
 ) -> None:
     """Let the rules choose component KEY's status again."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("POST", f"/api/status/components/{key}/clear-override",
                     body={"reason": reason})
     _print(api, data, [f"{key} shows {data['status']} again: {data['reason']}"])
@@ -130,10 +145,11 @@ def draft(
     cause_en: Annotated[str | None, typer.Option(help="The cause, in English.")] = None,
     expected_recovery: Annotated[str | None, typer.Option(
         help="When service should be back, e.g. 2025-01-06T12:00+09:00.")] = None,
-    url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False,
+    url: UrlOption = None, token: TokenOption = None,
+    token_file: TokenFileOption = None, as_json: JsonOption = False,
 ) -> None:
     """Draft a public update of an incident from the template; read it, edit, publish."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     body: dict[str, Any] = {"status": status}
     if cause_ja or cause_en:
         body |= {"cause_ja": cause_ja, "cause_en": cause_en}
@@ -143,13 +159,14 @@ def draft(
 
 
 @app.command()
-def drafts(url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+def drafts(url: UrlOption = None, token: TokenOption = None,
+           token_file: TokenFileOption = None, as_json: JsonOption = False) -> None:
     """Drafts waiting to be published, newest first."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("GET", "/api/status/updates", params={"state": "draft", "limit": 200})
     _print(api, data, [
         f"{item['id']}: {item['status']} "
-        + (f"INC-{item['incident_id']}" if item["incident_id"] else
+        + (incident_ref(item["incident_id"]) if item["incident_id"] else
            f"MNT-{item['maintenance_id']}")
         + f" by {item['created_by']} at {item['created_at']}"
         for item in data["items"]
@@ -163,10 +180,11 @@ def edit(
     ja_file: Annotated[Path | None, typer.Option(help="The Japanese text, from a file.")] = None,
     en_file: Annotated[Path | None, typer.Option(help="The English text, from a file.")] = None,
     status: Annotated[str | None, typer.Option(help="A different status.")] = None,
-    url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False,
+    url: UrlOption = None, token: TokenOption = None,
+    token_file: TokenFileOption = None, as_json: JsonOption = False,
 ) -> None:
     """Replace a draft's text (from files you edited) or its status."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     body: dict[str, Any] = {}
     for name, path in (("body_ja", ja_file), ("body_en", en_file)):
         if path is not None:
@@ -183,18 +201,18 @@ def edit(
 
 @app.command()
 def publish(update_id: int, url: UrlOption = None, token: TokenOption = None,
-            as_json: JsonOption = False) -> None:
+            token_file: TokenFileOption = None, as_json: JsonOption = False) -> None:
     """Publish a draft: on the page, in the incident's timeline, to subscribers."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("POST", f"/api/status/updates/{update_id}/publish")
     _print(api, data, [f"update {data['id']} published at {data['published_at']}"])
 
 
 @app.command()
 def discard(update_id: int, url: UrlOption = None, token: TokenOption = None,
-            as_json: JsonOption = False) -> None:
+            token_file: TokenFileOption = None, as_json: JsonOption = False) -> None:
     """Throw a draft away."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("POST", f"/api/status/updates/{update_id}/discard")
     _print(api, data, [f"update {data['id']} discarded"])
 
@@ -207,10 +225,11 @@ def maintenance(
     component: Annotated[list[str], typer.Option(help="A component key; repeat for more.")],
     details_ja: Annotated[str | None, typer.Option(help="What is done, in Japanese.")] = None,
     details_en: Annotated[str | None, typer.Option(help="What is done, in English.")] = None,
-    url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False,
+    url: UrlOption = None, token: TokenOption = None,
+    token_file: TokenFileOption = None, as_json: JsonOption = False,
 ) -> None:
     """Schedule a maintenance; its announcement is drafted for you to publish."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     body: dict[str, Any] = {"scheduled_for": start, "scheduled_until": end,
                             "components": component}
     if details_ja or details_en:
@@ -219,9 +238,10 @@ def maintenance(
 
 
 @app.command()
-def cadence(url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+def cadence(url: UrlOption = None, token: TokenOption = None,
+            token_file: TokenFileOption = None, as_json: JsonOption = False) -> None:
     """When each open incident's next public update is due."""
-    api = Api(url, token, as_json=as_json)
+    api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("GET", "/api/status/cadence", params={"limit": 200})
     _print(api, data, [
         f"{item['ref']} {item['severity']} every {item['every_minutes']} min: due "
@@ -235,15 +255,13 @@ def cadence(url: UrlOption = None, token: TokenOption = None, as_json: JsonOptio
 
 
 def _publisher(venue_url: str | None) -> StatusPublisher:
-    engine = make_engine(database_url())
+    engine = local_engine()
     upgrade(engine)
     venue: VenueControl | None = None
     if venue_url:
-        from haltguard.gateway.control import HttpVenueControl
-
         venue = HttpVenueControl(venue_url, "")
-    return StatusPublisher(make_session_factory(engine), SystemClock(), StatusSettings.from_env(),
-                           venue=venue)
+    return StatusPublisher(make_session_factory(engine), SystemClock(),
+                           environment_config().status_settings(), venue=venue)
 
 
 @app.command()
@@ -312,6 +330,7 @@ def run(
     stop = threading.Event()
     console.print(f"status loop every {interval} s; Ctrl-C to stop")
     try:
-        flows.run_status_loop(stop, publisher, interval)
+        flows.run_status_loop(stop, publisher, interval,
+                              responder_settings=environment_config().paging)
     except KeyboardInterrupt:
         stop.set()

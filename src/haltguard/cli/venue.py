@@ -2,16 +2,19 @@
 trade by hand.
 
 ``run`` serves a venue on a data directory (what ``haltguard serve`` supervises as its own
-process). ``verify`` and ``inspect`` read a data directory and change nothing. The other
-commands talk to a running venue over HTTP (``--url``, ``--token`` or ``HALTGUARD_VENUE_URL`` and
-``HALTGUARD_VENUE_TOKEN``); every brake records who pulled it and why.
+process). ``verify`` and ``inspect`` read a data directory and change nothing; ``repair`` cuts
+damage after the commit mark of a stopped venue's journal on your decision. The other
+commands talk to a running venue over HTTP (``--url`` or ``HALTGUARD_VENUE_URL``; the admin
+token from ``HALTGUARD_VENUE_TOKEN`` or ``--token-file``); every brake records who pulled it
+and why.
 """
 
 from __future__ import annotations
 
 import getpass
-import logging
+import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,13 +22,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from haltguard.app.venue_process import VenueProcessSettings, VenueStartError, run_venue
+from haltguard.app.venue_process import VenueStartError, lock_data_dir, run_command
+from haltguard.cli.client import UNSAFE_FLAG, secret_from
+from haltguard.common.units import NS_PER_S
 from haltguard.gateway.control import HttpVenueControl
-from haltguard.journal import JournalCorruptionError, recover, verify
+from haltguard.journal import JournalError, recover, verify
+from haltguard.journal.repair import apply_repair, plan_repair
 from haltguard.venue.commands import ResumePhase
 from haltguard.venue.control import VenueControlError
 from haltguard.venue.events import Event
-from haltguard.venue.types import NS_PER_SECOND, MarketState
+from haltguard.venue.types import MarketState
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console()
@@ -41,8 +47,14 @@ TokenOption = Annotated[
     str,
     typer.Option(
         "--token", envvar="HALTGUARD_VENUE_TOKEN", show_default=False,
-        help="The venue's admin token (printed by `haltguard serve`).",
+        help="The venue's admin token (printed by `haltguard serve`). "
+        f"{UNSAFE_FLAG} Prefer HALTGUARD_VENUE_TOKEN or --token-file.",
     ),
+]
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option("--token-file", show_default=False,
+                 help="Read the venue's admin token from this file ('-': standard input)."),
 ]
 ActorOption = Annotated[
     str, typer.Option("--actor", help="Who is deciding (recorded with the command).")
@@ -82,56 +94,7 @@ def _need_data_dir(data_dir: Path) -> None:
 # --- running a venue ------------------------------------------------------------------
 
 
-@app.command("run")
-def run_command(
-    *,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Journal and snapshots.")] = Path(
-        "data"),
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65_535, help="TCP port.")] = 8001,
-    token: TokenOption = "",
-    demo: Annotated[
-        bool, typer.Option("--demo", help="Demo markets, funded accounts, synthetic orders.")
-    ] = False,
-    demo_rate: Annotated[
-        float, typer.Option(min=0.1, max=10_000, help="Demo orders per second.")
-    ] = 20.0,
-    allow_fault_injection: Annotated[
-        bool, typer.Option("--allow-fault-injection",
-                           help="Accept drill faults on POST /v1/admin/faults.")
-    ] = False,
-    checkpoint_every: Annotated[
-        int, typer.Option(min=1, help="Write a snapshot every this many commands.")
-    ] = 100_000,
-    queue_depth_max: Annotated[
-        int, typer.Option(min=1, help="Commands waiting before new ones get 503.")
-    ] = 10_000,
-    order_capacity_per_s: Annotated[
-        int, typer.Option(min=1, help="New orders a second before load shedding.")
-    ] = 1_000,
-    halt_markets: Annotated[
-        str, typer.Option("--halt-markets", metavar="REASON",
-                          help="Halt every trading market with this reason before serving "
-                               "(the supervisor's restarts after a crash).")
-    ] = "",
-) -> None:
-    """Serve a venue on a data directory until SIGTERM or Ctrl-C (then it writes a snapshot).
-
-    It recovers from snapshot + journal at start and prints a ready line with its URL and pid
-    once it answers. Without --token the admin API refuses every call.
-    """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = VenueProcessSettings(
-        data_dir=data_dir, host=host, port=port, admin_token=token, demo=demo,
-        demo_rate_per_s=demo_rate, allow_fault_injection=allow_fault_injection,
-        checkpoint_every=checkpoint_every, queue_depth_max=queue_depth_max,
-        order_capacity_per_s=order_capacity_per_s, halt_reason=halt_markets,
-    )
-    try:
-        last_seq = run_venue(settings)
-    except VenueStartError as exc:
-        raise _fail(str(exc), "fix what the message names and start it again") from exc
-    console.print(f"venue stopped at seq {last_seq}; snapshot written", highlight=False)
+app.command("run")(run_command)  # the venue process's own command line, declared with it
 
 
 # --- data directory -------------------------------------------------------------------
@@ -141,15 +104,21 @@ def run_command(
 def verify_command(data_dir: DataDirArgument) -> None:
     """Check a data directory without changing it; exit 1 if anything needs a person.
 
-    Replays the journal read-only from the newest valid snapshot, then checks the venue's
-    invariants (funds conserved, no negative balance, books not crossed). Corruption is
-    reported with the segment file and byte offset.
+    Replays the journal read-only from the newest valid snapshot, decodes the whole retained
+    journal (also the segments before that snapshot) and rebuilds every snapshot, then checks
+    the venue's invariants (funds conserved, no negative balance, books not crossed).
+    Corruption is reported with the segment file and byte offset.
     """
     _need_data_dir(data_dir)
-    with console.status(f"Replaying the journal in {data_dir} ..."):
+    with console.status(f"Checking the journal in {data_dir} ..."):
         report = verify(data_dir)
     table = Table(title=f"Venue data in {data_dir}", show_header=False)
     table.add_row("verdict", "[green]OK[/green]" if report.ok else "[red]PROBLEMS FOUND[/red]")
+    table.add_row(
+        "journal retained",
+        f"seq {report.retained_from_seq} to {report.last_seq}" if report.retained_from_seq
+        else "no segment",
+    )
     table.add_row("snapshot used", f"seq {report.snapshot_seq}" if report.snapshot_seq else "none")
     table.add_row("records replayed", str(report.records_replayed))
     table.add_row("last seq", str(report.last_seq))
@@ -160,12 +129,12 @@ def verify_command(data_dir: DataDirArgument) -> None:
         else f"{report.torn_tail.describe()} (cut off at the next start)",
     )
     invariants = [p for p in report.problems if p.startswith("venue invariant")]
-    table.add_row("invariants", "hold" if report.ok else f"{len(invariants)} broken")
+    table.add_row("invariants", f"{len(invariants)} broken" if invariants else "hold")
     table.add_row("took", f"{report.elapsed_ms:.0f} ms")
     console.print(table)
     console.print(f"state hash {report.state_hash or '-'}", soft_wrap=True)
-    for rejected in report.rejected_snapshots:
-        console.print(f"[yellow]snapshot refused:[/yellow] {rejected.file}: {rejected.reason}")
+    for repair in report.repairs:
+        console.print(f"[yellow]repaired earlier:[/yellow] {repair}", soft_wrap=True)
     if not report.ok:
         for problem in report.problems:
             errors.print(f"[red]problem:[/red] {problem}", soft_wrap=True)
@@ -176,6 +145,63 @@ def verify_command(data_dir: DataDirArgument) -> None:
         raise typer.Exit(1)
 
 
+@app.command("repair")
+def repair_command(
+    data_dir: DataDirArgument,
+    *,
+    reason: ReasonOption,
+    actor: ActorOption = "",
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Cut without asking (the decision is still recorded).")
+    ] = False,
+) -> None:
+    """Cut damage after the commit mark from a stopped venue's journal, on your decision.
+
+    For what a start refuses although no acknowledged record is involved, e.g. garbage
+    appended after the last record. It shows what it would cut and asks; it refuses
+    anything at or below the commit mark (records that may have been acknowledged). The
+    cut bytes are kept in DATA_DIR/repairs/ with a record of who decided and why.
+    """
+    _need_data_dir(data_dir)
+    try:
+        lock = lock_data_dir(data_dir)
+    except VenueStartError as exc:
+        raise _fail(str(exc), "stop the venue (or `haltguard serve`) first") from exc
+    try:
+        _repair(data_dir, reason, actor or _default_actor(), yes)
+    finally:
+        os.close(lock)
+
+
+def _repair(data_dir: Path, reason: str, actor: str, yes: bool) -> None:
+    restore = (
+        "keep this directory as it is; restore it from a replica or backup, or have an "
+        "engineer inspect the named segment and offset"
+    )
+    try:
+        plan = plan_repair(data_dir)
+    except JournalError as exc:
+        raise _fail(str(exc), restore) from exc
+    if plan is None:
+        console.print("Nothing to repair: the journal ends with an intact record.")
+        return
+    console.print(f"Repair plan: {plan.describe()}.", soft_wrap=True, highlight=False)
+    if not yes and not typer.confirm("Cut these bytes from the journal?", default=False):
+        raise _fail("nothing was cut", "run the command again and answer y to cut")
+    try:
+        record = apply_repair(
+            data_dir, plan, actor=actor, reason=reason, now=datetime.now(UTC)
+        )
+    except JournalError as exc:
+        raise _fail(str(exc), restore) from exc
+    console.print(
+        f"Cut. The bytes are kept in {data_dir / 'repairs' / record.cut_file} (sha256 "
+        f"{record.cut_sha256}); the repair is recorded beside them.",
+        soft_wrap=True, highlight=False,
+    )
+    console.print(f"Next: `haltguard venue verify {data_dir}`, then start the venue.")
+
+
 @app.command("inspect")
 def inspect_command(data_dir: DataDirArgument) -> None:
     """Show markets, states and balance totals of a data directory (read-only)."""
@@ -183,7 +209,7 @@ def inspect_command(data_dir: DataDirArgument) -> None:
     try:
         with console.status(f"Replaying the journal in {data_dir} ..."):
             venue, report = recover(data_dir, repair=False)
-    except JournalCorruptionError as exc:
+    except JournalError as exc:
         raise _fail(
             str(exc), f"run `haltguard venue verify {data_dir}` for the full report"
         ) from exc
@@ -251,11 +277,15 @@ def _show_events(control: HttpVenueControl, events: list[Event]) -> None:
         console.print(f"[bold]{kind}[/bold] {details}")
 
 
-def _brake(url: str, token: str, action: Callable[[HttpVenueControl], list[Event]]) -> None:
+def _brake(
+    url: str, token: str, token_file: Path | None,
+    action: Callable[[HttpVenueControl], list[Event]],
+) -> None:
+    token = secret_from(token, token_file, "venue admin token") or ""
     if not token:
         raise _fail(
             "no admin token",
-            "pass --token or set HALTGUARD_VENUE_TOKEN (printed by `haltguard serve`)",
+            "set HALTGUARD_VENUE_TOKEN or pass --token-file (printed by `haltguard serve`)",
         )
     _remote(url, token, lambda control: _show_events(control, action(control)))
 
@@ -267,6 +297,7 @@ def halt_command(
     reason: ReasonOption,
     url: UrlOption = URL_DEFAULT,
     token: TokenOption = "",
+    token_file: TokenFileOption = None,
     actor: ActorOption = "",
     incident: IncidentOption = "",
     refuse_cancels: Annotated[
@@ -274,7 +305,7 @@ def halt_command(
     ] = False,
 ) -> None:
     """Halt a market: no new orders; cancels stay allowed unless --refuse-cancels."""
-    _brake(url, token, lambda c: c.set_market_state(
+    _brake(url, token, token_file, lambda c: c.set_market_state(
         market, MarketState.HALTED, actor=actor or _default_actor(), reason=reason,
         incident_id=incident, cancels_allowed=not refuse_cancels,
     ))
@@ -288,6 +319,7 @@ def state_command(
     reason: ReasonOption,
     url: UrlOption = URL_DEFAULT,
     token: TokenOption = "",
+    token_file: TokenFileOption = None,
     actor: ActorOption = "",
     incident: IncidentOption = "",
     auction_seconds: Annotated[
@@ -295,9 +327,9 @@ def state_command(
     ] = 0,
 ) -> None:
     """Move a market to another state; an illegal move is refused, naming the legal ones."""
-    _brake(url, token, lambda c: c.set_market_state(
+    _brake(url, token, token_file, lambda c: c.set_market_state(
         market, state, actor=actor or _default_actor(), reason=reason, incident_id=incident,
-        auction_ns=round(auction_seconds * NS_PER_SECOND),
+        auction_ns=round(auction_seconds * NS_PER_S),
     ))
 
 
@@ -308,13 +340,14 @@ def kill_switch_command(
     reason: ReasonOption,
     url: UrlOption = URL_DEFAULT,
     token: TokenOption = "",
+    token_file: TokenFileOption = None,
     actor: ActorOption = "",
     incident: IncidentOption = "",
 ) -> None:
     """Halt every market at once (engage), or release the switch (markets stay halted)."""
     if action not in ("engage", "release"):
         raise _fail(f"unknown action {action!r}", "use `engage` or `release`")
-    _brake(url, token, lambda c: c.kill_switch(
+    _brake(url, token, token_file, lambda c: c.kill_switch(
         action == "engage", actor=actor or _default_actor(), reason=reason, incident_id=incident,
     ))
 
@@ -326,12 +359,13 @@ def freeze_command(
     reason: ReasonOption,
     url: UrlOption = URL_DEFAULT,
     token: TokenOption = "",
+    token_file: TokenFileOption = None,
     actor: ActorOption = "",
     incident: IncidentOption = "",
     unfreeze: Annotated[bool, typer.Option("--unfreeze", help="Lift the freeze.")] = False,
 ) -> None:
     """Freeze (or with --unfreeze, lift the freeze on) withdrawals of one asset."""
-    _brake(url, token, lambda c: c.freeze_withdrawals(
+    _brake(url, token, token_file, lambda c: c.freeze_withdrawals(
         asset, not unfreeze, actor=actor or _default_actor(), reason=reason,
         incident_id=incident,
     ))
@@ -359,6 +393,7 @@ def resume_command(
     reason: ReasonOption,
     url: UrlOption = URL_DEFAULT,
     token: TokenOption = "",
+    token_file: TokenFileOption = None,
     actor: ActorOption = "",
     incident: IncidentOption = "",
     plan: Annotated[
@@ -367,7 +402,7 @@ def resume_command(
 ) -> None:
     """Start reopening a market through phases (your decision; the venue times the phases)."""
     phases = parse_resume_plan(plan)
-    _brake(url, token, lambda c: c.start_resume_plan(
+    _brake(url, token, token_file, lambda c: c.start_resume_plan(
         market, phases, actor=actor or _default_actor(), reason=reason, incident_id=incident,
     ))
 

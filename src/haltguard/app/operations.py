@@ -1,0 +1,206 @@
+"""The composition root of the operations service: ``create_app`` builds it as one FastAPI
+app (incidents, reports, operators, on-call, detection, the status page, notices).
+
+It opens the database (migrating it to the newest schema unless told not to), takes each
+domain's settings as plain objects (``app/config.py`` built and checked them), builds the one
+:class:`~haltguard.web.context.OperationsContext` the routes read (the database, the clock,
+the venue control and each domain's parts: its settings, the login throttle, the notices'
+rate limiter, the status publisher, the alert intake), includes every domain's router by
+name, and subscribes the incident timeline to page events. Every route lives under ``/api``
+(and the status page under ``/status``). While the app runs, the responders' escalation loop
+pages the next level of every unacknowledged page. Every request body is read whole, within
+the size of its route and the receive deadline of ``settings``, before a route sees it
+(``413`` / ``408`` otherwise). The OpenAPI document is at ``/openapi.json`` (browsable at
+``/docs``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from haltguard import __version__
+from haltguard.common.clock import Clock, SystemClock
+from haltguard.common.network import IPNetwork
+from haltguard.db.migrate import upgrade
+from haltguard.db.session import make_engine, make_session_factory
+from haltguard.detection import intake_views
+from haltguard.detection import views as detection_views
+from haltguard.detection.intake import IntakeSettings
+from haltguard.detection.metrics import DetectionMetrics
+from haltguard.detection.monitors import SignalSink, service_sink
+from haltguard.detection.service import DetectionService
+from haltguard.incidents import paging as incident_paging
+from haltguard.incidents import views as incident_views
+from haltguard.notify import views as notify_views
+from haltguard.notify.settings import NotifySettings
+from haltguard.reports import views as report_views
+from haltguard.responders import views as responder_views
+from haltguard.responders.service import start_escalation_thread
+from haltguard.responders.settings import ResponderSettings
+from haltguard.security import views as security_views
+from haltguard.security.config import SecuritySettings
+from haltguard.security.throttle import LoginThrottle
+from haltguard.status import views as status_views
+from haltguard.status.settings import StatusSettings
+from haltguard.venue.control import VenueControl
+from haltguard.web.asgi import BodyLimitMiddleware, BodyLimits
+from haltguard.web.context import OperationsContext, attach, context_of, parts_of
+from haltguard.web.errors import install_error_handlers
+from haltguard.web.metrics import install_metrics
+from haltguard.web.ratelimit import PublicLinkLimits, RateLimiter
+from haltguard.web.settings import Settings
+
+PUBLIC_BODY_ROUTES = (
+    "/api/auth/login",
+    "/api/notify/subscriptions/email",
+    "/api/notify/subscriptions/webhook",
+    "/api/notify/confirm",
+    "/api/notify/unsubscribe",
+)
+"""Routes anyone may post to without logging in: ``Settings.public_body_bytes_max``."""
+DOCUMENT_BODY_ROUTES = (
+    "/api/detection/alerts/alertmanager",
+    "/api/detection/alerts/webhook",
+    "/api/detection/rules/check",
+    "/api/detection/rules/reload",
+    "/api/oncall/config",
+    "/api/oncall/contact-tree",
+    "/api/incidents/{incident_id}/postmortem",
+)
+"""Routes that take a whole document: ``Settings.document_body_bytes_max``. Every other
+route takes ``Settings.body_bytes_max``."""
+
+ESCALATION_INTERVAL_S_DEFAULT = 5.0
+"""How often the escalation loop looks for pages whose acknowledgement timed out."""
+ESCALATION_STOP_S_MAX = 10.0
+"""How long shutdown waits for a tick in progress (a page being delivered) to finish."""
+
+DESCRIPTION = """\
+The operations service of haltguard: incidents and their runbooks, protective actions on the
+venue (halt, cancel-only, kill switch, withdrawal freeze, resume with four eyes), operators
+and the audit chain, on-call and paging, postmortem and regulator reports.
+
+Authenticate with `Authorization: Bearer <api token>` or the session cookie from
+`POST /api/auth/login`. Every error is `{"error": {"code": ..., "message": ...}}`. Every list
+is paginated with `limit` (at most 200) and `offset`; the answer says `total` and
+`next_offset`.
+"""
+
+
+def body_limits(settings: Settings) -> BodyLimits:
+    """The body limits of every operations route, from ``settings``."""
+    return BodyLimits(
+        bytes_max=settings.body_bytes_max,
+        receive_s_max=settings.body_receive_s_max,
+        routes=tuple((route, settings.public_body_bytes_max) for route in PUBLIC_BODY_ROUTES)
+        + tuple((route, settings.document_body_bytes_max) for route in DOCUMENT_BODY_ROUTES),
+    )
+
+
+def _include_routers(app: FastAPI) -> None:
+    """Every domain's routes, each router named here (the order is the OpenAPI document's)."""
+    app.include_router(incident_views.router)
+    app.include_router(report_views.router)
+    app.include_router(security_views.router)
+    app.include_router(responder_views.router)
+    app.include_router(detection_views.router)
+    app.include_router(status_views.router)
+    app.include_router(notify_views.router)
+    app.include_router(intake_views.router)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    venue_control: VenueControl | None = None,
+    clock: Clock | None = None,
+    engine: Engine | None = None,
+    security_settings: SecuritySettings | None = None,
+    responder_settings: ResponderSettings | None = None,
+    notify_settings: NotifySettings | None = None,
+    status_settings: StatusSettings | None = None,
+    intake_settings: IntakeSettings | None = None,
+    operator_networks: tuple[IPNetwork, ...] = (),
+    escalation_interval_s: float | None = ESCALATION_INTERVAL_S_DEFAULT,
+    signal_sink: SignalSink = service_sink,
+    detection_service: DetectionService | None = None,
+) -> FastAPI:
+    """The app for ``settings``. ``venue_control`` is the venue the protective actions go
+    to (none: those routes answer 503); ``clock`` defaults to the system clock.
+
+    Each domain's settings not given are that domain's defaults; the environment is never
+    read here (``app/config.py`` builds the settings from the file and the environment).
+    ``operator_networks`` is the detection allow-list (empty: no watch on where operators
+    act from). ``escalation_interval_s`` of ``None`` leaves escalation to another process
+    (``haltguard oncall run-loop``). Alerts taken in and operator-network signals go to
+    ``signal_sink`` (this process's detection service unless told otherwise); the detection
+    routes use ``detection_service`` where given, else this process's.
+    """
+    database = engine or make_engine(settings.database_url)
+    if settings.migrate_on_start:
+        upgrade(database)
+    owns_engine = engine is None
+    incident_paging.subscribe()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        escalation = None
+        if escalation_interval_s is not None:
+            operations = context_of(app)
+            escalation = start_escalation_thread(
+                operations.session_factory, operations.clock, escalation_interval_s,
+                settings=operations.part(ResponderSettings),
+            )
+        try:
+            yield
+        finally:
+            if escalation is not None:
+                thread, stop = escalation
+                stop.set()
+                thread.join(ESCALATION_STOP_S_MAX)
+            if owns_engine:
+                database.dispose()
+
+    app = FastAPI(
+        title="haltguard operations",
+        summary="Incident command for a crypto-asset exchange's trading interruptions.",
+        description=DESCRIPTION,
+        version=__version__,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
+    _include_routers(app)
+    intake_views.watch_operator_networks(app, operator_networks, signal_sink)
+    registry = install_metrics(app)  # /metrics: HTTP and detection metrics
+
+    chosen_clock = clock or SystemClock()
+    chosen_security = security_settings or SecuritySettings()
+    chosen_status = status_settings or StatusSettings()
+    chosen_notify = notify_settings or NotifySettings()
+    session_factory = make_session_factory(database)
+    parts = [
+        chosen_security,
+        LoginThrottle(chosen_security),
+        responder_settings or ResponderSettings(),
+        chosen_notify,
+        RateLimiter(),
+        PublicLinkLimits(chosen_notify.link_requests_per_minute),
+        chosen_status,
+        status_views.new_publisher(session_factory, chosen_clock, chosen_status,
+                                   venue_control),
+        intake_views.intake_parts(intake_settings, signal_sink),
+        DetectionMetrics(registry),
+        registry,
+    ]
+    if detection_service is not None:
+        parts.append(detection_service)
+    attach(app, OperationsContext(
+        settings=settings, engine=database, session_factory=session_factory,
+        clock=chosen_clock, venue_control=venue_control, parts=parts_of(*parts),
+    ))
+    return app
