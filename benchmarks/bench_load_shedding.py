@@ -50,8 +50,8 @@ from haltguard.venue.workload import WORKLOAD_MARKET
 SERVER = textwrap.dedent("""
     import sys
     import uvicorn
-    from haltguard.detection.load import SheddingSettings
-    from haltguard.gateway.app import create_venue_app
+    from haltguard.gateway.limits import SheddingSettings
+    from haltguard.app.venue_app import create_venue_app
     from haltguard.gateway.runtime import VenueRuntime
     from haltguard.venue.workload import setup_commands
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import httpx
 
+from haltguard.drill.load import VenueClient
 from haltguard.drill.scenarios.surge import (
     CLIENTS,
     FIRST_ACCOUNT,
@@ -41,7 +42,6 @@ from haltguard.drill.scenarios.surge import (
     percentile,
     run_generators,
 )
-from haltguard.drill.toolkit import VenueClient
 
 CAPACITY_OUT_OF_REACH = 10_000_000
 START_TIMEOUT_S = 60.0

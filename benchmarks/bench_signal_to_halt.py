@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from haltguard.common.clock import SystemClock
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_engine, make_session_factory
 from haltguard.detection.feed import protect_in_process
@@ -54,7 +55,6 @@ from haltguard.detection.rulesfile import DEFAULT_RULES_PATH, load_rules_file
 from haltguard.detection.service import DetectionService
 from haltguard.gateway.runtime import CommandResult, RuntimeLimits, VenueRuntime
 from haltguard.journal.reader import JournalReader
-from haltguard.responders.clock import SystemClock
 from haltguard.venue.commands import AddMarket, Command, Deposit, PlaceOrder
 from haltguard.venue.events import Event, MarketStateChanged, Trade
 from haltguard.venue.markets import make_market

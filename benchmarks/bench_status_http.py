@@ -54,6 +54,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
+from haltguard.app.operations import create_app
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_engine, make_session_factory, session_scope
 from haltguard.incidents import flows as incident_flows
@@ -68,7 +69,6 @@ from haltguard.status.settings import StatusSettings
 from haltguard.status.site import build_site, export_site
 from haltguard.status.views import StatusPagesMiddleware
 from haltguard.venue.types import MarketState
-from haltguard.web.app import create_app
 from haltguard.web.settings import Settings
 
 RESULTS = Path(__file__).with_name("results") / "status_http.json"
@@ -94,8 +94,7 @@ MIDDLEWARE_ENV = "HALTGUARD_BENCH_STATUS_MIDDLEWARE"
 def app_factory() -> FastAPI:
     """The operations app on the benchmark's database (for ``uvicorn --factory``)."""
     app = create_app(Settings(database_url=os.environ[DATABASE_ENV], migrate_on_start=False),
-                     escalation_interval_s=None)
-    app.state.status_settings = SETTINGS
+                     escalation_interval_s=None, status_settings=SETTINGS)
     if os.environ.get(MIDDLEWARE_ENV) == "1":
         app.add_middleware(StatusPagesMiddleware)
     return app

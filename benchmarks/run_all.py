@@ -53,6 +53,11 @@ BENCHMARKS: dict[str, tuple[str, str, Callable[[float], list[str]]]] = {
         "bench_ack_latency.py", "Acknowledged latency through the runtime",
         lambda s: ["--commands", _scaled(10_000, s, 200)],
     ),
+    "stream": (
+        "bench_stream.py", "Streaming order entry against REST, one connection",
+        lambda s: ["--orders", _scaled(200_000, s, 2_000),
+                   "--rest-orders", _scaled(3_000, s, 100)],
+    ),
 }
 
 
