@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from haltguard.db.keys import Keyring, KeySettings
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_engine, make_session_factory
 
@@ -146,9 +147,30 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield from _fresh_postgres_database(request)
 
 
+TEST_AUDIT_KEY = "a1" * 32
+TEST_SECRETS_KEY = "5e" * 32
+
+
+@pytest.fixture(autouse=True)
+def keys_of_the_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One audit key, secrets key and audit anchor per test, given through the environment
+    as an operator would: the test's engines, the CLI it runs and the processes it starts
+    all use them, on SQLite and PostgreSQL alike, and nothing lands in ``./data``. Tests of
+    the key files themselves remove these variables and make their own engines."""
+    monkeypatch.setenv("HALTGUARD_AUDIT_KEY", TEST_AUDIT_KEY)
+    monkeypatch.setenv("HALTGUARD_SECRETS_KEY", TEST_SECRETS_KEY)
+    monkeypatch.setenv("HALTGUARD_AUDIT_ANCHOR_FILE", str(tmp_path / "audit-anchor.log"))
+
+
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
+def engine(database_url: str, tmp_path: Path, keys_of_the_test: None) -> Iterator[Engine]:
+    """An engine on the test's database with the test's keys: those the `haltguard`
+    commands a test runs find in the environment."""
+    keyring = Keyring(KeySettings(
+        data_dir=tmp_path, audit_key=bytes.fromhex(TEST_AUDIT_KEY),
+        secrets_key=bytes.fromhex(TEST_SECRETS_KEY), anchor_file=tmp_path / "audit-anchor.log",
+    ))
+    engine = make_engine(database_url, keyring=keyring)
     yield engine
     engine.dispose()
 

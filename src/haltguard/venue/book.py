@@ -192,9 +192,6 @@ class OrderBook:
             order.prev = order.next = None
             order.level = None
 
-    def side_of(self, is_buy: bool) -> BookSide:
-        return self.bids if is_buy else self.asks
-
     def add(self, order: RestingOrder) -> None:
         """Queue ``order`` last at its price (time priority)."""
         self.orders[order.order_id] = order

@@ -41,9 +41,6 @@ class Ledger:
         self.deposited[asset] = 0
         self.withdrawn[asset] = 0
 
-    def has_asset(self, asset: str) -> bool:
-        return asset in self.rows
-
     def row(self, asset: str, account: int) -> list[int]:
         """The row for (account, asset), created empty on first use."""
         rows = self.rows[asset]
