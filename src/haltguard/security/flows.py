@@ -48,11 +48,12 @@ def _refused(refusal: SecurityError, operator: Operator | None = None) -> LoginO
 def throttled_error(verdict: Verdict) -> LoginThrottledError:
     """The one answer for an attempt held back, whether the username exists or not."""
     return LoginThrottledError(
-        f"{verdict.why}: wait {verdict.wait_s} s, then try again. An operator logging in "
-        f"from a network they used before is not held back; otherwise an admin can lift "
-        f"it (haltguard operator login-blocks) / ログイン試行が多すぎるため一時的に制限して"
-        f"います。{verdict.wait_s} 秒後に再試行してください。以前に使ったネットワークからの"
-        f"ログインは制限されません。管理者は制限を解除できます。",
+        f"{verdict.why}: wait {verdict.wait_s} s, then try again. From a network an operator "
+        f"used before, only failures of that same username from there hold a login back; "
+        f"an admin can lift a wait (haltguard operator login-blocks) / ログイン試行が多すぎる"
+        f"ため一時的に制限しています。{verdict.wait_s} 秒後に再試行してください。以前に使った"
+        f"ネットワークからのログインは、そこから同じユーザー名での失敗が続いた場合にだけ"
+        f"制限されます。管理者は制限を解除できます。",
         verdict.wait_s,
     )
 
