@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from haltguard.common.clock import NsClock
 from haltguard.common.units import BPS, NS_PER_MS, NS_PER_S
@@ -72,7 +72,7 @@ from haltguard.gateway.load_signals import (
     latency_bucket,
 )
 from haltguard.gateway.metrics import LoadMetrics, venue_registry
-from haltguard.web.asgi import answer_error, read_body
+from haltguard.web.asgi import answer_error, read_body, replay
 from haltguard.web.metrics import ROUTE_SCOPE_KEY, install_metrics
 
 if TYPE_CHECKING:
@@ -444,7 +444,7 @@ class LoadSheddingMiddleware:
             await self._refuse(send, admission)
             return
         try:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
         except BaseException:
             guard.order_abandoned()
             raise
@@ -454,19 +454,6 @@ class LoadSheddingMiddleware:
         self.guard.count_shed(refusal.code)
         await answer_error(send, refusal.status, refusal.code, refusal.message,
                            refusal.retry_after_s)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def install_load_shedding(
