@@ -126,7 +126,7 @@ def has_dot_segment(raw_path: bytes) -> bool:
 @dataclass
 class ChildRuntimeStatus:
     """The child's runtime counters as the monitors and the shedder read them
-    (:class:`haltguard.detection.monitors.RuntimeStatusLike`)."""
+    (:class:`haltguard.gateway.load_signals.RuntimeStatusLike`)."""
 
     running: bool
     failure: str
