@@ -11,18 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from haltguard.gateway.context import VenueApiContext, attach_venue_context
 from haltguard.gateway.limits import SheddingSettings
 from haltguard.gateway.load_signals import LoadSignals
 from haltguard.gateway.runtime import (
-    CommandQuarantinedError,
-    CommandRefusedError,
-    OverloadedError,
     VenueRuntime,
-    VenueUnavailableError,
 )
 from haltguard.gateway.shedding import install_load_shedding
 from haltguard.gateway.views import admin_router, public_router
@@ -81,31 +76,9 @@ def create_venue_api(
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    install_domain_error_handler(app)  # ApiError and every other HaltguardError
-
-    @app.exception_handler(OverloadedError)
-    async def overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
-        return JSONResponse(
-            error_body("overloaded", str(exc)),
-            status_code=503,
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-
-    @app.exception_handler(CommandRefusedError)
-    async def refused(_: Request, exc: CommandRefusedError) -> JSONResponse:
-        return JSONResponse(
-            error_body("invalid_command", f"{exc}. Fix the request and send it again."),
-            status_code=422,
-        )
-
-    @app.exception_handler(CommandQuarantinedError)
-    async def quarantined(_: Request, exc: CommandQuarantinedError) -> JSONResponse:
-        return JSONResponse(error_body("command_quarantined", str(exc)), status_code=500)
-
-    @app.exception_handler(VenueUnavailableError)
-    async def unavailable(_: Request, exc: VenueUnavailableError) -> JSONResponse:
-        return JSONResponse(error_body("venue_unavailable", str(exc)), status_code=503)
-
+    # ApiError, the runtime's refusals (overloaded, invalid_command, command_quarantined,
+    # venue_unavailable) and every other HaltguardError
+    install_domain_error_handler(app)
     install_framework_error_handlers(app, VENUE_FRAMEWORK_TEXTS)
 
 

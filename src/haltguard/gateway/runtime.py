@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from haltguard.common.clock import NsClock
+from haltguard.common.errors import ErrorKind, HaltguardError
 from haltguard.common.units import NS_PER_S
 from haltguard.gateway.models import Units
 from haltguard.gateway.sequencer import Sequencer
@@ -164,29 +165,51 @@ class RuntimeStatus:
     fault_armed: str = ""  # the armed fault injection, described; "" when none
 
 
-class VenueUnavailableError(RuntimeError):
+class VenueUnavailableError(HaltguardError, RuntimeError):
     """The runtime is not taking commands: stopping, stopped, or stopped after a failure."""
 
+    kind = ErrorKind.UNAVAILABLE
+    code = "venue_unavailable"
 
-class CommandRefusedError(ValueError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class CommandRefusedError(HaltguardError, ValueError):
     """A malformed command, or one the journal cannot store (a number beyond 64 bits, text
     that is not valid Unicode); nothing happened and no sequence number was used."""
 
+    kind = ErrorKind.INVALID
+    code = "invalid_command"
 
-class OverloadedError(RuntimeError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, next_step="Fix the request and send it again.")
+
+
+class OverloadedError(HaltguardError, RuntimeError):
     """The input queue is full. Nothing was queued; retry after ``retry_after_s``."""
+
+    kind = ErrorKind.UNAVAILABLE
+    code = "overloaded"
 
     def __init__(self, queue_depth_max: int, retry_after_s: int) -> None:
         super().__init__(
             f"the venue's input queue is full ({queue_depth_max} commands waiting); nothing was "
-            f"queued, retry in {retry_after_s} s (with the same client_order_id for orders)"
+            f"queued, retry in {retry_after_s} s (with the same client_order_id for orders)",
+            headers={"Retry-After": str(retry_after_s)},
         )
         self.retry_after_s = retry_after_s
 
 
-class CommandQuarantinedError(RuntimeError):
+class CommandQuarantinedError(HaltguardError, RuntimeError):
     """The engine raised on the command (a software bug). It is journaled but set aside:
     it changed nothing, every replay skips it, and its market is being halted."""
+
+    kind = ErrorKind.INTERNAL
+    code = "command_quarantined"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
 
 
 class FaultInjectionNotAllowedError(PermissionError):
