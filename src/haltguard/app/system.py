@@ -86,6 +86,7 @@ from haltguard.detection.security_detectors import (
 from haltguard.detection.signals import Signal
 from haltguard.drill import service as drills
 from haltguard.drill.scenario import Targets
+from haltguard.gateway.app import venue_body_limits
 from haltguard.gateway.context import venue_context_of
 from haltguard.gateway.control import HttpVenueControl, InProcessVenueControl
 from haltguard.gateway.demo import DemoFlow, set_up_demo
@@ -560,6 +561,7 @@ def _serve_venue_here(system: System, *, demo: bool) -> None:
     system.venue_app = create_venue_app(
         runtime, system.venue_admin_token,
         load_shedding=SheddingSettings(order_capacity_per_s=config.order_capacity_per_s),
+        body_limits=venue_body_limits(config.body_limits[3]),
     )
     system.load_guard = venue_context_of(system.venue_app).load_guard
     system.load_guard.attach(system.detection)
@@ -586,6 +588,7 @@ def venue_command(config: ServeConfig, port: int, *, demo: bool, drills: bool) -
         "--checkpoint-every", str(config.checkpoint_every),
         "--queue-depth-max", str(config.queue_depth_max),
         "--order-capacity-per-s", str(config.order_capacity_per_s), "--stop-with-parent",
+        "--body-receive-s-max", repr(config.body_limits[3]),
     ]
     if config.stream_port:
         command += ["--stream-port", str(config.stream_port), "--stream-host", config.host]

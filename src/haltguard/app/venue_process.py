@@ -36,6 +36,7 @@ from rich.console import Console
 from haltguard.app.listening import bind_listener
 from haltguard.app.venue_app import create_venue_app
 from haltguard.db.keys import private_directory
+from haltguard.gateway.app import venue_body_limits
 from haltguard.gateway.demo import DemoFlow, set_up_demo
 from haltguard.gateway.limits import SheddingSettings
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
@@ -44,6 +45,7 @@ from haltguard.journal import JournalError
 from haltguard.venue.commands import SetMarketState
 from haltguard.venue.events import CommandRejected
 from haltguard.venue.types import MarketState
+from haltguard.web.asgi import BODY_RECEIVE_S_MAX_DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class VenueProcessSettings:
     stream_port: int = 0  # the streaming order entry's TCP port; 0: not served
     stream_host: str = ""  # its interface; "": the HTTP API's ``host``
     stop_with_parent: bool = False  # stop cleanly once the process that started it is gone
+    body_receive_s_max: float = BODY_RECEIVE_S_MAX_DEFAULT  # the time a request body may take
 
     @property
     def url(self) -> str:
@@ -221,6 +224,7 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
         app = create_venue_app(
             runtime, settings.admin_token,
             load_shedding=SheddingSettings(order_capacity_per_s=settings.order_capacity_per_s),
+            body_limits=venue_body_limits(settings.body_receive_s_max),
         )
         add_venue_docs(app)
         if settings.demo:
@@ -316,6 +320,10 @@ def run_command(
                           help="Halt every trading market with this reason before serving "
                                "(the supervisor's restarts after a crash).")
     ] = "",
+    body_receive_s_max: Annotated[
+        float, typer.Option("--body-receive-s-max", min=0.1, max=600,
+                            help="Seconds a request body may take to arrive (408 after).")
+    ] = BODY_RECEIVE_S_MAX_DEFAULT,
     stop_with_parent: Annotated[
         bool, typer.Option("--stop-with-parent",
                            help="Stop cleanly (with a snapshot) once the process that started "
@@ -334,6 +342,7 @@ def run_command(
         checkpoint_every=checkpoint_every, queue_depth_max=queue_depth_max,
         order_capacity_per_s=order_capacity_per_s, halt_reason=halt_markets,
         stream_port=stream_port, stream_host=stream_host, stop_with_parent=stop_with_parent,
+        body_receive_s_max=body_receive_s_max,
     )
     try:
         last_seq = run_venue(settings)

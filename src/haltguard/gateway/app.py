@@ -34,6 +34,11 @@ its phases, a breaker's bands) is a few hundred bytes."""
 VENUE_BODY_LIMITS = BodyLimits(bytes_max=VENUE_BODY_BYTES_MAX)
 
 
+def venue_body_limits(receive_s_max: float) -> BodyLimits:
+    """The venue API's body limits with the configured time a body may take to arrive."""
+    return BodyLimits(bytes_max=VENUE_BODY_BYTES_MAX, receive_s_max=receive_s_max)
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
