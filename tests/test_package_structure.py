@@ -14,7 +14,7 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "haltguard"
 
 DOMAINS = ("incidents", "security", "responders", "detection", "status", "notify", "drill",
-           "reports", "gateway")
+           "reports", "gateway", "impact")
 """The operations domains and the venue's runtime: the packages ``web/`` must not import."""
 
 ENTRY_SCRIPTS = (SOURCE / "db" / "migrations",)

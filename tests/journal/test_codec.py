@@ -98,6 +98,17 @@ COMMANDS: dict[type, st.SearchStrategy[c.Command]] = {
         c.ConfigureBreaker, market=TEXT, breaker=st.none() | breakers, actor=TEXT, reason=TEXT
     ),
     c.Heartbeat: st.just(c.Heartbeat()),
+    c.CreditCompensation: st.builds(
+        c.CreditCompensation,
+        lines=st.lists(
+            st.builds(
+                c.CompensationLine, account=INT64, asset=TEXT, amount=INT64, run_id=INT64,
+                line_no=INT64,
+            ),
+            max_size=4,
+        ),
+        actor=TEXT, reason=TEXT,
+    ),
 }
 any_command = st.one_of(*COMMANDS.values())
 

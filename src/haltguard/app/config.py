@@ -30,6 +30,12 @@ from pathlib import Path
 import yaml
 
 from haltguard.common.network import IPNetwork, parse_networks
+from haltguard.compensation.settings import (
+    PAYOUT_BATCH_LINES_DEFAULT,
+    PAYOUT_BATCH_LINES_LIMIT,
+    POLICIES_DIR_SHIPPED,
+    CompensationSettings,
+)
 from haltguard.db.keys import (
     ANCHOR_FILE_ENV,
     AUDIT_KEY_ENV,
@@ -460,6 +466,23 @@ SETTINGS: tuple[Setting, ...] = (
         "The longest wait between two retries of a delivery, in seconds.",
     ),
     Setting(
+        "compensation.policies_dir", "string", "", "HALTGUARD_COMPENSATION_POLICIES_DIR",
+        "The directory of the compensation policy files a run may name. Empty: the example "
+        "policies shipped with haltguard.",
+    ),
+    Setting(
+        "compensation.reference_dir", "string", "", "HALTGUARD_COMPENSATION_REFERENCE_DIR",
+        "The directory of the reference trades CSVs a run may name (a run names a file, "
+        "never a path). Empty: `compensation` in the data directory.",
+    ),
+    Setting(
+        "compensation.payout_batch_lines_max", "integer", PAYOUT_BATCH_LINES_DEFAULT,
+        "HALTGUARD_COMPENSATION_PAYOUT_BATCH_LINES_MAX",
+        "Compensation lines credited per venue command during a payout (one journaled "
+        "command each).",
+        _between(1, PAYOUT_BATCH_LINES_LIMIT),
+    ),
+    Setting(
         "first_admin.username", "string", "admin", "",
         "The login of the admin created at the first start, when the database has no "
         "operator yet (3..64 lower-case letters, digits, `.`, `_`, `-`).",
@@ -668,6 +691,12 @@ class ServeConfig:
     origins: Mapping[str, str]  # setting name -> where its value came from
     notify: NotifySettings | None = None  # None only in hand-built configs: the defaults
     status: StatusSettings | None = None  # the page's settings; its own loop off (see below)
+    compensation: CompensationSettings | None = None  # None only in hand-built configs
+
+    def compensation_settings(self) -> CompensationSettings:
+        """Where compensation reads policies, reference trades and the journal; how it pays."""
+        return self.compensation if self.compensation is not None else CompensationSettings(
+            journal_dir=self.data_dir, reference_dir=self.data_dir / "compensation")
 
     @property
     def base_url(self) -> str:
@@ -1085,6 +1114,12 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
         origins=dict(origins),
         notify=notify_settings,
         status=status_settings,
+        compensation=CompensationSettings(
+            journal_dir=data_dir,
+            reference_dir=Path(text("compensation.reference_dir") or data_dir / "compensation"),
+            policies_dir=Path(text("compensation.policies_dir") or POLICIES_DIR_SHIPPED),
+            payout_batch_lines_max=whole("compensation.payout_batch_lines_max"),
+        ),
     )
 
 

@@ -1,5 +1,6 @@
 """The composition root of the operations service: ``create_app`` builds it as one FastAPI
-app (incidents, reports, operators, on-call, detection, the status page, notices).
+app (incidents, reports, operators, on-call, detection, the status page, notices, impact,
+compensation).
 
 It opens the database (migrating it to the newest schema unless told not to), takes each
 domain's settings as plain objects (``app/config.py`` built and checked them), builds the one
@@ -25,6 +26,9 @@ from sqlalchemy import Engine
 from haltguard import __version__
 from haltguard.common.clock import Clock, SystemClock
 from haltguard.common.network import IPNetwork
+from haltguard.compensation import views as compensation_views
+from haltguard.compensation.flows import PayoutRunner
+from haltguard.compensation.settings import CompensationSettings
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_engine, make_session_factory
 from haltguard.detection import intake_views
@@ -33,6 +37,8 @@ from haltguard.detection.intake import IntakeSettings
 from haltguard.detection.metrics import DetectionMetrics
 from haltguard.detection.monitors import SignalSink, service_sink
 from haltguard.detection.service import DetectionService
+from haltguard.impact import views as impact_views
+from haltguard.impact.settings import ImpactSettings
 from haltguard.incidents import paging as incident_paging
 from haltguard.incidents import views as incident_views
 from haltguard.notify import views as notify_views
@@ -111,6 +117,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(status_views.router)
     app.include_router(notify_views.router)
     app.include_router(intake_views.router)
+    app.include_router(compensation_views.router)
+    app.include_router(impact_views.router)
 
 
 def create_app(
@@ -128,6 +136,7 @@ def create_app(
     escalation_interval_s: float | None = ESCALATION_INTERVAL_S_DEFAULT,
     signal_sink: SignalSink = service_sink,
     detection_service: DetectionService | None = None,
+    compensation_settings: CompensationSettings | None = None,
 ) -> FastAPI:
     """The app for ``settings``. ``venue_control`` is the venue the protective actions go
     to (none: those routes answer 503); ``clock`` defaults to the system clock.
@@ -196,7 +205,12 @@ def create_app(
         intake_views.intake_parts(intake_settings, signal_sink),
         DetectionMetrics(registry),
         registry,
+        ImpactSettings(data_dir=settings.data_dir),
     ]
+    chosen_compensation = compensation_settings or CompensationSettings(
+        journal_dir=settings.data_dir, reference_dir=settings.data_dir / "compensation")
+    parts += [chosen_compensation,
+              PayoutRunner(session_factory, chosen_compensation, chosen_clock)]
     if detection_service is not None:
         parts.append(detection_service)
     attach(app, OperationsContext(

@@ -27,6 +27,9 @@ _SUBCOMMANDS = (
     ("detection", "detect", "Detection rules (check, reload, reference), decisions, dry-run."),
     ("notify", "notify", "Customer notices: subscribers, channels and the delivery outbox."),
     ("status", "status", "The public status page: components, updates, maintenance, export."),
+    ("impact", "impact", "Who an interruption affected, from the journal: show, CSV lists."),
+    ("compensation", "compensation",
+     "Compensation runs: policies, run, show, explain, approve, pay, statements."),
 )
 
 for module_name, command_name, help_text in _SUBCOMMANDS:

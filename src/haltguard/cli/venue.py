@@ -2,7 +2,8 @@
 trade by hand.
 
 ``run`` serves a venue on a data directory (what ``haltguard serve`` supervises as its own
-process). ``verify`` and ``inspect`` read a data directory and change nothing; ``repair`` cuts
+process). ``verify``, ``inspect`` and ``state-at`` (the venue as it stood at a seq or a time)
+read a data directory and change nothing; ``repair`` cuts
 damage after the commit mark of a stopped venue's journal on your decision. The other
 commands talk to a running venue over HTTP (``--url`` or ``HALTGUARD_VENUE_URL``; the admin
 token from ``HALTGUARD_VENUE_TOKEN`` or ``--token-file``); every brake records who pulled it
@@ -12,6 +13,7 @@ and why.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,8 +26,11 @@ from rich.table import Table
 
 from haltguard.app.venue_process import VenueStartError, lock_data_dir, run_command
 from haltguard.cli.client import UNSAFE_FLAG, secret_from
+from haltguard.common.errors import HaltguardError
 from haltguard.common.units import NS_PER_S
 from haltguard.gateway.control import HttpVenueControl
+from haltguard.impact.models import parse_time_ns
+from haltguard.impact.state import point_in_time_summary, state_at
 from haltguard.journal import JournalError, recover, verify
 from haltguard.journal.repair import apply_repair, plan_repair
 from haltguard.venue.commands import ResumePhase
@@ -249,6 +254,75 @@ def inspect_command(data_dir: DataDirArgument) -> None:
     if report.torn_tail is not None:
         console.print(f"[yellow]torn tail (cut at the next start):[/yellow] "
                       f"{report.torn_tail.describe()}")
+
+
+@app.command("state-at")
+def state_at_command(
+    data_dir: DataDirArgument,
+    *,
+    seq: Annotated[int | None, typer.Option("--seq", help="After this record.")] = None,
+    time: Annotated[
+        str | None,
+        typer.Option("--time", help="After the last record at or before this ISO 8601 time "
+                     "(without a zone: UTC), e.g. 2026-01-01T09:00:00+09:00."),
+    ] = None,
+    asset: Annotated[str | None, typer.Option("--asset", help="Every account's balance of "
+                                              "this asset.")] = None,
+    market: Annotated[str | None, typer.Option("--market", help="This market's book and "
+                                               "open orders.")] = None,
+    depth: Annotated[int, typer.Option("--depth", help="Book levels a side.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The venue as it stood at a seq or a time, rebuilt from the nearest snapshot before it
+    and the journal (read-only): market states, and an asset's balances or a market's book.
+
+    The basis of cut-off balances: balances are available plus locked by open orders, in
+    the asset's decimals.
+    """
+    _need_data_dir(data_dir)
+    try:
+        ts_ns = None if time is None else parse_time_ns(time)
+        with console.status(f"Rebuilding the venue in {data_dir} ..."):
+            state = state_at(data_dir, seq=seq, ts_ns=ts_ns)
+        summary = point_in_time_summary(state, asset=asset, market=market, depth=depth)
+    except ValueError as exc:
+        raise _fail(str(exc), "write the time as ISO 8601, e.g. 2026-01-01T09:00:00+09:00") \
+            from exc
+    except HaltguardError as exc:
+        raise _fail(exc.message, exc.next_step or "fix what the message names") from exc
+    if as_json:
+        console.print_json(json.dumps(summary))
+        return
+    _print_state(summary)
+
+
+def _print_state(summary: dict[str, Any]) -> None:
+    console.print(f"seq {summary['seq']} at {summary['time_utc']}; kill switch "
+                  f"{'ENGAGED' if summary['kill_switch'] else 'off'}; frozen withdrawals: "
+                  f"{', '.join(summary['frozen_assets']) or 'none'}")
+    markets = Table(title="Markets")
+    for column in ("market", "state", "open orders"):
+        markets.add_column(column)
+    for name, info in summary["markets"].items():
+        markets.add_row(name, info["state"], str(info["open_orders"]))
+    console.print(markets)
+    if "balances" in summary:
+        table = Table(title=f"{summary['asset']} balances (available + locked)")
+        for column in ("account", "total", "available", "locked"):
+            table.add_column(column, justify="right")
+        for account, row in summary["balances"].items():
+            table.add_row(account, row["total"], row["available"], row["locked"])
+        console.print(table)
+    if "book" in summary:
+        book = Table(title=f"{summary['market']} book")
+        for column in ("bid qty", "bid", "ask", "ask qty"):
+            book.add_column(column, justify="right")
+        bids, asks = summary["book"]["bids"], summary["book"]["asks"]
+        for index in range(max(len(bids), len(asks))):
+            bid = bids[index] if index < len(bids) else ["", ""]
+            ask = asks[index] if index < len(asks) else ["", ""]
+            book.add_row(bid[1], bid[0], ask[0], ask[1])
+        console.print(book)
 
 
 # --- a running venue: brakes ---------------------------------------------------------

@@ -32,6 +32,7 @@ MODEL_MODULES = (
     "haltguard.detection.models",
     "haltguard.status.models",
     "haltguard.notify.models",
+    "haltguard.compensation.models",
 )
 
 

@@ -11,10 +11,12 @@ never reaches the venue.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
 from haltguard.common.units import NS_PER_S
 from haltguard.gateway.models import UnitError, Units
@@ -28,6 +30,8 @@ from haltguard.gateway.runtime import (
 from haltguard.venue.commands import (
     CancelAll,
     Command,
+    CompensationLine,
+    CreditCompensation,
     FreezeWithdrawals,
     KillSwitch,
     MalformedCommandError,
@@ -36,7 +40,12 @@ from haltguard.venue.commands import (
     StartResumePlan,
     validated,
 )
-from haltguard.venue.control import VenueControlError
+from haltguard.venue.control import (
+    CREDITED,
+    CreditOutcome,
+    VenueControlError,
+    credit_outcomes,
+)
 from haltguard.venue.events import CommandRejected, Event, OrderRejected
 from haltguard.venue.markets import (
     ASSET_CODE_LENGTH_MAX,
@@ -158,6 +167,28 @@ class InProcessVenueControl:
     ) -> list[Event]:
         return self._run(CancelAll(account, market, actor, reason, incident_id))
 
+    def credit_compensation(
+        self, lines: Sequence[CompensationLine], *, actor: str, reason: str = ""
+    ) -> list[CreditOutcome]:
+        command = CreditCompensation(list(lines), actor, reason)
+        try:
+            result = self.runtime.submit_and_wait(checked(command), self.timeout_s)
+        except (OverloadedError, VenueUnavailableError, CommandRefusedError) as exc:
+            raise VenueControlError(str(exc)) from exc
+        except TimeoutError as exc:
+            raise VenueControlError(
+                f"the venue did not acknowledge the compensation credit within "
+                f"{self.timeout_s:g} s; it may still be applied, read credited_line_ranges "
+                "before sending the lines again"
+            ) from exc
+        return credit_outcomes(result.events, len(command.lines))
+
+    def credited_line_ranges(self, run_id: int) -> list[tuple[int, int]]:
+        try:
+            return self.runtime.read(lambda venue: venue.credited_line_ranges(run_id))
+        except VenueUnavailableError as exc:
+            raise VenueControlError(str(exc)) from exc
+
 
 class HttpVenueControl:
     """The brakes of a venue reached over HTTP at ``base_url`` with its admin ``token``.
@@ -193,10 +224,20 @@ class HttpVenueControl:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One call; any failure becomes a :class:`VenueControlError` saying what to do."""
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None,
+        *, encoded_body: bytes | None = None,
+    ) -> Any:
+        """One call; any failure becomes a :class:`VenueControlError` saying what to do.
+        ``encoded_body`` is a JSON body the caller encoded (a large one, faster than here)."""
         try:
-            response = self._client.request(method, path, json=body)
+            if encoded_body is None:
+                response = self._client.request(method, path, json=body)
+            else:
+                response = self._client.request(
+                    method, path, content=encoded_body,
+                    headers={"Content-Type": "application/json"},
+                )
         except httpx.HTTPError as exc:
             raise VenueControlError(
                 f"cannot reach the venue at {self.base_url} ({exc}); check that it is running "
@@ -330,3 +371,54 @@ class HttpVenueControl:
             "market": cmd.market, "account": cmd.account, "actor": cmd.actor,
             "reason": cmd.reason, "incident_id": cmd.incident_id,
         })
+
+    def credit_compensation(
+        self, lines: Sequence[CompensationLine], *, actor: str, reason: str = ""
+    ) -> list[CreditOutcome]:
+        cmd = checked(CreditCompensation(list(lines), actor, reason))
+        body = msgspec.json.encode({
+            "actor": cmd.actor, "reason": cmd.reason,
+            "lines": [
+                {"account": line.account, "asset": line.asset, "amount_minor": line.amount,
+                 "run_id": line.run_id, "line_no": line.line_no}
+                for line in cmd.lines
+            ],
+        })
+        data = self.request("POST", "/v1/admin/compensation/credits", encoded_body=body)
+        return _credit_answer(data, cmd.lines)
+
+    def credited_line_ranges(self, run_id: int) -> list[tuple[int, int]]:
+        data = self.request("GET", f"/v1/admin/compensation/runs/{int(run_id)}/credited")
+        try:
+            return [(int(first), int(last)) for first, last in data["ranges"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VenueControlError(
+                f"the venue's list of credited lines cannot be read ({exc!r})"
+            ) from exc
+
+
+def _credit_answer(data: Any, lines: list[CompensationLine]) -> list[CreditOutcome]:
+    """Each line's outcome from the credit route's answer, which lists only the lines not
+    credited; :class:`VenueControlError` if the answer does not fit the lines sent."""
+    outcomes = [CreditOutcome(line.run_id, line.line_no, CREDITED) for line in lines]
+    try:
+        credited = int(data["counts"].get(CREDITED, 0))
+        for item in data["not_credited"]:
+            index = int(item["index"])
+            line = lines[index] if 0 <= index < len(lines) else None
+            if line is None or (int(item["run_id"]), int(item["line_no"])) != (
+                line.run_id, line.line_no
+            ) or item["outcome"] == CREDITED:
+                raise ValueError(f"line {index} of the answer is not a line sent")
+            outcomes[index] = CreditOutcome(
+                line.run_id, line.line_no, str(item["outcome"]), str(item.get("detail", ""))
+            )
+        if credited + len(data["not_credited"]) != len(lines):
+            raise ValueError(f"{credited} credited and {len(data['not_credited'])} not, of "
+                             f"{len(lines)} sent")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise VenueControlError(
+            f"the venue's answer to a compensation credit does not fit the lines sent ({exc}); "
+            "read credited_line_ranges before sending them again"
+        ) from exc
+    return outcomes

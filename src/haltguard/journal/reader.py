@@ -83,17 +83,23 @@ class JournalReader:
         """The seq of the next record the reader will return."""
         return max(self._venue.last_seq + 1, self._emit_from_seq)
 
-    def seek(self, from_seq: int) -> None:
+    def seek(self, from_seq: int, *, start: Venue | None = None) -> None:
         """Position the reader so the next record returned is ``from_seq``.
 
-        State comes from the newest snapshot before ``from_seq`` (or an empty venue); the
-        records between it and ``from_seq`` are replayed silently.
+        State comes from ``start`` where given (a venue already rebuilt to a seq before
+        ``from_seq``, e.g. by ``recover(through_seq=...)``, which replays faster; the reader
+        then owns it), else from the newest snapshot before ``from_seq`` (or an empty
+        venue); the records between it and ``from_seq`` are replayed silently.
         """
         if from_seq < 1:
             raise ValueError(f"from_seq must be at least 1, not {from_seq}")
+        if start is not None and start.last_seq >= from_seq:
+            raise ValueError(f"start is at seq {start.last_seq}, not before seq {from_seq}")
         self._close_segment()
         self._refresh_quarantine()
-        venue, _, _ = load_newest_snapshot(self.data_dir, seq_max=from_seq - 1)
+        venue = start
+        if venue is None:
+            venue, _, _ = load_newest_snapshot(self.data_dir, seq_max=from_seq - 1)
         self._venue = venue if venue is not None else Venue()
         self._emit_from_seq = from_seq
         segments = list_segments(self.data_dir)
@@ -108,11 +114,16 @@ class JournalReader:
             self._open_segment(first_seq)
         self._positioned = True
 
-    def read_available(self, records_max: int = RECORDS_PER_READ_MAX_DEFAULT) -> list[Entry]:
+    def read_available(
+        self, records_max: int = RECORDS_PER_READ_MAX_DEFAULT, *, through_seq: int | None = None
+    ) -> list[Entry]:
         """The durable records not yet returned, without waiting.
 
         Reads in chunks of at most 4 MiB of log and stops starting new chunks once
-        ``records_max`` entries are collected; the rest comes with the next call.
+        ``records_max`` entries are collected; the rest comes with the next call. With
+        ``through_seq`` nothing past that seq is applied, so :attr:`venue` is then exactly
+        the state after it (a reader of a point in time mid-stream: the cut-off of a
+        compensation run); the rest of the chunk is decoded again by the next call.
         """
         if not self._positioned:
             self.seek(1)
@@ -123,6 +134,8 @@ class JournalReader:
         if mark is None:
             return entries
         while len(entries) < records_max:
+            if through_seq is not None and self._venue.last_seq >= through_seq:
+                break
             if not self._segment_first_seq and not self._open_next_segment(mark):
                 break
             if mark.segment_first_seq == self._segment_first_seq:
@@ -132,7 +145,7 @@ class JournalReader:
             else:
                 break  # the mark lags behind the files (recovery rewrites it): wait
             if self._offset < limit:
-                self._read_records(limit, entries)
+                self._read_records(limit, entries, through_seq)
                 continue
             if not sealed or not self._open_next_segment(mark):
                 break
@@ -158,8 +171,12 @@ class JournalReader:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _read_records(self, limit: int, entries: list[Entry]) -> None:
-        """Decode durable records from the current offset towards ``limit`` (one chunk)."""
+    def _read_records(
+        self, limit: int, entries: list[Entry], through_seq: int | None = None
+    ) -> None:
+        """Decode durable records from the current offset towards ``limit`` (one chunk).
+        Stopping at ``through_seq`` leaves the offset where it was: the next call decodes
+        the chunk again and skips what the venue already holds."""
         wanted = min(limit - self._offset, READ_BYTES_MAX)
         data = os.pread(self._fd, wanted, self._offset)
         decoded = self._decoded
@@ -182,6 +199,9 @@ class JournalReader:
         quarantined = self._quarantined
         with gc_paused():
             for seq, ts, command in decoded:
+                if through_seq is not None and seq > through_seq:
+                    decoded.clear()
+                    return
                 if seq in quarantined:
                     command = _HEARTBEAT  # noqa: PLW2901 - replayed as the venue did
                 try:

@@ -543,6 +543,22 @@ def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
     return subscriber
 
 
+def anti_phishing_phrase(session: Session, email: str) -> str | None:
+    """The phrase the confirmed email subscriber at ``email`` chose, so another domain's
+    email to the same person (a compensation statement) shows it too; None when that address
+    has not subscribed and confirmed."""
+    try:
+        address = channels.check_email(email)
+    except channels.AddressError:
+        return None
+    phrase = session.scalar(select(Subscriber.anti_phishing_phrase).where(
+        Subscriber.kind == SubscriberKind.EMAIL.value,
+        Subscriber.address_digest == _digest(SubscriberKind.EMAIL, address),
+        Subscriber.status == SubscriberStatus.CONFIRMED.value,
+    ))
+    return phrase or None
+
+
 def add_channel(session: Session, request: ChannelCreate, *, actor: str,
                 now: datetime) -> Subscriber:
     """An operator's social or chat channel: confirmed at once, because an operator set it.

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from haltguard.impact.models import ImpactFigures
 from haltguard.incidents import service
 from haltguard.incidents.models import (
     HoldKind,
@@ -38,9 +39,14 @@ class IncidentFacts:
     impact: Impact
     timeline: tuple[TimelineEntry, ...]
     postmortem: Postmortem | None
+    figures: ImpactFigures | None = None  # counted from the venue's journal, where it is read
 
 
-def gather(session: Session, incident: Incident) -> IncidentFacts:
+def gather(
+    session: Session, incident: Incident, figures: ImpactFigures | None = None
+) -> IncidentFacts:
+    """The incident's facts; ``figures`` (impact analysis of the journal) fill in the
+    affected customers and refused orders a person would otherwise have to."""
     holds = service.holds(session, incident.id)
     markets = tuple(sorted({hold.target for hold in holds if hold.kind == HoldKind.MARKET}))
     frozen = tuple(sorted({hold.target for hold in holds if hold.kind == HoldKind.WITHDRAWALS}))
@@ -63,4 +69,5 @@ def gather(session: Session, incident: Incident) -> IncidentFacts:
     )
     entries = tuple(entry for entry in service.timeline(session, incident.id)
                     if entry.kind not in NOT_REPORTED)
-    return IncidentFacts(incident, impact, entries, service.postmortem(session, incident.id))
+    return IncidentFacts(incident, impact, entries, service.postmortem(session, incident.id),
+                         figures)

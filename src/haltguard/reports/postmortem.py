@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from haltguard.impact.models import ImpactFigures
 from haltguard.incidents import service
 from haltguard.incidents.models import Incident
 from haltguard.incidents.rules import CATEGORIES
@@ -19,8 +20,10 @@ from haltguard.reports.timefmt import duration_text, jst_utc
 NOT_WRITTEN = "(not written yet)"
 
 
-def build(session: Session, incident: Incident) -> Document:
-    return compose(gather(session, incident))
+def build(
+    session: Session, incident: Incident, figures: ImpactFigures | None = None
+) -> Document:
+    return compose(gather(session, incident, figures))
 
 
 def _impact(facts: IncidentFacts) -> Section:
@@ -28,7 +31,7 @@ def _impact(facts: IncidentFacts) -> Section:
     markets = ", ".join(impact.markets_halted) or "none"
     if impact.all_markets_halted:
         markets = f"all markets (kill switch); {markets}"
-    rows = (
+    rows: tuple[tuple[str, str], ...] = (
         ("Started", jst_utc(impact.started_at)),
         ("Resolved", jst_utc(impact.ended_at, missing="not yet")),
         ("Duration", duration_text(impact.duration_s)),
@@ -37,6 +40,16 @@ def _impact(facts: IncidentFacts) -> Section:
         ("Orders rejected", _count(impact.orders_rejected)),
         ("Customers affected (estimate)", _count(impact.customers_affected)),
     )
+    figures = facts.figures
+    if figures is not None:
+        rows += (
+            ("Customers affected (from the journal)", f"{figures.affected_accounts:,}"),
+            ("Orders refused (from the journal)", f"{figures.orders_refused:,}"),
+            ("Cancels refused (from the journal)", f"{figures.cancels_refused:,}"),
+            ("Withdrawals refused (from the journal)", f"{figures.withdrawals_refused:,}"),
+            ("Counted from", f"journal {figures.journal.describe()}"),
+            ("Affected customers (CSV)", figures.csv_path),
+        )
     return Section("Impact", (Table(("", ""), rows),))
 
 

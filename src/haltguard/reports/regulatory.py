@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from haltguard.impact.models import ImpactFigures
 from haltguard.incidents.models import Incident, TimelineEntry, TimelineKind
 from haltguard.incidents.rules import CATEGORIES, SEVERITY_DEFINITIONS, CategoryGroup
 from haltguard.reports import document
@@ -48,8 +49,10 @@ DRAFT_NOTE = (
 )
 
 
-def build(session: Session, incident: Incident) -> Document:
-    return compose(gather(session, incident))
+def build(
+    session: Session, incident: Incident, figures: ImpactFigures | None = None
+) -> Document:
+    return compose(gather(session, incident, figures))
 
 
 def _state_ja(details: dict[str, Any]) -> str:
@@ -110,7 +113,11 @@ def _scope(facts: IncidentFacts) -> Section:
                  if impact.customers_affected is not None else TO_BE_WRITTEN)
     orders = (f"{impact.orders_rejected:,} 件" if impact.orders_rejected is not None
               else TO_BE_WRITTEN)
-    rows = (
+    figures = facts.figures
+    if figures is not None:
+        customers = f"{figures.affected_accounts:,} 名(取引記録から集計)"
+        orders = f"{figures.orders_refused:,} 件(取引記録から集計)"
+    rows: tuple[tuple[str, str], ...] = (
         ("取引停止・制限した市場", markets),
         ("出金を停止した暗号資産", "、".join(impact.withdrawals_frozen) or "なし"),
         ("影響を受けた機能・構成要素", "、".join(incident.affected_components) or TO_BE_WRITTEN),
@@ -118,6 +125,13 @@ def _scope(facts: IncidentFacts) -> Section:
         ("受付できなかった注文数", orders),
         ("影響時間", duration_text_ja(impact.duration_s)),
     )
+    if figures is not None:
+        rows += (
+            ("取消できなかった注文数", f"{figures.cancels_refused:,} 件"),
+            ("受付できなかった出金数", f"{figures.withdrawals_refused:,} 件"),
+            ("集計元の記録", figures.journal.describe_ja()),
+            ("影響を受けた顧客の一覧(CSV)", figures.csv_path),
+        )
     return Section("3. 影響範囲", (Table(("項目", "内容"), rows),))
 
 

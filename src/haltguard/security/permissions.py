@@ -61,11 +61,19 @@ class Action(StrEnum):
     # customer notices
     NOTIFY_READ = "notify.read"
     NOTIFY_MANAGE = "notify.manage"
+    # impact analysis: who an interruption affected, read from the journal
+    IMPACT_READ = "impact.read"
+    # compensation (four eyes: the proposer of a run cannot approve it)
+    COMPENSATION_READ = "compensation.read"
+    COMPENSATION_PROPOSE = "compensation.propose"
+    COMPENSATION_APPROVE = "compensation.approve"
+    COMPENSATION_PAY = "compensation.pay"
 
 
 _VIEWER = {
     Action.SESSION_MANAGE_OWN,
     Action.INCIDENT_READ,
+    Action.IMPACT_READ,  # whoever reads an incident reads whom it affected
     Action.ONCALL_READ,
     Action.TOKEN_MANAGE_OWN,
     Action.STATUS_READ,
@@ -73,7 +81,9 @@ _VIEWER = {
 # Support staff tell customers (manual 2.3, 4.2): they draft and publish public status
 # updates. Overriding a component's status or scheduling maintenance stays with commanders.
 _SUPPORT = _VIEWER | {Action.INCIDENT_COMMENT, Action.TASK_UPDATE, Action.NOTIFY_READ,
-                      Action.STATUS_DRAFT, Action.STATUS_PUBLISH}
+                      Action.STATUS_DRAFT, Action.STATUS_PUBLISH,
+                      # support answers customers' questions about their compensation
+                      Action.COMPENSATION_READ}
 _RESPONDER = _SUPPORT | {
     Action.INCIDENT_CREATE,
     Action.INCIDENT_UPDATE,
@@ -87,6 +97,7 @@ _RESPONDER = _SUPPORT | {
     Action.KILL_SWITCH_ENGAGE,
     Action.DETECTION_READ,
     Action.DETECTION_RULES_CHECK,
+    Action.COMPENSATION_PROPOSE,
 }
 _COMMANDER = _RESPONDER | {
     Action.INCIDENT_ASSIGN_COMMANDER,
@@ -102,6 +113,9 @@ _COMMANDER = _RESPONDER | {
     # Rules decide what halts by itself; dry-run switches automatic protection off.
     Action.DETECTION_RULES_RELOAD,
     Action.DETECTION_DRY_RUN,
+    # Money leaves the exchange: approved by a second operator, paid by a commander.
+    Action.COMPENSATION_APPROVE,
+    Action.COMPENSATION_PAY,
 }
 _ADMIN = set(Action)
 

@@ -169,6 +169,46 @@ class ConfigureBreaker(_Command, frozen=True, tag="configure_breaker"):
     reason: str
 
 
+COMPENSATION_LINES_MAX: Final = 4_096
+"""The most lines one :class:`CreditCompensation` carries: a few hundred kilobytes in the
+journal and a few milliseconds of the venue thread, so orders queued behind it wait little."""
+LINE_NO_BITS: Final = 32
+RUN_ID_MAX: Final = (1 << 31) - 1
+LINE_NO_MAX: Final = (1 << LINE_NO_BITS) - 1
+
+
+def payout_reference(run_id: int, line_no: int) -> int:
+    """(run id, line number) packed into one int below 2**63, how the venue remembers a paid
+    line: a million of them are a set of plain ints, not a million tuples."""
+    return run_id << LINE_NO_BITS | line_no
+
+
+class CompensationLine(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One line of an approved compensation run: ``amount`` minor units of ``asset`` for
+    ``account``, known for ever by (``run_id``, ``line_no``), 1..RUN_ID_MAX and 0..LINE_NO_MAX."""
+
+    account: int
+    asset: str
+    amount: int  # minor units
+    run_id: int
+    line_no: int
+
+
+class CreditCompensation(_Command, frozen=True, tag="credit_compensation"):
+    """Credit up to :data:`COMPENSATION_LINES_MAX` compensation lines, each on its own.
+
+    A line is credited (``CompensationCredited``) or refused (``CompensationRefused``) by
+    itself: ``already_credited`` when its (run id, line number) was credited before, which
+    is what makes a repeated or resumed payout pay nobody twice; an unknown asset, an amount
+    that is not positive, a non-customer account or a reference out of range. One line is a
+    batch of one. The money comes from outside the books, as a deposit does.
+    """
+
+    lines: list[CompensationLine]
+    actor: str
+    reason: str = ""
+
+
 class Heartbeat(_Command, frozen=True, tag="heartbeat"):
     """Carries only time. The runtime sends one when a deadline the venue reported is due
     (an auction's end, a breaker pause, a resume phase), so time-driven transitions are
@@ -191,6 +231,7 @@ Command = Union[  # noqa: UP007 - a runtime union msgspec can decode
     Uncross,
     ConfigureBreaker,
     Heartbeat,
+    CreditCompensation,
 ]
 
 

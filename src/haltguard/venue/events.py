@@ -196,6 +196,26 @@ class ResumePlanEnded(_Event, frozen=True, tag="resume_plan_ended"):
     reason: str
 
 
+class CompensationCredited(_Event, frozen=True, tag="compensation_credited"):
+    """A compensation line paid into ``account``: its (run id, line number) is now spent."""
+
+    account: int
+    asset: str
+    amount: int
+    run_id: int
+    line_no: int
+
+
+class CompensationRefused(_Event, frozen=True, tag="compensation_refused"):
+    """A compensation line not credited now; ``already_credited`` means it was paid before."""
+
+    run_id: int
+    line_no: int
+    account: int
+    reason: RejectReason
+    detail: str
+
+
 Event = Union[  # noqa: UP007 - a runtime union msgspec can decode
     OrderAccepted,
     OrderRejected,
@@ -217,4 +237,6 @@ Event = Union[  # noqa: UP007 - a runtime union msgspec can decode
     ResumePlanStarted,
     ResumePhaseEntered,
     ResumePlanEnded,
+    CompensationCredited,
+    CompensationRefused,
 ]

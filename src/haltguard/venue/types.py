@@ -78,6 +78,8 @@ class RejectReason(StrEnum):
     INVALID_COMMAND = "invalid_command"
     ALREADY_EXISTS = "already_exists"
     NO_AUCTION = "no_auction"
+    ALREADY_CREDITED = "already_credited"  # this compensation line was paid before
+    INVALID_REFERENCE = "invalid_reference"  # a compensation run id or line number out of range
 
 
 class CancelReason(StrEnum):
