@@ -6,7 +6,8 @@ With more submitters more commands share each fsync (group commit, no timer), so
 rises while each caller waits about one fsync plus its share of the batch.
 
 Ours is :class:`VenueRuntime` (a venue thread: stamp, append, one fsync per batch, apply
-with the ledger and market states), with submitter tasks on one event loop awaiting
+with the ledger and market states; a batch of 24 or more is applied on a helper thread while
+its fsync runs), with submitter tasks on one event loop awaiting
 ``submit_async()`` (what the HTTP routes do; the runtime resolves a batch's results on the
 loop with one wake-up). ``--driver threads`` drives it with submitter threads calling
 ``submit().result()`` instead (one Future and one thread wake-up per command).

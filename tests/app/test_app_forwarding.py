@@ -5,6 +5,8 @@ BTC-JPY/orders`` becomes an order) is refused instead of forwarded."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -17,6 +19,8 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from haltguard.app.forwarding import VenueForwarder
+from haltguard.app.listening import bind_listener
+from haltguard.gateway.channel import ChannelServer
 
 
 class EchoVenue:
@@ -46,19 +50,48 @@ def _serve(app: ASGIApp) -> tuple[uvicorn.Server, threading.Thread, int]:
     return server, thread, server.servers[0].sockets[0].getsockname()[1]
 
 
-@pytest.fixture
-def forwarded() -> Iterator[tuple[EchoVenue, int]]:
-    """The echo venue on one port and the forwarder to it on another: (venue, its port)."""
-    venue = EchoVenue()
-    echo_server, echo_thread, echo_port = _serve(venue)
-    forwarder = VenueForwarder(f"http://127.0.0.1:{echo_port}", lambda: "")
+class ChannelVenue:
+    """``app`` answering the request channel on a loopback port, on a loop of its own thread,
+    as the venue process answers it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.listener = bind_listener("127.0.0.1", 0)
+        self.port: int = self.listener.getsockname()[1]
+        self.loop = asyncio.new_event_loop()
+        self.server = ChannelServer(app, self.listener)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.listener.close()
+
+
+@contextlib.contextmanager
+def forwarder_to(venue: ASGIApp, *, receive_s_max: float = 10.0) -> Iterator[int]:
+    """``venue`` behind the request channel, and the forwarder to it on an HTTP port (its
+    port)."""
+    channel = ChannelVenue(venue)
+    forwarder = VenueForwarder("127.0.0.1", channel.port, lambda: "",
+                               receive_s_max=receive_s_max)
     front_server, front_thread, front_port = _serve(forwarder)
     try:
-        yield venue, front_port
+        yield front_port
     finally:
-        for server, thread in ((front_server, front_thread), (echo_server, echo_thread)):
-            server.should_exit = True
-            thread.join(10)
+        front_server.should_exit = True
+        front_thread.join(10)
+        channel.stop()
+
+
+@pytest.fixture
+def forwarded() -> Iterator[tuple[EchoVenue, int]]:
+    """The echo venue behind its channel and the forwarder to it: (venue, forwarder port)."""
+    venue = EchoVenue()
+    with forwarder_to(venue) as port:
+        yield venue, port
 
 
 def _send(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
@@ -104,22 +137,59 @@ def test_a_path_reaches_the_venue_exactly_as_sent(forwarded: tuple[EchoVenue, in
 
 def test_a_slow_body_is_answered_408_without_holding_a_connection_to_the_venue() -> None:
     venue = EchoVenue()
-    echo_server, echo_thread, echo_port = _serve(venue)
-    forwarder = VenueForwarder(f"http://127.0.0.1:{echo_port}", lambda: "", receive_s_max=0.5)
-    front_server, front_thread, front_port = _serve(forwarder)
-    try:
+    with forwarder_to(venue, receive_s_max=0.5) as front_port:
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", front_port), timeout=5) as connection:
             connection.sendall(b"POST /v1/markets/BTC-JPY/orders HTTP/1.1\r\nHost: venue\r\n"
                                b"Content-Length: 100\r\n\r\n{\"acc")
             answer = connection.recv(65536)
         took_s = time.monotonic() - started
-    finally:
-        for server, thread in ((front_server, front_thread), (echo_server, echo_thread)):
-            server.should_exit = True
-            thread.join(10)
 
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b'"request_timeout"' in answer
     assert took_s < 2.5
     assert venue.paths == []
+
+
+class AddressVenue:
+    """Answers with the client address and the request as the venue app sees them."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        body = json.dumps({
+            "client": scope["client"][0], "path": scope["path"],
+            "query": scope["query_string"].decode(), "body": message["body"].decode(),
+            "headers": {name.decode(): value.decode() for name, value in scope["headers"]},
+        }).encode()
+        await send({"type": "http.response.start", "status": 207,
+                    "headers": [(b"content-type", b"application/json"), (b"x-venue", b"1")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_the_venue_sees_the_customers_address_path_query_and_body_and_its_answer_comes_back(
+) -> None:
+    with forwarder_to(AddressVenue()) as port:
+        status, answer = _send(port, "POST", "/v1/markets/BTC%2DJPY/orders?x=1", b'{"a": 1}')
+
+    assert status == 207
+    assert answer["client"] == "127.0.0.1"
+    assert answer["path"] == "/v1/markets/BTC-JPY/orders"  # decoded, as the server gave it
+    assert answer["query"] == "x=1"
+    assert answer["body"] == '{"a": 1}'
+    assert answer["headers"]["content-type"] == "application/json"
+
+
+def test_a_venue_that_is_not_listening_is_answered_503_naming_the_restart() -> None:
+    with bind_listener("127.0.0.1", 0) as probe:
+        closed_port = probe.getsockname()[1]  # closed again once the block ends
+    forwarder = VenueForwarder("127.0.0.1", closed_port, lambda: "")
+    server, thread, port = _serve(forwarder)
+    try:
+        status, answer = _send(port, "POST", "/v1/markets/BTC-JPY/orders", b'{"account": 1}')
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+    assert status == 503
+    assert answer["error"]["code"] == "venue_restarting"
+    assert "same client_order_id" in answer["error"]["message"]

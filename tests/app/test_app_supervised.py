@@ -71,6 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "data_dir": str(tmp / "data"), "venue.admin_token": TOKEN, "server.port": port,
         "detection.rules_file": str(rules), "demo.rate_per_s": 2.0,
         "status.loop_interval_s": 0.5, "venue.order_capacity_per_s": 100_000,
+        "server.body_receive_s_max": 1.0,
     })
     system = start_system(config, demo=True)
     server = uvicorn.Server(uvicorn.Config(system.asgi_app(), host="127.0.0.1", port=port,
@@ -188,6 +189,26 @@ def test_the_serve_file_says_where_everything_is_readable_by_the_owner_only(
     assert document["drill_token"] == served.system.drill_token
     assert document["status_url"] == served.base + "/status/"
     assert Path(document["data_dir"]) == served.system.config.data_dir.resolve()
+    assert served.system.supervisor is not None
+    assert document["venue_process_url"] == served.system.supervisor.url
+
+
+def test_an_order_body_that_never_finishes_is_answered_408_by_the_public_port(
+    served: Served,
+) -> None:
+    receive_s_max = served.system.config.body_limits[3]
+    host, port = served.base.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=receive_s_max + 10) as connection:
+        connection.sendall(b"POST /v1/markets/BTC-JPY/orders HTTP/1.1\r\nHost: venue\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                           b'{"acc')
+        answer = connection.recv(65536)
+    took_s = time.monotonic() - started
+
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in answer
+    assert took_s < receive_s_max + 5
 
 
 def test_a_venue_process_that_cannot_start_stops_the_start_with_its_reason(

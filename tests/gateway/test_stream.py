@@ -195,3 +195,69 @@ def test_a_full_venue_queue_answers_overloaded_with_retry_after(tmp_path: Path) 
     placed = [a for a in answers if "order" in a]
     assert overloaded and placed and len(overloaded) + len(placed) == 3_000
     assert overloaded[0]["error"]["retry_after_s"] == runtime.limits.retry_after_s
+
+
+def test_empty_trailing_and_undecodable_frames_each_get_invalid_frame_in_their_place(
+    venue: VenueRuntime,
+) -> None:
+    server = serve(venue)
+    good = msgspec.msgpack.encode(order(1))
+    try:
+        with StreamClient(*server.address) as client:
+            client.send_raw(FRAME_HEADER.pack(0))  # an empty frame
+            client.send_raw(FRAME_HEADER.pack(len(good) + 1) + good + b"\xc0")  # two objects
+            client.send_raw(FRAME_HEADER.pack(3) + b"\xa2\xff\xfe")  # a string, not UTF-8
+            client.send([order(2)])
+            answers = client.receive(4)
+    finally:
+        server.stop()
+    assert [a.get("error", {}).get("code") for a in answers] == [
+        "invalid_frame", "invalid_frame", "invalid_frame", None]
+    assert answers[3]["order"]["client_order_id"] == "o2"
+
+
+def test_orders_split_across_reads_byte_by_byte_are_answered_whole(venue: VenueRuntime) -> None:
+    server = serve(venue)
+    payload = b"".join(FRAME_HEADER.pack(len(body)) + body
+                       for body in (msgspec.msgpack.encode(order(i)) for i in range(3)))
+    try:
+        with StreamClient(*server.address) as client:
+            for index in range(len(payload)):
+                client.send_raw(payload[index:index + 1])
+                if index % 50 == 0:
+                    time.sleep(0.001)  # let the venue read the pieces one at a time
+            answers = client.receive(3)
+    finally:
+        server.stop()
+    assert [a["order"]["client_order_id"] for a in answers] == ["o0", "o1", "o2"]
+
+
+def test_a_client_gone_mid_frame_places_nothing_of_that_frame(venue: VenueRuntime) -> None:
+    server = serve(venue)
+    body = msgspec.msgpack.encode(order(1))
+    before = venue.status().last_seq
+    try:
+        with StreamClient(*server.address) as client:
+            client.send_raw(FRAME_HEADER.pack(len(body)) + body[: len(body) // 2])
+        with StreamClient(*server.address) as other:
+            answer = other.place_many([order(2)])[0]
+    finally:
+        server.stop()
+    assert answer["seq"] == before + 1  # the half frame was never an order
+    assert venue.read(lambda v: v.open_orders(2, "BTC-JPY")) == []
+
+
+def test_connections_past_the_limit_are_refused_with_a_reason(venue: VenueRuntime) -> None:
+    server = serve(venue, connections_max=1)
+    try:
+        with StreamClient(*server.address) as first:
+            assert first.place_many([order(1)])[0]["order"]["client_order_id"] == "o1"
+            with StreamClient(*server.address) as second:
+                refusal = second.receive(1)[0]
+                with pytest.raises(StreamClosedError):
+                    second.receive(1)
+            assert first.place_many([order(3)])[0]["order"]["client_order_id"] == "o3"
+    finally:
+        server.stop()
+    assert refusal["error"]["code"] == "too_many_connections"
+    assert refusal["error"]["message_ja"]

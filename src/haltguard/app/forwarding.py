@@ -1,7 +1,8 @@
 """The public venue API of ``haltguard serve`` when the venue is a process of its own.
 
 :class:`VenueForwarder` is a plain ASGI app that passes each ``/v1`` and ``/venue`` request to
-the child venue over keep-alive connections and hands the answer back. While the child is
+the child venue over its request channel (``gateway/channel.py``: the parsed request as one
+frame, many in flight on one connection) and hands the answer back. While the child is
 down (restarting after a crash) it answers at once with ``503``, ``Retry-After`` and the
 venue's error shape naming the restart, instead of letting clients wait on a dead port.
 Load shedding and the request-flood limiter run in front of it, in this process, so they
@@ -23,51 +24,46 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from haltguard.gateway.app import VENUE_BODY_BYTES_MAX
+from haltguard.gateway.channel import ChannelClient, ChannelClosedError
 from haltguard.web.asgi import BODY_RECEIVE_S_MAX_DEFAULT, answer_error, receive_body
 
 log = logging.getLogger(__name__)
 
 FORWARD_TIMEOUT_S = 30.0
-FORWARD_CONNECTIONS_MAX = 200
 RETRY_AFTER_S = 1
 STATUS_POLL_S = 0.2
 STATUS_TIMEOUT_S = 1.0
-_HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-    b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length",
-})
-_NOT_PASSED_BACK = _HOP_BY_HOP | {b"content-encoding"}  # httpx hands the body decoded
 
 
 class VenueForwarder:
-    """Forwards HTTP requests to the venue at ``base_url``; ``down_reason`` says why the venue
-    is down ("" while it runs), checked before each request. A body is read whole first, at
-    most what the venue takes and within ``receive_s_max`` (``413`` / ``408`` otherwise), so
-    a slow client holds no connection to the venue."""
+    """Forwards HTTP requests to the venue process over its request channel
+    (:class:`~haltguard.gateway.channel.ChannelClient`, one pipelined connection);
+    ``down_reason`` says why the venue is down ("" while it runs), checked before each
+    request. A body is read whole first, at most what the venue takes and within
+    ``receive_s_max`` (``413`` / ``408`` otherwise), so a slow client holds nothing of the
+    venue's."""
 
-    def __init__(self, base_url: str, down_reason: Callable[[], str], *,
-                 receive_s_max: float = BODY_RECEIVE_S_MAX_DEFAULT) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, channel_host: str, channel_port: int, down_reason: Callable[[], str],
+                 *, receive_s_max: float = BODY_RECEIVE_S_MAX_DEFAULT) -> None:
+        self.channel_host = channel_host
+        self.channel_port = channel_port
         self.down_reason = down_reason
         self.receive_s_max = receive_s_max
-        self._client: httpx.AsyncClient | None = None
+        self._channel: ChannelClient | None = None
         self.forwarded = 0
         self.refused_down = 0
 
-    def _client_for_this_loop(self) -> httpx.AsyncClient:
-        """One client (its connection pool) per server; made on the server's event loop."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url, timeout=FORWARD_TIMEOUT_S,
-                limits=httpx.Limits(max_connections=FORWARD_CONNECTIONS_MAX,
-                                    max_keepalive_connections=FORWARD_CONNECTIONS_MAX),
-            )
-        return self._client
+    def _channel_for_this_loop(self) -> ChannelClient:
+        """One channel per server; made on the server's event loop."""
+        if self._channel is None:
+            self._channel = ChannelClient(self.channel_host, self.channel_port,
+                                          timeout_s=FORWARD_TIMEOUT_S)
+        return self._channel
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._channel is not None:
+            await self._channel.aclose()
+            self._channel = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,8 +75,8 @@ class VenueForwarder:
             await answer_error(send, 503, "venue_restarting", f"{down}; retry shortly",
                                RETRY_AFTER_S)
             return
-        path = scope.get("raw_path") or scope["path"].encode()
-        if has_dot_segment(path):
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if has_dot_segment(raw_path):
             await answer_error(send, 400, "invalid_path",
                                "a path segment of '.' or '..' is not allowed; send the path "
                                "without them (see /venue/docs for the venue API's routes)")
@@ -88,32 +84,30 @@ class VenueForwarder:
         body = await receive_body(receive, send, VENUE_BODY_BYTES_MAX, self.receive_s_max)
         if body is None:
             return
-        client = self._client_for_this_loop()
-        headers = [(name, value) for name, value in scope["headers"]
-                   if name.lower() not in _HOP_BY_HOP]
         address = scope.get("client")
-        if address:
-            headers.append((b"x-forwarded-for", str(address[0]).encode()))
-        query = scope.get("query_string", b"")
-        target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        request = client.build_request(scope["method"], target, headers=headers, content=body)
         try:
-            response = await client.send(request)
-        except httpx.HTTPError as exc:
+            response = await self._channel_for_this_loop().request(
+                scope["method"], scope["path"], raw_path, query=scope.get("query_string", b""),
+                headers=scope["headers"], body=body,
+                client=str(address[0]) if address else "unknown")
+        except ChannelClosedError as exc:
             self.refused_down += 1
             await answer_error(send, 503, "venue_restarting",
-                               f"the venue process is not answering ({type(exc).__name__}); it is "
-                               "being restarted from its journal; retry shortly. An order sent "
-                               "just now may have been taken: retry it with the same "
+                               f"the venue process is not answering ({exc}); it is being "
+                               "restarted from its journal; retry shortly. An order sent just "
+                               "now may have been taken: retry it with the same "
                                "client_order_id", RETRY_AFTER_S)
             return
-        content = response.content
-        out_headers = [(name.lower(), value) for name, value in response.headers.raw
-                       if name.lower() not in _NOT_PASSED_BACK]
-        out_headers.append((b"content-length", str(len(content)).encode()))
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": out_headers})
-        await send({"type": "http.response.body", "body": content, "more_body": False})
+        except TimeoutError:
+            await answer_error(send, 504, "ack_timeout",
+                               f"the venue did not answer within {FORWARD_TIMEOUT_S:g} s; the "
+                               "request may still be applied. Check the account's orders "
+                               "before retrying (a retry with the same client_order_id is "
+                               "safe)")
+            return
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": response.headers})
+        await send({"type": "http.response.body", "body": response.body, "more_body": False})
         self.forwarded += 1
 
 

@@ -88,10 +88,13 @@ class VenueSupervisor:
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
         restart_arguments: RestartArguments | None = None,
+        channel_port: int = 0,
     ) -> None:
         """``restart_arguments`` gives what to add to ``command`` when restarting after an
-        exit (``haltguard serve``: halt the markets, naming the exit)."""
+        exit (``haltguard serve``: halt the markets, naming the exit); ``channel_port`` is
+        where the child answers the request channel on the ``url``'s host (0: it does not)."""
         self.command = list(command)
+        self.channel_port = channel_port
         self.restart_arguments = restart_arguments
         self.url = url.rstrip("/")
         self.settings = settings or SupervisorSettings()

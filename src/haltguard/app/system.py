@@ -90,6 +90,7 @@ from haltguard.gateway.app import venue_body_limits
 from haltguard.gateway.context import venue_context_of
 from haltguard.gateway.control import HttpVenueControl, InProcessVenueControl
 from haltguard.gateway.demo import DemoFlow, set_up_demo
+from haltguard.gateway.fastlane import with_fast_lane
 from haltguard.gateway.limits import SheddingSettings
 from haltguard.gateway.metrics import LoadMetrics
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
@@ -108,6 +109,7 @@ from haltguard.status.settings import StatusSettings
 from haltguard.status.views import StatusPagesMiddleware, publisher_of
 from haltguard.venue.control import VenueControl, VenueControlError
 from haltguard.venue.engine import Venue
+from haltguard.web.asgi import BodyLimitMiddleware
 from haltguard.web.context import context_of
 
 log = logging.getLogger(__name__)
@@ -237,7 +239,7 @@ class System:
     journal_follower: JournalFollower | None = None  # feeds them when the venue is a child
     child_status: ChildStatus | None = None
     venue_app: FastAPI | None = None
-    venue_front: ASGIApp | None = None  # shedding + forwarding to the child
+    venue_front: ASGIApp | None = None  # what answers /v1: the fast lane, or the forwarder
     load_guard: LoadGuard[Signal] | None = None
     login_throttle: LoginThrottle | None = None
     demo_flow: DemoFlow | None = None
@@ -306,14 +308,16 @@ class System:
         return SystemApp(self.operations, self.venue_front or self.venue_app)
 
     def write_serve_file(self) -> Path:
-        """``data_dir/serve.json`` (mode 0600): where this running system answers and the
-        drill token, for ``haltguard drill`` on the same machine. Removed by :meth:`stop`."""
+        """``data_dir/serve.json`` (mode 0600): where this running system answers (and its
+        venue process, when supervised) and the drill token, for ``haltguard drill`` on the
+        same machine. Removed by :meth:`stop`."""
         path = self.config.data_dir / SERVE_FILE_NAME
         document = {
             "pid": os.getpid(),
             "api_url": self.api_url,
             "venue_api_url": self.venue_api_url,
             "status_url": self.status_url,
+            "venue_process_url": self.supervisor.url if self.supervisor is not None else "",
             "drill_token": self.drill_token,
             "data_dir": str(self.config.data_dir.resolve()),
             "started_at": self.started_at.isoformat(),
@@ -390,6 +394,7 @@ def _open_operations(config: ServeConfig, venue_control: VenueControl) -> FastAP
             responder_settings=config.paging,
             notify_settings=config.notify_settings(),
             status_settings=config.status_settings(),
+            compensation_settings=config.compensation_settings(),
             intake_settings=intake,
             operator_networks=config.detection_allowed_networks,
         )
@@ -566,6 +571,7 @@ def _serve_venue_here(system: System, *, demo: bool) -> None:
     system.load_guard = venue_context_of(system.venue_app).load_guard
     system.load_guard.attach(system.detection)
     add_venue_docs(system.venue_app)
+    system.venue_front = with_fast_lane(system.venue_app)
     if demo:
         set_up_demo(runtime)
         system.demo_flow = DemoFlow(runtime, rate_per_s=config.demo_rate_per_s).start()
@@ -579,7 +585,8 @@ def free_port(host: str = VENUE_PROCESS_HOST) -> int:
         return port
 
 
-def venue_command(config: ServeConfig, port: int, *, demo: bool, drills: bool) -> list[str]:
+def venue_command(config: ServeConfig, port: int, *, demo: bool, drills: bool,
+                  channel_port: int = 0) -> list[str]:
     """How the supervisor starts the venue: ``haltguard venue run`` with this config's
     settings (the admin token goes through the environment, not the process list)."""
     command = [
@@ -592,6 +599,8 @@ def venue_command(config: ServeConfig, port: int, *, demo: bool, drills: bool) -
     ]
     if config.stream_port:
         command += ["--stream-port", str(config.stream_port), "--stream-host", config.host]
+    if channel_port:
+        command += ["--channel-port", str(channel_port)]
     if demo:
         command += ["--demo", "--demo-rate", repr(config.demo_rate_per_s)]
     if drills:
@@ -602,14 +611,18 @@ def venue_command(config: ServeConfig, port: int, *, demo: bool, drills: bool) -
 def _start_supervisor(config: ServeConfig, token: str, *, demo: bool, drills: bool
                       ) -> VenueSupervisor:
     port = free_port()
+    channel_port = free_port()
+    while channel_port == port:
+        channel_port = free_port()
     supervisor = VenueSupervisor(
-        venue_command(config, port, demo=demo, drills=drills),
+        venue_command(config, port, demo=demo, drills=drills, channel_port=channel_port),
         f"http://{VENUE_PROCESS_HOST}:{port}",
         settings=SupervisorSettings(
             restarts_per_minute_max=config.venue_restarts_per_minute_max),
         log_path=config.data_dir / VENUE_LOG_FILE_NAME,
         env=venue_process_environment(token),
         restart_arguments=halt_after,
+        channel_port=channel_port,
     )
     try:
         return supervisor.start()
@@ -642,10 +655,11 @@ def _front_the_child(system: System) -> None:
     )
     guard.attach(system.detection)
     system.load_guard = guard
-    system.venue_front = LoadSheddingMiddleware(
-        VenueForwarder(supervisor.url, supervisor.down_reason,
+    # bodies whole and within their deadline before the shedder reads an order's account
+    system.venue_front = BodyLimitMiddleware(LoadSheddingMiddleware(
+        VenueForwarder(VENUE_PROCESS_HOST, supervisor.channel_port, supervisor.down_reason,
                        receive_s_max=config.body_limits[3]), guard
-    )
+    ), limits=venue_body_limits(config.body_limits[3]))
     supervisor.on_exit = report_process_exit
 
 

@@ -14,6 +14,7 @@ reads it, and the CLI mounts the same command as ``haltguard venue run``.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -32,12 +33,15 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from rich.console import Console
+from starlette.types import ASGIApp
 
 from haltguard.app.listening import bind_listener
 from haltguard.app.venue_app import create_venue_app
 from haltguard.db.keys import private_directory
 from haltguard.gateway.app import venue_body_limits
+from haltguard.gateway.channel import ChannelServer
 from haltguard.gateway.demo import DemoFlow, set_up_demo
+from haltguard.gateway.fastlane import with_fast_lane
 from haltguard.gateway.limits import SheddingSettings
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
 from haltguard.gateway.stream import StreamServer, StreamStartError
@@ -54,6 +58,7 @@ VENUE_OPENAPI_PATH = "/venue/openapi.json"
 LOCK_FILE_NAME = "venue.lock"
 """Set by the supervisor: the venue stops cleanly when that process is gone, so a killed
 ``serve`` never leaves a venue behind writing to the journal."""
+CHANNEL_HOST = "127.0.0.1"  # the request channel is for the serving process on this machine
 PARENT_CHECK_S = 0.5
 READY_POLL_S = 0.02
 HALT_ACTOR = "supervisor"
@@ -82,6 +87,7 @@ class VenueProcessSettings:
     halt_reason: str = ""  # set: halt every trading market before serving (a restart)
     stream_port: int = 0  # the streaming order entry's TCP port; 0: not served
     stream_host: str = ""  # its interface; "": the HTTP API's ``host``
+    channel_port: int = 0  # the serving process's request channel (loopback); 0: not served
     stop_with_parent: bool = False  # stop cleanly once the process that started it is gone
     body_receive_s_max: float = BODY_RECEIVE_S_MAX_DEFAULT  # the time a request body may take
 
@@ -204,11 +210,20 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
     except VenueStartError:
         os.close(lock)
         raise
+    try:
+        channel_listener = (bind(CHANNEL_HOST, settings.channel_port)
+                            if settings.channel_port else None)
+    except VenueStartError:
+        listener.close()
+        os.close(lock)
+        raise
     stream: StreamServer | None = None
     try:
         runtime = start_runtime(settings)
     except VenueStartError:
         listener.close()
+        if channel_listener is not None:
+            channel_listener.close()
         os.close(lock)
         raise
     demo_flow: DemoFlow | None = None
@@ -227,10 +242,11 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
             body_limits=venue_body_limits(settings.body_receive_s_max),
         )
         add_venue_docs(app)
+        served = with_fast_lane(app)
         if settings.demo:
             set_up_demo(runtime)
             demo_flow = DemoFlow(runtime, rate_per_s=settings.demo_rate_per_s).start()
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        server = uvicorn.Server(uvicorn.Config(served, log_level="warning", lifespan="off"))
 
         def ask_to_exit(_signum: int, _frame: FrameType | None) -> None:
             server.should_exit = True
@@ -243,7 +259,7 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
             stream.start()
         if announce:
             _announce_when_started(server, settings, runtime)
-        server.run(sockets=[listener])
+        serve_http_and_channel(server, listener, served, channel_listener)
     finally:
         if stream is not None:
             stream.stop()
@@ -251,8 +267,30 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
             demo_flow.stop()
         runtime.stop()
         listener.close()
+        if channel_listener is not None:
+            channel_listener.close()
         os.close(lock)
     return runtime.status().last_seq
+
+
+def serve_http_and_channel(server: uvicorn.Server, listener: socket.socket, app: ASGIApp,
+                           channel_listener: socket.socket | None) -> None:
+    """Run the HTTP server and, if asked for, the request channel of the serving process
+    (``gateway/channel.py``) on one event loop, until the server is told to exit."""
+
+    async def serve() -> None:
+        channel = None
+        if channel_listener is not None:
+            channel = ChannelServer(app, channel_listener)
+            await channel.start()
+        try:
+            await server.serve(sockets=[listener])
+        finally:
+            if channel is not None:
+                channel.close()
+
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(serve())
 
 
 def _announce_when_started(
@@ -324,6 +362,12 @@ def run_command(
         float, typer.Option("--body-receive-s-max", min=0.1, max=600,
                             help="Seconds a request body may take to arrive (408 after).")
     ] = BODY_RECEIVE_S_MAX_DEFAULT,
+    channel_port: Annotated[
+        int, typer.Option("--channel-port", min=0, max=65_535,
+                          help="Answer the serving process's request channel on this "
+                               "loopback port (what `haltguard serve` forwards /v1 "
+                               "through); 0: off.")
+    ] = 0,
     stop_with_parent: Annotated[
         bool, typer.Option("--stop-with-parent",
                            help="Stop cleanly (with a snapshot) once the process that started "
@@ -341,7 +385,8 @@ def run_command(
         demo_rate_per_s=demo_rate, allow_fault_injection=allow_fault_injection,
         checkpoint_every=checkpoint_every, queue_depth_max=queue_depth_max,
         order_capacity_per_s=order_capacity_per_s, halt_reason=halt_markets,
-        stream_port=stream_port, stream_host=stream_host, stop_with_parent=stop_with_parent,
+        stream_port=stream_port, stream_host=stream_host, channel_port=channel_port,
+        stop_with_parent=stop_with_parent,
         body_receive_s_max=body_receive_s_max,
     )
     try:

@@ -62,10 +62,29 @@ def address_allowed(host: str | None, networks: tuple[IPNetwork, ...]) -> bool:
     """
     if not networks:
         return True
-    address = parse_address(host) if host is not None else None
-    if address is None:
+    if host is None:
         return False
-    return any(address in network for network in networks)
+    kept, answers = _ANSWERS.get(id(networks), (None, None))
+    if kept is not networks or answers is None:
+        if len(_ANSWERS) >= _ANSWERS_LISTS_MAX:
+            _ANSWERS.clear()
+        answers = {}
+        _ANSWERS[id(networks)] = (networks, answers)
+    allowed = answers.get(host)
+    if allowed is None:
+        if len(answers) >= _ANSWERS_PER_LIST_MAX:
+            answers.clear()
+        address = parse_address(host)
+        allowed = answers[host] = (address is not None
+                                   and any(address in network for network in networks))
+    return allowed
+
+
+# Remembered answers per allow-list (kept alive with it, so its id is not reused) and
+# address: the flood limiter asks for every request, and parsing an address is not cheap.
+_ANSWERS: dict[int, tuple[tuple[IPNetwork, ...], dict[str, bool]]] = {}
+_ANSWERS_LISTS_MAX = 64
+_ANSWERS_PER_LIST_MAX = 4_096
 
 
 def same_network(known: str, address: str) -> bool:

@@ -31,12 +31,18 @@ from haltguard.web.errors import (
 VENUE_BODY_BYTES_MAX = 16_384
 """The largest request body the venue takes: an order, an admin command (a resume plan with
 its phases, a breaker's bands) is a few hundred bytes."""
-VENUE_BODY_LIMITS = BodyLimits(bytes_max=VENUE_BODY_BYTES_MAX)
+COMPENSATION_BODY_BYTES_MAX = 1 << 20
+"""A batch of compensation credits (up to COMPENSATION_LINES_MAX lines of ~100 bytes) is the
+one admin body larger than that."""
+VENUE_BODY_ROUTES = (("/v1/admin/compensation/credits", COMPENSATION_BODY_BYTES_MAX),)
+VENUE_BODY_LIMITS = BodyLimits(bytes_max=VENUE_BODY_BYTES_MAX, routes=VENUE_BODY_ROUTES)
 
 
 def venue_body_limits(receive_s_max: float) -> BodyLimits:
     """The venue API's body limits with the configured time a body may take to arrive."""
-    return BodyLimits(bytes_max=VENUE_BODY_BYTES_MAX, receive_s_max=receive_s_max)
+    return BodyLimits(
+        bytes_max=VENUE_BODY_BYTES_MAX, receive_s_max=receive_s_max, routes=VENUE_BODY_ROUTES
+    )
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -74,8 +80,10 @@ def create_venue_api(
     app.include_router(public_router)
     app.include_router(admin_router)
     _install_error_handlers(app)
-    guard = install_load_shedding(app, runtime.status, load_shedding, signals=load_signals)
-    attach_venue_context(app, VenueApiContext(runtime, admin_token, guard))
+    guard, http_metrics = install_load_shedding(app, runtime.status, load_shedding,
+                                                signals=load_signals,
+                                                queue_depth=runtime.queue_depth)
+    attach_venue_context(app, VenueApiContext(runtime, admin_token, guard, http_metrics))
     app.add_middleware(BodyLimitMiddleware, limits=body_limits)  # outermost: before shedding
     return app
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 
 from haltguard.gateway.runtime import VenueRuntime
 from haltguard.gateway.shedding import LoadGuard
+from haltguard.web.metrics import HttpMetrics
 
 _STATE_NAME = "venue_context"
 
@@ -24,6 +25,7 @@ class VenueApiContext:
     runtime: VenueRuntime
     admin_token: str  # "" disables the admin routes
     load_guard: LoadGuard[Any]
+    http_metrics: HttpMetrics
 
 
 def attach_venue_context(app: FastAPI, venue: VenueApiContext) -> None:

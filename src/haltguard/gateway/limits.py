@@ -10,10 +10,10 @@ address. Everything here is pure: the caller passes the time.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import msgspec
 from starlette.types import Scope
 
 from haltguard.common.network import PRIVATE_NETWORKS, IPNetwork, written_address
@@ -256,14 +256,21 @@ def address_of(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+class _AccountOnly(msgspec.Struct):
+    account: object = None
+
+
+_decode_account = msgspec.json.Decoder(_AccountOnly).decode
+
+
 def account_of(body: bytes) -> int | None:
-    """The order's account, or None for a body the route will refuse anyway."""
+    """The order's account, or None for a body the route will refuse anyway (only the
+    ``account`` field of a JSON object is read)."""
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        account = _decode_account(body).account
+    except msgspec.DecodeError:
         return None
-    account = data.get("account") if isinstance(data, dict) else None
-    return account if isinstance(account, int) and account > 0 else None
+    return account if type(account) is int and account > 0 else None
 
 
 def client_key(target: str) -> str:

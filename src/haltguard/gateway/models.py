@@ -9,6 +9,7 @@ own event types. Timestamps (``ts``, ``*_ts``) stay integers: nanoseconds since 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, DecimalException
@@ -26,6 +27,7 @@ from pydantic import (
     StrictStr,
 )
 
+from haltguard.venue.commands import COMPENSATION_LINES_MAX
 from haltguard.venue.engine import BPS_PER_UNIT
 from haltguard.venue.events import Event
 from haltguard.venue.markets import (
@@ -56,6 +58,14 @@ _QUOTE_FEE_FIELDS = frozenset({"taker_fee", "maker_fee"})
 _ASSET_AMOUNT_FIELDS = frozenset({"amount"})
 
 _EVENT_DECODER = msgspec.json.Decoder(Event)
+
+
+@functools.cache
+def _unit_fields(kind: type[Event]) -> tuple[str, ...]:
+    """The fields of an event type that hold prices, sizes or amounts (found once a type)."""
+    return tuple(field for field in kind.__struct_fields__
+                 if field in _TICK_FIELDS or field in _LOT_FIELDS
+                 or field in _QUOTE_FEE_FIELDS or field in _ASSET_AMOUNT_FIELDS)
 
 
 class UnitError(ValueError):
@@ -110,8 +120,9 @@ class Units:
     def render_event(self, event: Event) -> dict[str, Any]:
         """The event as JSON-ready data with every price, size and amount a decimal string."""
         data: dict[str, Any] = msgspec.to_builtins(event)
-        for field, value in list(data.items()):
-            if isinstance(value, int) and not isinstance(value, bool):
+        for field in _unit_fields(type(event)):
+            value = data.get(field)
+            if type(value) is int:  # not None, not a flag
                 step = self._step(field, data)
                 if step is not None:
                     data[field] = from_units(value, step)
@@ -240,6 +251,35 @@ class PlaceOrderRequest(_Request):
     )
 
 
+def _order_max_length(field: str) -> int:
+    """The REST model's length bound on ``field``, so the fast paths cannot drift from it."""
+    for rule in PlaceOrderRequest.model_fields[field].metadata:
+        length_max = getattr(rule, "max_length", None)
+        if isinstance(length_max, int):
+            return length_max
+    raise LookupError(f"PlaceOrderRequest.{field} has no maximum length")
+
+
+CLIENT_ORDER_ID_LENGTH_MAX = _order_max_length("client_order_id")
+
+
+class OrderBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """:class:`PlaceOrderRequest`'s fields for the fast paths (the fast order lane, the
+    streaming order entry), decoded at least as strictly (an integer is an integer, not a
+    float or a flag): what this refuses goes to the REST model, which says what is wrong.
+    Decimal text is checked where it is converted."""
+
+    account: Annotated[int, msgspec.Meta(gt=0, le=INT64_MAX)]
+    side: Side
+    qty: str
+    price: str | None = None
+    type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    stp: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
+    client_order_id: Annotated[str, msgspec.Meta(max_length=CLIENT_ORDER_ID_LENGTH_MAX)] = ""
+
+
 class CancelAllRequest(_Request):
     account: Account = Field(description="Whose orders to cancel in this market.")
 
@@ -344,3 +384,32 @@ class BreakerRequest(_Request):
     reference: Literal["rolling", "static"] = "rolling"
     window_seconds: PositiveSeconds = 300
     limit_state_seconds: Seconds = 0
+
+
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=INT64_MAX)]
+"""Any integer the journal can store; the venue judges the value itself."""
+
+
+class CompensationLineRequest(_Request):
+    """One compensation line. The amount is an integer of the asset's minor units (a payout
+    is computed in them; a million lines are not turned into decimals and back). A line the
+    venue cannot credit is refused on its own, with the reason, and the others are credited;
+    the asset is therefore judged by the venue (``unknown_asset``), not by its grammar here."""
+
+    account: Int64 = Field(description="The customer's account number (1 to 2^63-1).")
+    asset: StrictStr = Field(
+        max_length=ASSET_CODE_LENGTH_MAX,
+        description="The asset code; an asset the venue does not list refuses the line only.",
+    )
+    amount_minor: Int64 = Field(description="The amount in the asset's minor units, > 0.")
+    run_id: Int64 = Field(description="The compensation run, 1 to 2^31-1.")
+    line_no: Int64 = Field(description="The line of the run, 0 to 2^32-1.")
+
+
+class CreditCompensationRequest(_Request):
+    actor: StrictStr = Field(min_length=1, max_length=128, description="Who pays (name or id).")
+    reason: StrictStr = Field(default="", max_length=1000, description="Why, for the audit trail.")
+    lines: list[CompensationLineRequest] = Field(
+        min_length=1, max_length=COMPENSATION_LINES_MAX,
+        description=f"1 to {COMPENSATION_LINES_MAX} lines, credited in this order.",
+    )

@@ -73,7 +73,7 @@ from haltguard.gateway.load_signals import (
 )
 from haltguard.gateway.metrics import LoadMetrics, venue_registry
 from haltguard.web.asgi import answer_error, read_body, replay
-from haltguard.web.metrics import ROUTE_SCOPE_KEY, install_metrics
+from haltguard.web.metrics import ROUTE_SCOPE_KEY, HttpMetrics, install_metrics
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -451,9 +451,14 @@ class LoadSheddingMiddleware:
         guard.order_answered(time.perf_counter_ns() - start_ns)
 
     async def _refuse(self, send: Send, refusal: Admission) -> None:
-        self.guard.count_shed(refusal.code)
-        await answer_error(send, refusal.status, refusal.code, refusal.message,
-                           refusal.retry_after_s)
+        await refuse(self.guard, send, refusal)
+
+
+async def refuse(guard: LoadGuard[Any], send: Send, refusal: Admission) -> None:
+    """Answer a request the guard did not admit, and count it as shed."""
+    guard.count_shed(refusal.code)
+    await answer_error(send, refusal.status, refusal.code, refusal.message,
+                       refusal.retry_after_s)
 
 
 def install_load_shedding(
@@ -463,24 +468,26 @@ def install_load_shedding(
     *,
     signals: LoadSignals[S] | None = None,
     clock: NsClock = time.time_ns,
-) -> LoadGuard[S]:
+    queue_depth: Callable[[], tuple[int, int]] | None = None,
+) -> tuple[LoadGuard[S], HttpMetrics]:
     """Put the load guard and ``/metrics`` in front of a venue app.
 
     ``signals`` is what detection plugs in: the load detector, the request-flood limiter
     and the outbox (None: shedding only, see :class:`LoadGuard`). The guard is returned
-    (its ``flood.limiter`` enforces policy blocks). Health,
+    (its ``flood.limiter`` enforces policy blocks) with the app's request metrics.
+    ``queue_depth`` reads the queue cheaply (default: from ``status``). Health,
     metrics and admin routes are never limited.
     """
     settings = settings or SheddingSettings()
     registry = venue_registry(status)
     metrics = LoadMetrics(registry)
 
-    def queue_depth() -> tuple[int, int]:
+    def queue_depth_from_status() -> tuple[int, int]:
         state = status()
         return state.queue_depth, state.queue_depth_max
 
     guard: LoadGuard[S] = LoadGuard(
-        settings, queue_depth,
+        settings, queue_depth or queue_depth_from_status,
         detector=signals.detector if signals is not None else None,
         flood=signals.flood if signals is not None else None,
         outbox=signals.outbox if signals is not None else None,
@@ -488,5 +495,6 @@ def install_load_shedding(
         clock=clock,
     )
     app.add_middleware(LoadSheddingMiddleware, guard=guard)
-    install_metrics(app, registry, paths=METRICS_PATHS)
-    return guard
+    http_metrics = HttpMetrics(registry)
+    install_metrics(app, registry, paths=METRICS_PATHS, metrics=http_metrics)
+    return guard, http_metrics

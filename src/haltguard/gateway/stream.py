@@ -15,8 +15,13 @@ answer frame, in the order sent::
     <- {"error": {"code": "invalid_quantity", "message": "...", "seq": 43}}
 
 An answer is sent only once its order is journaled and fsynced and applied, exactly as the
-REST route answers; the error codes are the REST route's. Orders are validated by the REST
-route's own model and conversions (:class:`PlaceOrderRequest`, :func:`order_command`).
+REST route answers; the error codes are the REST route's. A valid order takes the fast path
+of :mod:`haltguard.gateway.stream_codec` (a msgspec struct with the REST model's types, grids
+that remember converted text, answers rendered as structs), which takes exactly what the REST
+route takes and renders the REST route's ``order`` and ``trades`` byte for byte (the
+stream leaves out the route's full ``events`` list); anything else is judged and answered by
+the REST route's own model and conversions (:class:`PlaceOrderRequest`,
+:func:`order_command`), so every error is the REST route's.
 There is no authentication step, as on the REST order route: whatever sits in front of the
 venue checks that a caller owns the accounts it names.
 
@@ -56,6 +61,7 @@ from haltguard.gateway.runtime import (
     VenueRuntime,
     VenueUnavailableError,
 )
+from haltguard.gateway.stream_codec import StreamCodec
 from haltguard.gateway.views import (
     order_command,
     order_outcome,
@@ -132,10 +138,11 @@ _NOT_A_MAP = _error(
 class _Connection:
     """One client: a reader that parses and submits, a writer that answers in order."""
 
-    def __init__(self, runtime: VenueRuntime, limits: StreamLimits,
+    def __init__(self, runtime: VenueRuntime, limits: StreamLimits, codec: StreamCodec,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.runtime = runtime
         self.limits = limits
+        self.codec = codec
         self.reader = reader
         self.writer = writer
         # Each entry: the answers fixed at parse time (None where the venue decides) and
@@ -226,10 +233,15 @@ class _Connection:
         units = self.runtime.units()
         answers: list[Any] = []
         commands: list[PlaceOrder] = []
-        decode = msgspec.msgpack.decode
+        fast_order = self.codec.order
         for frame in frames:
+            command = fast_order(frame, units)
+            if command is not None:
+                commands.append(command)
+                answers.append(None)
+                continue
             try:
-                data = decode(frame)
+                data = msgspec.msgpack.decode(frame)
             except msgspec.DecodeError as exc:
                 answers.append(_error(
                     "invalid_frame", f"the frame is not MessagePack ({exc}); send one order "
@@ -302,19 +314,28 @@ class _Connection:
         self.writer.transport.abort()
 
     def _render(self, answers: list[Any], commands: list[PlaceOrder],
-                outcomes: list[Outcome]) -> bytes:
+                outcomes: list[Outcome]) -> bytearray:
         units = self.runtime.units()
-        pack = msgspec.msgpack.encode
-        header = FRAME_HEADER.pack
-        parts: list[bytes] = []
+        fast_answer = self.codec.answer
+        encode_into = self.codec.encode_into
+        pack_header = FRAME_HEADER.pack_into
+        header_size = FRAME_HEADER.size
+        placeholder = bytes(header_size)
+        frames = bytearray()
         venue_answers = iter(outcomes)
         for fixed in answers:
-            answer = fixed if fixed is not None else _answer_of(
-                self.runtime, next(venue_answers), units)
-            body = pack(answer)
-            parts.append(header(len(body)))
-            parts.append(body)
-        return b"".join(parts)
+            answer = fixed
+            if answer is None:
+                outcome = next(venue_answers)
+                if type(outcome) is CommandResult:
+                    answer = fast_answer(outcome, units)
+                if answer is None:
+                    answer = _answer_of(self.runtime, outcome, units)
+            start = len(frames)
+            frames += placeholder
+            encode_into(answer, frames, -1)
+            pack_header(frames, start, len(frames) - start - header_size)
+        return frames
 
 
 def _order_of(data: object, units: Units) -> PlaceOrder | dict[str, Any]:
@@ -401,6 +422,7 @@ class StreamServer:
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._codec = StreamCodec()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -462,7 +484,7 @@ class StreamServer:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            await _Connection(self.runtime, self.limits, reader, writer).serve()
+            await _Connection(self.runtime, self.limits, self._codec, reader, writer).serve()
         except Exception:
             log.exception("a stream connection failed; the others carry on")
         finally:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
@@ -28,6 +29,7 @@ from haltguard.gateway.models import (
     AssetCode,
     BreakerRequest,
     CancelAllRequest,
+    CreditCompensationRequest,
     DepositRequest,
     FreezeWithdrawalsRequest,
     KillSwitchRequest,
@@ -53,7 +55,9 @@ from haltguard.venue.commands import (
     CancelAll,
     CancelOrder,
     Command,
+    CompensationLine,
     ConfigureBreaker,
+    CreditCompensation,
     Deposit,
     FreezeWithdrawals,
     KillSwitch,
@@ -64,6 +68,7 @@ from haltguard.venue.commands import (
     Uncross,
     Withdraw,
 )
+from haltguard.venue.control import CREDITED, credit_outcomes
 from haltguard.venue.events import (
     CommandRejected,
     Event,
@@ -82,7 +87,15 @@ from haltguard.venue.markets import (
     luld_breaker,
     make_market,
 )
-from haltguard.venue.types import INT64_MAX, MarketState, OrderType, RejectReason
+from haltguard.venue.types import (
+    INT64_MAX,
+    MarketState,
+    OrderType,
+    RejectReason,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
 from haltguard.web.errors import ApiError
 
 DEPTH_LEVELS_MAX = 500
@@ -187,12 +200,17 @@ async def execute(runtime: VenueRuntime, command: Command) -> CommandResult:
     try:
         return await asyncio.wait_for(future, ACK_TIMEOUT_S_DEFAULT)
     except TimeoutError:
-        raise ApiError(
-            504, "ack_timeout",
-            f"the command was queued but not acknowledged within {ACK_TIMEOUT_S_DEFAULT:g} s; "
-            "it may still be applied. Check the account's orders before retrying (a retry "
-            "with the same client_order_id is safe)",
-        ) from None
+        raise ack_timeout() from None
+
+
+def ack_timeout() -> ApiError:
+    """The answer to a command queued but not acknowledged within the wait."""
+    return ApiError(
+        504, "ack_timeout",
+        f"the command was queued but not acknowledged within {ACK_TIMEOUT_S_DEFAULT:g} s; "
+        "it may still be applied. Check the account's orders before retrying (a retry "
+        "with the same client_order_id is safe)",
+    )
 
 
 def raise_if_rejected(result: CommandResult, market: str = "") -> None:
@@ -253,7 +271,35 @@ def render_spec(spec: MarketSpec) -> dict[str, Any]:
 # --- orders --------------------------------------------------------------------------
 
 
-def order_command(symbol: str, body: PlaceOrderRequest, spec: MarketSpec) -> PlaceOrder:
+Submit = Callable[[Command], Awaitable[CommandResult]]
+"""How a route hands a command to the venue and waits for its durable result."""
+
+
+class OrderTerms(Protocol):
+    """A new order's terms as a request states them: the route's ``PlaceOrderRequest`` and
+    the fast lane's ``OrderBody`` both have these."""
+
+    @property
+    def account(self) -> int: ...
+    @property
+    def side(self) -> Side: ...
+    @property
+    def qty(self) -> str: ...
+    @property
+    def price(self) -> str | None: ...
+    @property
+    def type(self) -> OrderType: ...
+    @property
+    def tif(self) -> TimeInForce: ...
+    @property
+    def post_only(self) -> bool: ...
+    @property
+    def stp(self) -> SelfTradePrevention: ...
+    @property
+    def client_order_id(self) -> str: ...
+
+
+def order_command(symbol: str, body: OrderTerms, spec: MarketSpec) -> PlaceOrder:
     """The venue command for ``body``, or a 422 naming the off-grid field (nothing rounded)."""
     try:
         qty = spec.to_lots(body.qty)
@@ -368,17 +414,31 @@ async def place_order(
     symbol: SymbolPath, body: PlaceOrderRequest, runtime: RuntimeDep, request: Request
 ) -> Any:
     """Place an order (see :data:`PLACE_ORDER_TEXT`, the route's OpenAPI description)."""
+    status_code, answer = await placed_order(runtime, symbol, body)
+    return answer if status_code == status.HTTP_201_CREATED else JSONResponse(answer, 200)
+
+
+async def placed_order(
+    runtime: VenueRuntime, symbol: str, body: OrderTerms, submit: Submit | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Place ``body`` in ``symbol`` and return the answer's status and body: 201 with the
+    outcome, or 200 for a retried ``client_order_id``. The route and the fast order lane
+    (``gateway/fastlane.py``) both answer with this, so their answers cannot differ; the
+    lane brings its own ``submit`` (many orders to the venue at once), the route uses
+    :func:`execute`."""
     units = runtime.units()
     spec = spec_of(units, symbol)
     command = order_command(symbol, body, spec)
-    result = await execute(runtime, command)
+    result = await (execute(runtime, command) if submit is None else submit(command))
     raise_if_rejected(result, symbol)
     repeated = next((e for e in result.events if type(e) is OrderRepeated), None)
     if repeated is None:
         trades = [units.render_event(e) for e in result.events if type(e) is Trade]
-        return {**ack(result, units), "repeated": False,
-                "order": order_outcome(command, result.events, spec), "trades": trades}
-    return repeated_order(runtime, result, repeated, spec, units)
+        return status.HTTP_201_CREATED, {
+            **ack(result, units), "repeated": False,
+            "order": order_outcome(command, result.events, spec), "trades": trades,
+        }
+    return status.HTTP_200_OK, repeated_order(runtime, result, repeated, spec, units)
 
 
 def repeated_order(
@@ -387,7 +447,7 @@ def repeated_order(
     repeated: OrderRepeated,
     spec: MarketSpec,
     units: Units,
-) -> Any:
+) -> dict[str, Any]:
     """A retry's answer: the first submit's outcome if remembered, else the order as it is."""
     body: dict[str, Any] = {**ack(result, units), "repeated": True}
     original = result.original
@@ -406,7 +466,7 @@ def repeated_order(
                 "holds its history",
             }
         )
-    return JSONResponse(body, status_code=200)
+    return body
 
 
 @public_router.delete("/markets/{symbol}/orders/{order_id}", summary="Cancel an order")
@@ -847,3 +907,50 @@ async def admin_cancel_all(body: AdminCancelAllRequest, runtime: RuntimeDep) -> 
             "cancelled": sum(1 for e in result.events if type(e) is OrderCancelled)}
 
 
+@admin_router.post("/compensation/credits", summary="Credit compensation lines, each once")
+async def credit_compensation(body: CreditCompensationRequest, runtime: RuntimeDep) -> Any:
+    """Credit a batch of compensation lines as one journaled command. Each line is
+    ``credited`` or, listed in ``not_credited`` with its index in ``lines``, refused with why:
+    ``already_credited`` (paid before, by an earlier batch or attempt: nothing is paid
+    twice), ``unknown_asset``, ``invalid_amount``, ``invalid_account``,
+    ``invalid_reference``. ``counts`` counts the lines by outcome."""
+    lines = [
+        CompensationLine(line.account, line.asset, line.amount_minor, line.run_id, line.line_no)
+        for line in body.lines
+    ]
+    result = await execute(runtime, CreditCompensation(lines, body.actor, body.reason))
+    raise_if_rejected(result)
+    outcomes = credit_outcomes(result.events, len(lines))
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+    # Only the lines not credited are listed (by their index in the request): a batch of
+    # thousands answers in a few bytes. A response of its own: FastAPI's generic encoding of
+    # a returned dict costs some 30 us a line.
+    return JSONResponse({
+        "seq": result.seq, "ts": result.ts, "counts": counts,
+        "not_credited": [
+            {"index": index, "run_id": o.run_id, "line_no": o.line_no, "outcome": o.outcome,
+             "detail": o.detail}
+            for index, o in enumerate(outcomes) if o.outcome != CREDITED
+        ],
+    })
+
+
+@admin_router.get(
+    "/compensation/runs/{run_id}/credited", summary="Which lines of a run are credited"
+)
+def credited_lines(
+    run_id: Annotated[
+        WholeNumber, Path(ge=0, le=INT64_MAX, description="The compensation run.")
+    ],
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """The run's credited line numbers as ascending inclusive ``[first, last]`` ranges, so a
+    restarted payout skips them."""
+    ranges = runtime.read(lambda venue: venue.credited_line_ranges(run_id))
+    return {
+        "run_id": run_id,
+        "ranges": [[first, last] for first, last in ranges],
+        "lines": sum(last - first + 1 for first, last in ranges),
+    }

@@ -70,13 +70,19 @@ from haltguard.venue.breaker import (
     Verdict,
 )
 from haltguard.venue.commands import (
+    COMPENSATION_LINES_MAX,
+    LINE_NO_BITS,
+    LINE_NO_MAX,
+    RUN_ID_MAX,
     AbortResumePlan,
     AddAsset,
     AddMarket,
     CancelAll,
     CancelOrder,
     Command,
+    CompensationLine,
     ConfigureBreaker,
+    CreditCompensation,
     Deposit,
     FreezeWithdrawals,
     Heartbeat,
@@ -87,6 +93,7 @@ from haltguard.venue.commands import (
     StartResumePlan,
     Uncross,
     Withdraw,
+    payout_reference,
     validated,
 )
 from haltguard.venue.events import (
@@ -95,6 +102,8 @@ from haltguard.venue.events import (
     BreakerConfigured,
     CircuitBreakerTripped,
     CommandRejected,
+    CompensationCredited,
+    CompensationRefused,
     Deposited,
     Event,
     IndicativeUncross,
@@ -324,6 +333,9 @@ class VenueState(msgspec.Struct, frozen=True, omit_defaults=True):
     markets: list[MarketEntry]
     finished_client_order_ids: list[ClientOrderIdEntry]
     client_order_terms: list[ClientOrderTermsEntry] = msgspec.field(default_factory=list)
+    # Compensation lines paid, as payout_reference ints, ascending; left out when empty
+    # (as client_order_terms is), so older states encode and hash as they did.
+    credited_references: list[int] = msgspec.field(default_factory=list)
 
 
 _STATE_ENCODER = msgspec.msgpack.Encoder(order="deterministic")
@@ -459,6 +471,7 @@ class Venue:
         # The terms of the remembered client order ids, live or finished (all of them but
         # those restored from a snapshot written before terms were kept).
         self._client_terms: dict[tuple[int, str], OrderTerms] = {}
+        self._credited: set[int] = set()  # payout_reference of every compensation line paid
         self._admin: dict[type, Callable[[int, int, Command], list[Event]]] = {
             Deposit: self._deposit,
             Withdraw: self._withdraw,
@@ -473,6 +486,7 @@ class Venue:
             ConfigureBreaker: self._configure_breaker,
             CancelAll: self._cancel_all,
             Heartbeat: self._heartbeat,
+            CreditCompensation: self._credit_compensation,
         }
 
     # --- entry points --------------------------------------------------------------------
@@ -597,8 +611,7 @@ class Venue:
             and qty in market.qty_range
         ):
             if order_type is _LIMIT and tif is _GTC and price in _PRICES:
-                # Hold the funds, and rest the order unless it crosses (then
-                # _place_limit_fully matches it).
+                # Check the funds, match the order if it crosses, rest what is left.
                 try:
                     if is_buy:
                         own, opposite, limit_key = market.bids, market.asks, price
@@ -621,11 +634,48 @@ class Venue:
                     command = command or PlaceOrder(symbol, account, side, qty, price)
                     return [self._funds_rejected(command, market, is_buy, need, hold_row)]
                 heap = opposite.heap
+                events: list[Event] | None = None
+                remaining = qty
                 if heap and heap[0] <= limit_key:
-                    return self._place_limit_fully(
-                        seq, ts, command or PlaceOrder(symbol, account, side, qty, price),
-                        market, is_buy, price, qty, hold_per_lot, hold_row, limit_key, emit,
+                    # It may cross (the commonest taker): match it, settle its fills with
+                    # one update per balance, and rest what is left below. Matching stops
+                    # early only for a self-trade or the price band (here: cancel-taker, and
+                    # an order refused by the band rests only if the market is now in its
+                    # auction), as _place_limit_fully decides for every other limit order;
+                    # tests/venue/test_engine_taker_paths.py holds the two to one result.
+                    events = []
+                    if emit:
+                        events.append(
+                            OrderAccepted(
+                                market.symbol, seq, account, side, _LIMIT, _GTC, price, qty, ""
+                            )
+                        )
+                    remaining, spent, received, fees, stop = self._match(
+                        market, events, seq, ts, is_buy, account, limit_key, qty,
+                        _CANCEL_TAKER, -1, emit,
                     )
+                    hold_row[0] -= spent
+                    if received:
+                        receive_rows = market.base_rows if is_buy else market.quote_rows
+                        try:
+                            receive_rows[account][0] += received
+                        except KeyError:  # the taker's first receipt of this asset
+                            receive_rows[account] = [received, 0]
+                    if fees:
+                        market.fee_row[0] += fees
+                    if not remaining or (
+                        stop is not None and not (stop is _PRICE_BAND and market.state is _AUCTION)
+                    ):
+                        if remaining and emit:
+                            events.append(
+                                OrderCancelled(
+                                    market.symbol, seq, account, remaining, stop or _UNFILLED
+                                )
+                            )
+                        if emit and market.state is _AUCTION:
+                            events.append(self._indicative_event(market))
+                        return events
+                    need = remaining * hold_per_lot
                 # .get, not a subscript in a try: a new price level is common (an emptied
                 # level comes back), and raising costs more than the lookup.
                 level = own.levels.get(-limit_key)
@@ -634,8 +684,8 @@ class Venue:
                 tail = level.tail
                 # The level's price object, not the command's: one int shared by the level.
                 order = RestingOrder(
-                    seq, account, is_buy, level.price, qty, qty, "", hold_per_lot, hold_row,
-                    tail, None, level,
+                    seq, account, is_buy, level.price, qty, remaining, "", hold_per_lot,
+                    hold_row, tail, None, level,
                 )
                 market.orders[seq] = order
                 if tail is None:
@@ -643,15 +693,21 @@ class Venue:
                 else:
                     tail.next = order
                 level.tail = order
-                level.qty += qty
+                level.qty += remaining
                 level.count += 1
                 hold_row[0] -= need
                 hold_row[1] += need
                 if not emit:
                     return []
-                return [
-                    OrderAccepted(market.symbol, seq, account, side, _LIMIT, _GTC, price, qty, "")
-                ]
+                if events is None:
+                    return [
+                        OrderAccepted(
+                            market.symbol, seq, account, side, _LIMIT, _GTC, price, qty, ""
+                        )
+                    ]
+                if market.state is _AUCTION:  # the band tripped the breaker while matching
+                    events.append(self._indicative_event(market))
+                return events
             if order_type is _MARKET and tif is _IOC and price == 0:
                 return self._place_market(
                     seq, ts, command or PlaceOrder(symbol, account, side, qty, 0, _MARKET, _IOC),
@@ -973,6 +1029,7 @@ class Venue:
         per_tick_lot, base_per_lot = market.quote_per_tick_lot, market.base_per_lot
         taker_bps, maker_bps = market.taker_bps, market.maker_bps
         breaker = market.breaker
+        symbol, taker_side = market.symbol, _BUY if is_buy else _SELL
         trade_id = self._next_trade_id
         remaining = qty
         spent = received = fees = 0
@@ -1020,7 +1077,7 @@ class Venue:
                         notional = unit * fill
                         taker_fee = notional * taker_bps // BPS_PER_UNIT
                     budget -= notional + taker_fee
-                maker_fee = notional * maker_bps // BPS_PER_UNIT
+                maker_fee = notional * maker_bps // BPS_PER_UNIT if maker_bps else 0
                 try:
                     receive_row = maker_receive_rows[maker_account]
                 except KeyError:  # the maker's first receipt of this asset
@@ -1040,7 +1097,7 @@ class Venue:
                 if emit:
                     events.append(
                         Trade(
-                            market.symbol, trade_id, price, fill, _BUY if is_buy else _SELL,
+                            symbol, trade_id, price, fill, taker_side,
                             seq, account, maker.order_id, maker_account, taker_fee, maker_fee,
                         )
                     )
@@ -1700,6 +1757,71 @@ class Venue:
             WithdrawalsFrozen(cmd.asset, cmd.frozen, cmd.actor, cmd.reason, cmd.incident_id)
         ]
 
+    def _credit_compensation(self, seq: int, ts: int, command: Command) -> list[Event]:
+        """Each line credited or refused on its own; a line's reference is spent once."""
+        cmd = _as(command, CreditCompensation)
+        if not 0 < len(cmd.lines) <= COMPENSATION_LINES_MAX:
+            return [
+                _rejected(
+                    cmd,
+                    _R.INVALID_COMMAND,
+                    f"a compensation credit carries 1 to {COMPENSATION_LINES_MAX} lines, not "
+                    f"{len(cmd.lines)}; split the run into batches of at most that many",
+                )
+            ]
+        events: list[Event] = []
+        append = events.append
+        credited = self._credited
+        rows, deposited = self.ledger.rows, self.ledger.deposited
+        # A million lines go through here: the common case is checked inline (what
+        # _credit_problem checks, in one expression), a refusal asks it for the reason.
+        for line in cmd.lines:
+            run_id, line_no, account, asset, amount = (
+                line.run_id, line.line_no, line.account, line.asset, line.amount
+            )
+            asset_rows = rows.get(asset)
+            row = None if asset_rows is None else asset_rows.get(account)
+            if (
+                0 < run_id <= RUN_ID_MAX
+                and 0 <= line_no <= LINE_NO_MAX
+                and (reference := run_id << LINE_NO_BITS | line_no) not in credited
+                and account > FEE_ACCOUNT
+                and asset_rows is not None
+                and 0 < amount <= INT64_MAX - (0 if row is None else row[0])
+            ):
+                if row is None:
+                    row = asset_rows[account] = [0, 0]
+                row[0] += amount
+                deposited[asset] += amount
+                credited.add(reference)
+                append(CompensationCredited(account, asset, amount, run_id, line_no))
+                continue
+            problem = self._credit_problem(line)
+            assert problem is not None, "the inline check and _credit_problem disagree"
+            append(CompensationRefused(run_id, line_no, account, *problem))
+        return events
+
+    def _credit_problem(self, line: CompensationLine) -> tuple[RejectReason, str] | None:
+        if not (0 < line.run_id <= RUN_ID_MAX and 0 <= line.line_no <= LINE_NO_MAX):
+            return _R.INVALID_REFERENCE, (
+                f"run {line.run_id} line {line.line_no} is out of range: run ids are 1 to "
+                f"{RUN_ID_MAX}, line numbers 0 to {LINE_NO_MAX}"
+            )
+        if payout_reference(line.run_id, line.line_no) in self._credited:
+            return _R.ALREADY_CREDITED, (
+                f"run {line.run_id} line {line.line_no} was credited before; it is paid"
+            )
+        if line.account <= FEE_ACCOUNT:
+            return _R.INVALID_ACCOUNT, (
+                f"compensation goes to customer accounts (positive numbers), not {line.account}"
+            )
+        problem = self._amount_problem(line.asset, line.amount)
+        if problem is not None:
+            return problem
+        if self.ledger.available(line.asset, line.account) + line.amount > INT64_MAX:
+            return _R.INVALID_AMOUNT, "the balance would exceed the largest amount"
+        return None
+
     # --- listing -------------------------------------------------------------------------
 
     def _add_asset(self, seq: int, ts: int, command: Command) -> list[Event]:
@@ -2132,6 +2254,11 @@ class Venue:
     def market_states(self) -> dict[str, MarketState]:
         return {symbol: market.state for symbol, market in self._markets.items()}
 
+    def last_trade_price(self, symbol: str) -> int | None:
+        """The price (ticks) of the market's last trade, or None before its first: the
+        reference price at a moment that compensation for a refused order starts from."""
+        return self._market(symbol).last_price or None
+
     def depth(self, symbol: str, levels: int = 10) -> Depth:
         """Aggregated L2 depth, at most ``levels`` per side, best first."""
         market = self._market(symbol)
@@ -2141,6 +2268,20 @@ class Venue:
             bids=[DepthLevel(lv.price, lv.qty, lv.count) for lv in market.bids.top_levels(count)],
             asks=[DepthLevel(lv.price, lv.qty, lv.count) for lv in market.asks.top_levels(count)],
         )
+
+    def credited_line_ranges(self, run_id: int) -> list[tuple[int, int]]:
+        """The line numbers of compensation run ``run_id`` already credited, as ascending
+        inclusive ranges: a payout paid in order is a handful of ranges, however long."""
+        low = run_id << LINE_NO_BITS
+        high = low + LINE_NO_MAX
+        ranges: list[tuple[int, int]] = []
+        for reference in sorted(r for r in self._credited if low <= r <= high):
+            line_no = reference - low
+            if ranges and ranges[-1][1] == line_no - 1:
+                ranges[-1] = (ranges[-1][0], line_no)
+            else:
+                ranges.append((line_no, line_no))
+        return ranges
 
     def balances(self, account: int) -> dict[str, tuple[int, int]]:
         """``asset -> (available, held)`` for every asset the account holds any of."""
@@ -2158,6 +2299,22 @@ class Venue:
             )
         views.sort(key=lambda view: view.order_id)
         return views
+
+    def resting_orders(self, market: str) -> list[OrderView]:
+        """Every resting order of ``market``, oldest first (impact analysis lists whose
+        orders a halt caught)."""
+        views = [_view(market, order) for order in self._market(market).orders.values()]
+        views.sort(key=lambda view: view.order_id)
+        return views
+
+    def holdings(self, asset: str) -> dict[int, tuple[int, int]]:
+        """``account -> (available, held)`` of every account holding any of ``asset``
+        (cut-off balances for compensation); ``KeyError`` for an unknown asset."""
+        return {
+            account: (row[0], row[1])
+            for account, row in self.ledger.rows[asset].items()
+            if row[0] or row[1]
+        }
 
     def order(self, market: str, order_id: int) -> OrderView | None:
         order = self._market(market).orders.get(order_id)
@@ -2206,6 +2363,7 @@ class Venue:
                 for account, client_id in self._finished_client_order
                 if (terms := self._client_terms.get((account, client_id))) is not None
             ] + resting_terms,
+            credited_references=sorted(self._credited),
         )
 
     def _export_market(
@@ -2271,6 +2429,7 @@ class Venue:
             venue._finished_client_order.append(key)
         for kept in state.client_order_terms:
             venue._client_terms[(kept.account, kept.client_order_id)] = kept.terms
+        venue._credited = set(state.credited_references)
         venue._refresh_deadline()
         return venue
 

@@ -9,6 +9,7 @@ Python's ``Decimal`` would accept (underscores, exponents, other scripts' digits
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation
 
@@ -87,8 +88,23 @@ def to_units(value: Decimal | str, step: Decimal, what: str) -> int:
     return int(units)
 
 
+@functools.lru_cache(maxsize=1_024)
+def _step_of(size_text: str) -> Decimal:
+    """A grid's step from its text, made once: every order converts with it."""
+    return Decimal(size_text)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _text_to_units(text: str, step_text: str, what: str) -> int:
+    """:func:`to_units` of decimal text, remembered (orders repeat prices and sizes; a
+    refusal raises and is not remembered)."""
+    return to_units(text, _step_of(step_text), what)
+
+
+@functools.lru_cache(maxsize=16_384)
 def from_units(units: int, step: Decimal) -> str:
-    """The decimal string for ``units`` steps, with no exponent and no trailing noise."""
+    """The decimal string for ``units`` steps, with no exponent and no trailing noise
+    (remembered: answers render the same prices and sizes over and over)."""
     text = f"{(step * units).normalize():f}"
     return text
 
@@ -183,16 +199,20 @@ class MarketSpec(msgspec.Struct, frozen=True):
 
     @property
     def tick(self) -> Decimal:
-        return Decimal(self.tick_size)
+        return _step_of(self.tick_size)
 
     @property
     def lot(self) -> Decimal:
-        return Decimal(self.lot_size)
+        return _step_of(self.lot_size)
 
     def to_ticks(self, price: Decimal | str) -> int:
+        if isinstance(price, str):
+            return _text_to_units(price, self.tick_size, "price")
         return to_units(price, self.tick, "price")
 
     def to_lots(self, qty: Decimal | str) -> int:
+        if isinstance(qty, str):
+            return _text_to_units(qty, self.lot_size, "quantity")
         return to_units(qty, self.lot, "quantity")
 
     def price_text(self, ticks: int) -> str:

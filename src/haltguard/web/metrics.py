@@ -122,6 +122,7 @@ def install_metrics(
     registry: CollectorRegistry | None = None,
     *,
     paths: tuple[str, ...] = (METRICS_PATH,),
+    metrics: HttpMetrics | None = None,
 ) -> CollectorRegistry:
     """Count every request of ``app`` and serve ``registry`` at ``/metrics``.
 
@@ -130,7 +131,7 @@ def install_metrics(
     count includes requests they answer themselves.
     """
     registry = registry or new_registry()
-    app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics or HttpMetrics(registry))
     for path in paths:
         app.add_route(path, metrics_endpoint(registry), methods=["GET"], include_in_schema=False)
     return registry
