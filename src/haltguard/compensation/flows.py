@@ -334,7 +334,8 @@ def propose_run(
         window=computed.window, references=computed.references, digest=result.digest,
         totals=dict(result.totals_minor),
         currency_scales={asset: inputs.minor_units_per_unit.get(asset, 1)
-                         for asset in currencies | set(inputs.holdings)},
+                         for asset in currencies | set(inputs.holdings)
+                         | {assets.base for assets in inputs.market_assets.values()}},
         histogram=[msgspec.to_builtins(bucket) for bucket in result.histogram],
         top_accounts=[msgspec.to_builtins(top) for top in result.top_accounts],
         supersedes_run_id=proposal.supersedes_run_id,

@@ -58,6 +58,9 @@ def _inputs_text(inputs: object, scales: Mapping[str, int], currency: str) -> st
         for key, value in item.items():
             if key == "kind":
                 continue
+            if key == "orders" and isinstance(value, list):
+                pairs.append(_orders_text(value, scales))
+                continue
             if key == "qty_minor" and isinstance(value, int) and "asset" in item:
                 asset = str(item["asset"])
                 pairs.append(f"qty={format_minor(value, scales.get(asset, 1))} {asset}")
@@ -69,6 +72,23 @@ def _inputs_text(inputs: object, scales: Mapping[str, int], currency: str) -> st
     if len(items) > INPUTS_SHOWN_MAX:
         shown.append(f"(+{len(items) - INPUTS_SHOWN_MAX})")
     return "; ".join(shown)
+
+
+def _orders_text(orders: list[Any], scales: Mapping[str, int]) -> str:
+    """Refused orders as ``BTC-JPY buy 0.0065 BTC 14965499 -> 14965535``: market, side,
+    quantity, the price at the refusal and the price after reopening."""
+    shown = []
+    for order in orders[:INPUTS_SHOWN_MAX]:
+        market = str(order.get("market", ""))
+        base = market.split("-", maxsplit=1)[0]
+        qty = order.get("qty_minor", 0)
+        quantity = (f"{format_minor(qty, scales[base])} {base}" if base in scales
+                    else f"qty_minor={qty}")
+        shown.append(f"{market} {order.get('side')} {quantity} "
+                     f"{order.get('price_at_refusal')} -> {order.get('price_at_reopen')}")
+    if len(orders) > INPUTS_SHOWN_MAX:
+        shown.append(f"(+{len(orders) - INPUTS_SHOWN_MAX})")
+    return ", ".join(shown)
 
 
 def statement(
