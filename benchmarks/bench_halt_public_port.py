@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import httpx
 
+from bench_public_port import ORDER_LUA, free_port
 from haltguard.journal.reader import JournalReader
 from haltguard.venue.events import MarketStateChanged, Trade
 from haltguard.venue.types import MarketState
@@ -51,36 +51,14 @@ HIGH, CRASH = 100_000, 85_000
 TRIAL_GAP_S = 0.5
 SETTLE_S = 3.0
 
-ORDER_LUA = """
-local n = 0
-request = function()
-   n = n + 1
-   local account = 11 + (n % 8)
-   local body
-   if n % 2 == 0 then
-      body = '{"account":' .. account .. ',"side":"buy","qty":"0.0001","price":"1000"}'
-   else
-      body = '{"account":' .. account .. ',"side":"sell","qty":"0.0001","price":"90000000"}'
-   end
-   return wrk.format("POST", "/v1/markets/BTC-JPY/orders",
-                     {["Content-Type"] = "application/json"}, body)
-end
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def start_serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_serve(data_dir: Path, port: int, checkpoint_every: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HALTGUARD_ORDER_CAPACITY_PER_S": "10000000",
            "HALTGUARD_VENUE_TOKEN": TOKEN}
+    config = data_dir.parent / "haltguard.toml"
+    config.write_text(f"[venue]\ncheckpoint_every = {checkpoint_every}\n", encoding="utf-8")
     serve = subprocess.Popen(
         [sys.executable, "-m", "haltguard.cli.main", "serve", "--demo", "--data-dir",
-         str(data_dir), "--port", str(port)],
+         str(data_dir), "--port", str(port), "--config", str(config)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + START_S_MAX
     while not (data_dir / "serve.json").exists():
@@ -149,8 +127,10 @@ def read_back(data_dir: Path, markets: set[str]) -> tuple[list[float], int, int]
                       and market not in halted):
                     halted[market] = (sequenced.seq, sequenced.ts)
     reader.close()
-    latencies = sorted((halted[m][1] - tripped_ns[m]) / 1e6 for m in halted if m in tripped_ns)
-    return latencies, late, len(markets) - len(halted)
+    by_trial = {m: (halted[m][1] - tripped_ns[m]) / 1e6 for m in sorted(halted)
+                if m in tripped_ns}
+    print(json.dumps({"ms_by_market": by_trial}), file=sys.stderr)
+    return sorted(by_trial.values()), late, len(markets) - len(halted)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -162,6 +142,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--aftershocks", type=int, default=10)
+    parser.add_argument("--checkpoint-every", type=int, default=100_000,
+                        help="venue.checkpoint_every: commands between the venue's snapshots "
+                        "(the default's; a snapshot holds the venue thread while it is taken)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -171,7 +154,7 @@ def main() -> None:
         data_dir = root / "data"
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        serve = start_serve(data_dir, port)
+        serve = start_serve(data_dir, port, args.checkpoint_every)
         script = root / "orders.lua"
         script.write_text(ORDER_LUA)
         try:

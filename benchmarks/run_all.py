@@ -1,4 +1,4 @@
-"""Run every venue benchmark and print one Markdown report (``make bench``).
+"""Run every venue and order-path benchmark and print one Markdown report (``make bench``).
 
 Each benchmark runs in its own process at its documented default scale, beside the peer
 (``matching-engine`` 0.1.1, see ``peer.py``), and prints its own Markdown table with ours,
@@ -58,7 +58,16 @@ BENCHMARKS: dict[str, tuple[str, str, Callable[[float], list[str]]]] = {
         lambda s: ["--orders", _scaled(200_000, s, 2_000),
                    "--rest-orders", _scaled(3_000, s, 100)],
     ),
+    "public-port": (
+        "bench_public_port.py", "Orders through serve's public port with wrk",
+        lambda s: ["--duration", _scaled(5, s, 1)],
+    ),
+    "halt": (
+        "bench_halt_public_port.py", "Halts at full order rate through the public port",
+        lambda s: ["--trials", _scaled(30, s, 3)],
+    ),
 }
+TAKES_NO_ROUNDS = frozenset({"halt"})
 
 
 def _commit() -> str:
@@ -100,7 +109,7 @@ def main() -> None:
     for name in chosen:
         script, title, sized = BENCHMARKS[name]
         command = [sys.executable, str(HERE / script), *sized(args.scale)]
-        if args.rounds:
+        if args.rounds and name not in TAKES_NO_ROUNDS:
             command += ["--rounds", str(args.rounds)]
         if name == "ack":
             command += ["--data-parent", str(args.data_parent)]

@@ -335,15 +335,15 @@ SETTINGS: tuple[Setting, ...] = (
         _stream_port,
     ),
     Setting(
-        "venue.order_capacity_per_s", "integer", 100, "HALTGUARD_ORDER_CAPACITY_PER_S",
+        "venue.order_capacity_per_s", "integer", 500, "HALTGUARD_ORDER_CAPACITY_PER_S",
         "New orders a second the venue is provisioned for: above it new orders are shed with "
         "429/503 and `Retry-After`, and near it the load detector raises `load.order_rate`. "
-        "The default is what the supervised order path (this process forwarding to the venue "
-        "process) holds on a shared 2-core host while refusing a surge of 4 times it, with "
-        "another job busy on one core: there it saturated at about 130 admitted a second, and "
-        "at 100 admitted orders' p99 stayed within 500 ms (on a quiet host 200 held, and "
-        "closed-loop the path takes 400-900 a second). Measure your host with `haltguard drill "
-        "surge` before raising it (docs/benchmarks.md, \"Surge drill\").",
+        "The default is what `haltguard serve` (load shedding here, the request channel to the "
+        "venue process, its fast order lane) held on a shared 2-core host through a surge of 4 "
+        "times it, with admitted orders' p99 within 500 ms: 500, 700, 850 and 1,000 a second "
+        "passed there with other jobs taking a core (load average 3-4), and 1,000 once failed; "
+        "500 leaves that margin. Measure your host with `haltguard drill surge` before raising "
+        "it (docs/benchmarks.md, \"Surge drill\").",
         _between(1, ORDER_CAPACITY_PER_S_MAX),
     ),
     Setting(

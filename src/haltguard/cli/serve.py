@@ -18,6 +18,7 @@ cannot work stops the start with exit code 2 and a message saying what to change
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -206,6 +207,10 @@ def _write_serve_file_once_serving(system: System, server: uvicorn.Server) -> No
             return
         time.sleep(SERVE_FILE_POLL_S)
     path = system.write_serve_file()
+    # Everything built to start (the apps, their routes, the rules, the caches) lives as
+    # long as the process: out of the collector's way, so a full collection of it never
+    # stalls the journal follower between a crash trade and its halt.
+    gc.freeze()
     logging.getLogger(__name__).info("serving; addresses and drill token in %s", path)
 
 

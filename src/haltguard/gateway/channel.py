@@ -131,19 +131,13 @@ class _Outbox:
             self._transport.write(b"".join(pending))
 
 
-# --- the venue process's side ----------------------------------------------------------
+class _Connection(asyncio.Protocol):
+    """What both ends keep of a connection: its frames in, its outbox out."""
 
-
-class _ServerConnection(asyncio.Protocol):
-    def __init__(self, server: ChannelServer) -> None:
-        self.server = server
-        self.frames = _Frames(REQUEST_FRAME_BYTES_MAX)
+    def __init__(self, frame_bytes_max: int) -> None:
+        self.frames = _Frames(frame_bytes_max)
         self.transport: asyncio.Transport | None = None
         self.outbox: _Outbox | None = None
-        self.in_flight = 0
-        self.paused = False
-        self.closed = asyncio.Event()
-        self.tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -151,6 +145,19 @@ class _ServerConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# --- the venue process's side ----------------------------------------------------------
+
+
+class _ServerConnection(_Connection):
+    def __init__(self, server: ChannelServer) -> None:
+        super().__init__(REQUEST_FRAME_BYTES_MAX)
+        self.server = server
+        self.in_flight = 0
+        self.paused = False
+        self.closed = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed.set()
@@ -265,20 +272,11 @@ class ChannelClosedError(ConnectionError):
     """The connection to the venue process ended before the answer came."""
 
 
-class _ClientConnection(asyncio.Protocol):
+class _ClientConnection(_Connection):
     def __init__(self, client: ChannelClient) -> None:
+        super().__init__(RESPONSE_FRAME_BYTES_MAX)
         self.client = client
-        self.frames = _Frames(RESPONSE_FRAME_BYTES_MAX)
-        self.transport: asyncio.Transport | None = None
-        self.outbox: _Outbox | None = None
         self.waiting: dict[int, tuple[asyncio.Future[ChannelResponse], float]] = {}
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.outbox = _Outbox(self.transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         try:
