@@ -743,6 +743,13 @@ def reference_markdown() -> str:
         "the same rule, so the incident timeline and the audit chain say what was done and "
         "why: the rule, the observed value, the condition and the labels.",
         "",
+        "A decision whose actions protect (a venue brake: `halt_market`, `pause_market`, "
+        "`cancel_only`, `freeze_withdrawals`; or a client action: `rate_limit_client`, "
+        "`block_client`, `block_login`) is performed before decisions made earlier that do "
+        "not, so a halt never waits behind a burst of incident openings; within each group, "
+        "decisions are performed in the order they were made, and within a decision the "
+        "brakes go first.",
+        "",
     ]
     for spec in ACTION_SPECS.values():
         out += [f"### `{spec.kind.value}`", "", spec.doc, ""]

@@ -18,6 +18,7 @@ Typical wiring, once per process::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -30,6 +31,7 @@ from typing import Protocol
 from haltguard.common.errors import ErrorKind, HaltguardError
 from haltguard.detection.decisions import (
     CLIENT_ACTIONS,
+    VENUE_ACTIONS,
     ActionKind,
     ActionOutcome,
     Decision,
@@ -85,6 +87,18 @@ class _Stop:
 
 _STOP = _Stop()
 
+# The worker's order: decisions that protect (a brake on the venue, a block on a client)
+# before the others, as the venue's own brake lane jumps its queue; within each, the order
+# they were made in; the stop after everything queued.
+_PROTECTIVE, _OTHER, _LAST = 0, 1, 2
+_Queued = tuple[int, int, "Decision | _Stop"]
+
+
+def _priority(decision: Decision) -> int:
+    protects = any(action.kind in VENUE_ACTIONS or action.kind in CLIENT_ACTIONS
+                   for action in decision.actions)
+    return _PROTECTIVE if protects and not decision.dry_run else _OTHER
+
 
 class DetectionService:
     """Owns the policy engine and the action executor; thread-safe."""
@@ -106,7 +120,8 @@ class DetectionService:
         self._executor = executor
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
-        self._queue: queue.Queue[Decision | _Stop] = queue.Queue(queue_depth_max)
+        self._queue: queue.PriorityQueue[_Queued] = queue.PriorityQueue(queue_depth_max)
+        self._queued = itertools.count()
         self._enforcers: dict[ActionKind, list[Enforcer]] = {}
         self._listeners: list[Callable[[list[Decision]], None]] = []
         self._rules_listeners: list[Callable[[RuleSet], None]] = []
@@ -143,7 +158,7 @@ class DetectionService:
         if self._ticker is not None:
             self._ticker.join(timeout_s)
         if self._worker is not None and self._worker.is_alive():
-            self._queue.put(_STOP)
+            self._queue.put((_LAST, next(self._queued), _STOP))
             self._worker.join(timeout_s)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -208,7 +223,7 @@ class DetectionService:
             with self._idle:
                 self._pending += 1
             try:
-                self._queue.put_nowait(decision)
+                self._queue.put_nowait((_priority(decision), next(self._queued), decision))
             except queue.Full:
                 self._done_one()
                 self.decisions_dropped += 1
@@ -311,7 +326,7 @@ class DetectionService:
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
+            _, _, item = self._queue.get()
             if isinstance(item, _Stop):
                 return
             try:
