@@ -15,8 +15,9 @@ import msgspec
 import pytest
 from gateway_support import start_runtime
 
+from haltguard.gateway.frames import FRAME_HEADER
 from haltguard.gateway.runtime import VenueRuntime
-from haltguard.gateway.stream import FRAME_HEADER, StreamLimits, StreamServer
+from haltguard.gateway.stream import StreamLimits, StreamServer
 from haltguard.gateway.stream_client import StreamClient, StreamClosedError
 from haltguard.journal import recover
 

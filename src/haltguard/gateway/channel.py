@@ -33,7 +33,6 @@ import contextlib
 import itertools
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -41,13 +40,14 @@ from typing import Any, cast
 import msgspec
 from starlette.types import ASGIApp, Message
 
+from haltguard.gateway.frames import FRAME_HEADER, take_frames
+
 log = logging.getLogger(__name__)
 
 REQUEST_FRAME_BYTES_MAX = 1024 * 1024
 RESPONSE_FRAME_BYTES_MAX = 256 * 1024 * 1024
 IN_FLIGHT_MAX_DEFAULT = 8_192
 TIMEOUT_SWEEP_S = 0.5
-_LENGTH = struct.Struct(">I")
 
 
 class ChannelRequest(msgspec.Struct, array_like=True, frozen=True):
@@ -79,7 +79,7 @@ _decode_response = msgspec.msgpack.Decoder(ChannelResponse).decode
 
 def frame(message: ChannelRequest | ChannelResponse) -> bytes:
     payload = _encode(message)
-    return _LENGTH.pack(len(payload)) + payload
+    return FRAME_HEADER.pack(len(payload)) + payload
 
 
 class _Frames:
@@ -90,22 +90,11 @@ class _Frames:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
-        buffer = self._buffer
-        buffer += data
-        payloads: list[bytes] = []
-        start = 0
-        end = len(buffer)
-        while end - start >= 4:
-            (length,) = _LENGTH.unpack_from(buffer, start)
-            if length > self.bytes_max:
-                raise ValueError(f"a frame of {length} bytes is over the {self.bytes_max} "
-                                 "allowed")
-            if end - start - 4 < length:
-                break
-            payloads.append(bytes(buffer[start + 4:start + 4 + length]))
-            start += 4 + length
-        if start:
-            del buffer[:start]
+        self._buffer += data
+        payloads, too_long = take_frames(self._buffer, self.bytes_max)
+        if too_long is not None:
+            raise ValueError(f"a frame of {too_long} bytes is over the {self.bytes_max} "
+                             "allowed")
         return payloads
 
 

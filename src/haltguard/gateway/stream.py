@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from typing import Any
 import msgspec
 from pydantic import ValidationError
 
+from haltguard.gateway.frames import FRAME_HEADER, take_frames
 from haltguard.gateway.models import PlaceOrderRequest, Units
 from haltguard.gateway.runtime import (
     CommandQuarantinedError,
@@ -75,7 +75,6 @@ from haltguard.web.errors import ApiError, error_body
 
 log = logging.getLogger(__name__)
 
-FRAME_HEADER = struct.Struct(">I")
 READ_BYTES_MAX = 256 * 1024  # read from the socket at most this much at a time
 LINGER_S = 2.0  # after the last answer of a closed connection, input is discarded this long
 
@@ -189,7 +188,6 @@ class _Connection:
     async def _read_orders(self) -> None:
         buffer = bytearray()
         frame_max = self.limits.frame_bytes_max
-        header_size = FRAME_HEADER.size
         # One submit_many takes at most the venue's whole queue.
         batch_max = min(self.limits.unacked_max, self.runtime.limits.queue_depth_max)
         while not self._closing:
@@ -198,28 +196,18 @@ class _Connection:
                 self._room.clear()
                 await self._room.wait()
                 continue
-            frames: list[bytes] = []
-            offset = 0
-            while len(frames) < room and len(buffer) - offset >= header_size:
-                (length,) = FRAME_HEADER.unpack_from(buffer, offset)
-                if length > frame_max:
-                    if frames:  # the frames before it are answered first, in order
-                        self._submit(frames)
-                    self._queue_fatal(_error(
-                        "frame_too_large",
-                        f"a frame of {length} bytes is over the limit of {frame_max}; the "
-                        "connection is closed. Send one order per frame",
-                        f"フレームが {frame_max} バイトの上限を超えています ({length} バイト)。"
-                        "接続を閉じます。1 フレームに 1 注文を送ってください。",
-                    ))
-                    return
-                end = offset + header_size + length
-                if end > len(buffer):
-                    break
-                frames.append(bytes(buffer[offset + header_size:end]))
-                offset = end
-            if offset:
-                del buffer[:offset]
+            frames, too_long = take_frames(buffer, frame_max, room)
+            if too_long is not None:
+                if frames:  # the frames before it are answered first, in order
+                    self._submit(frames)
+                self._queue_fatal(_error(
+                    "frame_too_large",
+                    f"a frame of {too_long} bytes is over the limit of {frame_max}; the "
+                    "connection is closed. Send one order per frame",
+                    f"フレームが {frame_max} バイトの上限を超えています ({too_long} バイト)。"
+                    "接続を閉じます。1 フレームに 1 注文を送ってください。",
+                ))
+                return
             if frames:
                 self._submit(frames)
                 continue

@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 
-from haltguard.gateway.stream import FRAME_HEADER, encode_frame
+from haltguard.gateway.frames import FRAME_HEADER
+from haltguard.gateway.stream import encode_frame
 
 WINDOW_DEFAULT = 4_096  # orders in flight; keep it at or under the server's unacked_max
 RECEIVE_BYTES = 256 * 1024
