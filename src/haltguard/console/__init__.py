@@ -1,0 +1,1 @@
+"""The operator console: the incident response in a browser, at ``/console``."""
