@@ -1,0 +1,1 @@
+"""Customer support through an interruption: help centre, tickets, replies, chat, staffing."""
