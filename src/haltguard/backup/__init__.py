@@ -1,0 +1,1 @@
+"""Backups that are proven to restore: the venue, the operations database, configuration."""
