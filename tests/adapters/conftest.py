@@ -1,0 +1,1 @@
+"""The adapter tests' venues come from ``adapter_support`` (importable by name here)."""
