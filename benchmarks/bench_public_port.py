@@ -5,8 +5,9 @@ journaled and fsynced before its answer) on a temporary data directory with the 
 capacity and flood limits out of reach, then runs ``wrk`` with kept-alive HTTP/1.1
 connections against three targets, one after another, in rounds:
 
-* ``public port``: ``POST /v1/markets/BTC-JPY/orders`` on serve's one public port (load
-  shedding there, then the request channel to the venue process, then its fast order lane);
+* ``public port``: ``POST /v1/markets/BTC-JPY/orders`` on serve's one public port (its front
+  door reads the plain orders, admits them with the load guard and sends each as a frame on
+  the request channel; the venue process answers them without the ASGI round);
 * ``venue process``: the same requests straight to the venue process's own HTTP port (the
   cost of the public port is the difference);
 * ``minimal ASGI``: an app that reads the body and answers 201 with a fixed JSON body and

@@ -221,6 +221,8 @@ def test_an_operator_runs_a_sev1_from_the_cli_against_haltguard_serve(
     assert re.search(r"Process    pid \d+ on http://127\.0\.0\.1:\d+, supervised", serve.output)
     assert f"Status page  {base}/status/" in serve.output
     assert f"Metrics      {base}/metrics" in serve.output
+    assert f"Console      {base}/console" in serve.output
+    assert httpx.get(f"{base}/console/login").status_code == 200
     assert "Login        haltguard incident login --username admin" in serve.output
     assert f"Data dir     {data_dir.resolve()}" in serve.output
     password, totp_secret = serve.value("password"), serve.value("TOTP secret")

@@ -51,6 +51,7 @@ specs = st.builds(
     quote_per_tick_lot=INT64, base_per_lot=INT64, breaker=st.none() | breakers,
     reopen_auction_ns=INT64,
 )
+TRADE_FACTS = c.TradeFacts("BTC-JPY", 2**63 - 1, 1, 1, Side.SELL, 0, 2**63 - 1, 0, 5)
 COMMANDS: dict[type, st.SearchStrategy[c.Command]] = {
     c.PlaceOrder: st.builds(
         c.PlaceOrder, market=SYMBOLS, account=WIDE_INT, side=st.sampled_from(Side),
@@ -82,6 +83,10 @@ COMMANDS: dict[type, st.SearchStrategy[c.Command]] = {
         c.FreezeWithdrawals, asset=TEXT, frozen=st.booleans(), actor=TEXT, reason=TEXT,
         incident_id=TEXT,
     ),
+    c.FreezeAccountWithdrawals: st.builds(
+        c.FreezeAccountWithdrawals, account=WIDE_INT, frozen=st.booleans(), actor=TEXT,
+        reason=TEXT, incident_id=TEXT,
+    ),
     c.StartResumePlan: st.builds(
         c.StartResumePlan, market=TEXT,
         phases=st.lists(
@@ -108,6 +113,24 @@ COMMANDS: dict[type, st.SearchStrategy[c.Command]] = {
             max_size=4,
         ),
         actor=TEXT, reason=TEXT,
+    ),
+    c.BustTrade: st.builds(
+        c.BustTrade, trades=st.lists(st.builds(lambda: TRADE_FACTS), max_size=3), actor=TEXT,
+        approver=TEXT,
+        reason=TEXT, rule=TEXT, incident_id=TEXT, allow_debit=st.booleans(),
+    ),
+    c.AdjustTrade: st.builds(
+        c.AdjustTrade, trade=st.builds(lambda: TRADE_FACTS), price=INT64, actor=TEXT,
+        approver=TEXT, reason=TEXT, rule=TEXT, incident_id=TEXT, allow_debit=st.booleans(),
+    ),
+    c.RollbackTo: st.builds(
+        c.RollbackTo, target_seq=INT64, first_trade_id=INT64, last_trade_id=INT64,
+        corrections_seen=INT64,
+        reversals=st.lists(
+            st.builds(c.BalanceChange, asset=TEXT, account=INT64, amount=INT64), max_size=4
+        ),
+        actor=TEXT, approver=TEXT, reason=TEXT, rule=TEXT, incident_id=TEXT,
+        allow_debit=st.booleans(),
     ),
 }
 any_command = st.one_of(*COMMANDS.values())

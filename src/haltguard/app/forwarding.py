@@ -53,7 +53,7 @@ class VenueForwarder:
         self.forwarded = 0
         self.refused_down = 0
 
-    def _channel_for_this_loop(self) -> ChannelClient:
+    def channel(self) -> ChannelClient:
         """One channel per server; made on the server's event loop."""
         if self._channel is None:
             self._channel = ChannelClient(self.channel_host, self.channel_port,
@@ -86,7 +86,7 @@ class VenueForwarder:
             return
         address = scope.get("client")
         try:
-            response = await self._channel_for_this_loop().request(
+            response = await self.channel().request(
                 scope["method"], scope["path"], raw_path, query=scope.get("query_string", b""),
                 headers=scope["headers"], body=body,
                 client=str(address[0]) if address else "unknown")

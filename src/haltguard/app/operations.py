@@ -24,11 +24,22 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from haltguard import __version__
+from haltguard.backup import views as backup_views
 from haltguard.common.clock import Clock, SystemClock
 from haltguard.common.network import IPNetwork
 from haltguard.compensation import views as compensation_views
 from haltguard.compensation.flows import PayoutRunner
 from haltguard.compensation.settings import CompensationSettings
+from haltguard.console import views as console_views
+from haltguard.console.navigation import ScreenRegistry
+from haltguard.console.settings import ConsoleSettings
+from haltguard.continuity import views as continuity_views
+from haltguard.continuity.settings import ContinuitySettings
+from haltguard.corrections import views as correction_views
+from haltguard.corrections.settings import CorrectionsSettings
+from haltguard.customers import views as customer_views
+from haltguard.customers.flows import CustomerProtection
+from haltguard.customers.settings import CustomerSettings
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_engine, make_session_factory
 from haltguard.detection import intake_views
@@ -52,6 +63,12 @@ from haltguard.security.config import SecuritySettings
 from haltguard.security.throttle import LoginThrottle
 from haltguard.status import views as status_views
 from haltguard.status.settings import StatusSettings
+from haltguard.support import console as support_console
+from haltguard.support import pages as support_pages
+from haltguard.support import views as support_views
+from haltguard.support.chat import ChatHub
+from haltguard.support.intake import TicketWriter
+from haltguard.support.settings import SupportSettings
 from haltguard.venue.control import VenueControl
 from haltguard.web.asgi import BodyLimitMiddleware, BodyLimits
 from haltguard.web.context import OperationsContext, attach, context_of, parts_of
@@ -76,6 +93,7 @@ DOCUMENT_BODY_ROUTES = (
     "/api/oncall/config",
     "/api/oncall/contact-tree",
     "/api/incidents/{incident_id}/postmortem",
+    continuity_views.SCAN_IMPORT_ROUTE,
 )
 """Routes that take a whole document: ``Settings.document_body_bytes_max``. Every other
 route takes ``Settings.body_bytes_max``."""
@@ -119,6 +137,15 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(intake_views.router)
     app.include_router(compensation_views.router)
     app.include_router(impact_views.router)
+    app.include_router(backup_views.router)
+    app.include_router(correction_views.router)
+    app.include_router(support_views.router)
+    app.include_router(support_pages.pages_router)  # the help centre, public, at /help
+    app.include_router(support_console.router)  # the desk's console screen, /console/support
+    app.include_router(customer_views.router)
+    app.include_router(customer_views.pages)  # the security centre, public, at /security
+    app.include_router(continuity_views.router)
+    app.include_router(console_views.router)  # the operator console, at /console
 
 
 def create_app(
@@ -137,6 +164,11 @@ def create_app(
     signal_sink: SignalSink = service_sink,
     detection_service: DetectionService | None = None,
     compensation_settings: CompensationSettings | None = None,
+    console_settings: ConsoleSettings | None = None,
+    corrections_settings: CorrectionsSettings | None = None,
+    support_settings: SupportSettings | None = None,
+    customer_settings: CustomerSettings | None = None,
+    continuity_settings: ContinuitySettings | None = None,
 ) -> FastAPI:
     """The app for ``settings``. ``venue_control`` is the venue the protective actions go
     to (none: those routes answer 503); ``clock`` defaults to the system clock.
@@ -171,6 +203,7 @@ def create_app(
                 thread, stop = escalation
                 stop.set()
                 thread.join(ESCALATION_STOP_S_MAX)
+            console_views.stop(app)
             if owns_engine:
                 database.dispose()
 
@@ -206,15 +239,27 @@ def create_app(
         DetectionMetrics(registry),
         registry,
         ImpactSettings(data_dir=settings.data_dir),
+        corrections_settings or CorrectionsSettings(journal_dir=settings.data_dir),
     ]
     chosen_compensation = compensation_settings or CompensationSettings(
         journal_dir=settings.data_dir, reference_dir=settings.data_dir / "compensation")
     parts += [chosen_compensation,
               PayoutRunner(session_factory, chosen_compensation, chosen_clock)]
+    parts.append(continuity_settings or ContinuitySettings(
+        drill_report_dirs=(settings.data_dir / "drills",),
+        report_dir=settings.data_dir / "continuity" / "reports"))
+    parts.append(CustomerProtection(customer_settings or CustomerSettings(), session_factory,
+                                    chosen_clock, signal_sink))
+    chosen_support = support_settings or SupportSettings()
+    parts += [chosen_support, ChatHub(session_factory, chosen_support, chosen_clock),
+              TicketWriter(session_factory, chosen_support, chosen_clock)]
     if detection_service is not None:
         parts.append(detection_service)
+    parts += console_views.console_parts(settings.data_dir, session_factory, venue_control,
+                                         console_settings)
     attach(app, OperationsContext(
         settings=settings, engine=database, session_factory=session_factory,
         clock=chosen_clock, venue_control=venue_control, parts=parts_of(*parts),
     ))
+    context_of(app).part(ScreenRegistry).register(support_console.SCREEN)  # /console/support
     return app

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastapi.routing
 from fastapi import FastAPI
@@ -50,15 +50,28 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from haltguard.adapters.control import AdapterVenueControl
 from haltguard.app.config import ConfigError, ServeConfig, venue_process_environment
 from haltguard.app.first_admin import FirstAdmin, create_first_admin
 from haltguard.app.forwarding import ChildStatus, VenueForwarder
 from haltguard.app.operations import create_app
+from haltguard.app.replicas import (
+    PRIMARY_URL,
+    FollowingForwarder,
+    ReplicaSet,
+    start_replica_set,
+)
 from haltguard.app.supervisor import ProcessExit, SupervisorSettings, VenueSupervisor
+from haltguard.app.venue_adapter import check_adapter_file, open_adapter
 from haltguard.app.venue_app import create_venue_app
 from haltguard.app.venue_process import add_venue_docs
+from haltguard.backup.schedule import BackupMetrics, BackupScheduler
 from haltguard.common.clock import Clock, utc_now
+from haltguard.continuity.flows import ReminderLoop
+from haltguard.customers.flows import customer_front
+from haltguard.customers.gateway import CustomerGateway
 from haltguard.db.keys import Keyring, KeyringError, private_directory
 from haltguard.db.session import make_engine, session_scope
 from haltguard.detection import service as detection
@@ -91,6 +104,7 @@ from haltguard.gateway.context import venue_context_of
 from haltguard.gateway.control import HttpVenueControl, InProcessVenueControl
 from haltguard.gateway.demo import DemoFlow, set_up_demo
 from haltguard.gateway.fastlane import with_fast_lane
+from haltguard.gateway.front import PublicFront
 from haltguard.gateway.limits import SheddingSettings
 from haltguard.gateway.metrics import LoadMetrics
 from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
@@ -99,6 +113,9 @@ from haltguard.journal import JournalError
 from haltguard.notify import service as notify
 from haltguard.notify.outbox import OutboxWorker
 from haltguard.notify.settings import NotifySettings
+from haltguard.replication.errors import ReplicationError
+from haltguard.replication.models import Replication
+from haltguard.replication.processes import PrimaryChange
 from haltguard.responders import service as responders
 from haltguard.responders.settings import ResponderSettings
 from haltguard.security.dependencies import login_throttle_of
@@ -107,10 +124,15 @@ from haltguard.security.throttle import LoginThrottle
 from haltguard.status import flows as status_flows
 from haltguard.status.settings import StatusSettings
 from haltguard.status.views import StatusPagesMiddleware, publisher_of
-from haltguard.venue.control import VenueControl, VenueControlError
+from haltguard.support.loop import SupportLoop
+from haltguard.support.settings import SupportSettings
+from haltguard.venue.control import VenueControl, VenueControlError, VenueObservation
 from haltguard.venue.engine import Venue
 from haltguard.web.asgi import BodyLimitMiddleware
 from haltguard.web.context import context_of
+
+if TYPE_CHECKING:
+    from haltguard.app.reference_watch import ReferenceWatch
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +255,7 @@ class System:
     venue_token_generated: bool
     runtime: VenueRuntime | None = None  # the venue on a thread of this process
     supervisor: VenueSupervisor | None = None  # the venue as a supervised child process
+    replicas: ReplicaSet | None = None  # the venue as primary + standby on replicated journal
     detection: detection.DetectionService | None = None
     monitors: MonitorScheduler | None = None
     market_feed: VenueFeed | None = None  # the market detectors
@@ -240,6 +263,7 @@ class System:
     child_status: ChildStatus | None = None
     venue_app: FastAPI | None = None
     venue_front: ASGIApp | None = None  # what answers /v1: the fast lane, or the forwarder
+    public_front: PublicFront | None = None  # plain orders on the public port, before ASGI
     load_guard: LoadGuard[Signal] | None = None
     login_throttle: LoginThrottle | None = None
     demo_flow: DemoFlow | None = None
@@ -247,7 +271,11 @@ class System:
     remote_venue_problem: str = ""
     oncall_people: int = 0
     outbox_worker: OutboxWorker | None = None
+    support_loop: SupportLoop | None = None  # the support mail receiver, replies, SLA alerts
+    backup_scheduler: BackupScheduler | None = None  # with backup.target_url set
     status_loop: status_flows.StatusLoop | None = None
+    reminder_loop: ReminderLoop | None = None  # continuity reminders, when configured
+    reference_watch: ReferenceWatch | None = None  # with reference.markets set
     drills_enabled: bool = False
     drill_token: str = field(default_factory=lambda: secrets.token_urlsafe(GENERATED_TOKEN_BYTES))
     api_url: str = ""  # the operations service, once serving
@@ -307,6 +335,13 @@ class System:
     def asgi_app(self) -> SystemApp:
         return SystemApp(self.operations, self.venue_front or self.venue_app)
 
+    def server_options(self) -> dict[str, Any]:
+        """The uvicorn options of every server answering :meth:`asgi_app`: the public front
+        door for plain orders (``gateway/front.py``) when the venue is a process of its own."""
+        if self.public_front is None:
+            return {}
+        return {"http": self.public_front.protocol_factory(HttpToolsProtocol)}
+
     def write_serve_file(self) -> Path:
         """``data_dir/serve.json`` (mode 0600): where this running system answers (and its
         venue process, when supervised) and the drill token, for ``haltguard drill`` on the
@@ -341,10 +376,18 @@ class System:
         self._stopped = True
         if self._serve_file is not None:
             self._serve_file.unlink(missing_ok=True)
+        if self.backup_scheduler is not None:
+            self.backup_scheduler.stop(THREAD_STOP_S_MAX)
         if self.status_loop is not None:
             self.status_loop.stop(THREAD_STOP_S_MAX)
+        if self.reference_watch is not None:
+            self.reference_watch.stop()
+        if self.reminder_loop is not None:
+            self.reminder_loop.stop(THREAD_STOP_S_MAX)
         if self.outbox_worker is not None:
             self.outbox_worker.stop(THREAD_STOP_S_MAX)
+        if self.support_loop is not None:
+            self.support_loop.stop(THREAD_STOP_S_MAX)
         if self.monitors is not None:
             self.monitors.stop()
         if self.load_guard is not None:
@@ -355,6 +398,8 @@ class System:
             self.runtime.stop()
         if self.supervisor is not None:
             self.supervisor.stop()
+        if self.replicas is not None:
+            self.replicas.stop()
         if self.child_status is not None:
             self.child_status.stop()
         if self.journal_follower is not None:
@@ -362,7 +407,7 @@ class System:
         if self.detection is not None:
             self.detection.stop()
             detection.uninstall()
-        if isinstance(self.venue_control, HttpVenueControl):
+        if isinstance(self.venue_control, HttpVenueControl | AdapterVenueControl):
             self.venue_control.close()
         context_of(self.operations).engine.dispose()
 
@@ -395,6 +440,11 @@ def _open_operations(config: ServeConfig, venue_control: VenueControl) -> FastAP
             notify_settings=config.notify_settings(),
             status_settings=config.status_settings(),
             compensation_settings=config.compensation_settings(),
+            console_settings=config.console,
+            support_settings=config.support_settings(),
+            corrections_settings=config.corrections_settings(),
+            customer_settings=config.customer_settings(),
+            continuity_settings=config.continuity_settings(),
             intake_settings=intake,
             operator_networks=config.detection_allowed_networks,
         )
@@ -429,7 +479,7 @@ def _start_detection(system: System) -> None:
         )
     else:
         market_states = None
-        if system.supervisor is not None and system.child_status is not None:
+        if (system.supervisor or system.replicas) is not None and system.child_status is not None:
             feed = JournalFeed(service, last_seq=system.child_status().last_seq)
             feed.detectors.market_states.update(system.venue_control.market_states())
             system.market_feed = feed
@@ -504,9 +554,15 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
     drills = config.drills_allowed(demo=demo)
     runtime: VenueRuntime | None = None
     supervisor: VenueSupervisor | None = None
+    replicas: ReplicaSet | None = None  # continuity.replication = "jetstream"
     venue_control: VenueControl
+    if config.venue_adapter_file is not None:
+        check_adapter_file(config, replicated=_replicated(config))
     if config.venue_url:
         venue_control = HttpVenueControl(config.venue_url, config.venue_admin_token)
+    elif config.venue_process and _replicated(config):
+        replicas = _start_replicas(config, token, demo=demo, drills=drills)
+        venue_control = HttpVenueControl(PRIMARY_URL, token, transport=replicas.transport())
     elif config.venue_process:
         supervisor = _start_supervisor(config, token, demo=demo, drills=drills)
         venue_control = HttpVenueControl(supervisor.url, token)
@@ -514,6 +570,11 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
         runtime = _start_venue(config)
         venue_control = InProcessVenueControl(runtime)
     try:
+        if config.venue_adapter_file is not None:  # brakes and reads through the adapter file
+            assert isinstance(venue_control, HttpVenueControl)
+            venue_control.close()
+            venue_control = open_adapter(config.venue_adapter_file, venue_control.base_url,
+                                         config.venue_admin_token if config.venue_url else token)
         operations = _open_operations(config, venue_control)
         system = System(
             config=config,
@@ -523,6 +584,7 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
             venue_token_generated=not config.venue_admin_token,
             runtime=runtime,
             supervisor=supervisor,
+            replicas=replicas,
             drills_enabled=drills,
             api_url=config.base_url,
             venue_api_url=config.venue_url or config.base_url,
@@ -532,6 +594,8 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
             runtime.stop()
         if supervisor is not None:
             supervisor.stop()
+        if replicas is not None:
+            replicas.stop()
         raise
     try:
         system.first_admin = _first_admin(config, operations, utc_now())
@@ -541,16 +605,29 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
             system.child_status = ChildStatus(
                 supervisor.url, token, config.queue_depth_max, supervisor.down_reason
             ).start()
+        if replicas is not None:
+            system.child_status = _follow_replicas_status(replicas, token, config)
         _start_detection(system)
         assert system.detection is not None
         if runtime is not None:
             _serve_venue_here(system, demo=demo)
         elif supervisor is not None:
             _front_the_child(system)
+        elif replicas is not None:
+            _front_the_replicas(system)
         else:
             system.remote_venue_problem = _reach(venue_control)
+        guarded = customer_front(system.venue_front, system.operations, host=config.host,
+                                 demo=demo, receive_s_max=config.body_limits[3])
+        if isinstance(guarded, CustomerGateway) and system.public_front is not None:
+            system.public_front.judge = guarded  # keys mode: the front checks orders with it
+        system.venue_front = guarded
+        _start_reference_watch(system)
         _start_status(system)
         _start_outbox(system)
+        _start_support(system)
+        _start_backups(system)
+        _start_reminders(system)
         system.monitors = _start_monitors(system)
         _install_drills(system)
     except BaseException:
@@ -656,11 +733,72 @@ def _front_the_child(system: System) -> None:
     guard.attach(system.detection)
     system.load_guard = guard
     # bodies whole and within their deadline before the shedder reads an order's account
-    system.venue_front = BodyLimitMiddleware(LoadSheddingMiddleware(
-        VenueForwarder(VENUE_PROCESS_HOST, supervisor.channel_port, supervisor.down_reason,
-                       receive_s_max=config.body_limits[3]), guard
-    ), limits=venue_body_limits(config.body_limits[3]))
+    forwarder = VenueForwarder(VENUE_PROCESS_HOST, supervisor.channel_port,
+                               supervisor.down_reason, receive_s_max=config.body_limits[3])
+    system.venue_front = BodyLimitMiddleware(LoadSheddingMiddleware(forwarder, guard),
+                                             limits=venue_body_limits(config.body_limits[3]))
+    system.public_front = PublicFront(channel=forwarder.channel,
+                                      down_reason=supervisor.down_reason, guard=guard,
+                                      receive_s_max=config.body_limits[3])
     supervisor.on_exit = report_process_exit
+
+
+def _replicated(config: ServeConfig) -> bool:
+    return (config.replication is not None
+            and config.replication.replication is Replication.JETSTREAM)
+
+
+def _start_replicas(config: ServeConfig, token: str, *, demo: bool, drills: bool
+                    ) -> ReplicaSet:
+    """NATS (local unless continuity.nats_url), a primary and a standby venue process."""
+    assert config.replication is not None
+    try:
+        return start_replica_set(
+            config.replication, config.data_dir, token,
+            demo_rate_per_s=config.demo_rate_per_s if demo else 0.0, drills=drills,
+            checkpoint_every=config.checkpoint_every)
+    except ReplicationError as exc:
+        raise ConfigError(f"continuity.replication = \"jetstream\": {exc}; "
+                          f"{exc.next_step}") from exc
+    except (TimeoutError, RuntimeError) as exc:
+        raise StartError(f"the replicated venue did not start: {exc}") from exc
+
+
+def _follow_replicas_status(replicas: ReplicaSet, token: str, config: ServeConfig
+                            ) -> ChildStatus:
+    """The primary's runtime status, polled wherever the primary is now."""
+    status = ChildStatus(replicas.url, token, config.queue_depth_max, replicas.down_reason)
+
+    def follow(_change: PrimaryChange) -> None:
+        status.base_url = replicas.url
+
+    replicas.on_change.append(follow)
+    return status.start()
+
+
+def _front_the_replicas(system: System) -> None:
+    """As :func:`_front_the_child`, through the channel of whichever node serves; each
+    change of primary (a failover) and each unasked exit of a node reported to detection."""
+    replicas, child, config = system.replicas, system.child_status, system.config
+    assert replicas is not None and child is not None and system.detection is not None
+    settings = SheddingSettings(order_capacity_per_s=config.order_capacity_per_s)
+    signals = venue_load_signals(settings)
+    guard: LoadGuard[Signal] = LoadGuard(
+        settings, child.queue_depth, detector=signals.detector, flood=signals.flood,
+        outbox=signals.outbox,
+        metrics=LoadMetrics(context_of(system.operations).part(CollectorRegistry)),
+    )
+    guard.attach(system.detection)
+    system.load_guard = guard
+    forwarder = FollowingForwarder(replicas, receive_s_max=config.body_limits[3])
+    system.venue_front = BodyLimitMiddleware(LoadSheddingMiddleware(forwarder, guard),
+                                             limits=venue_body_limits(config.body_limits[3]))
+    system.public_front = PublicFront(channel=forwarder.channel,
+                                      down_reason=replicas.down_reason, guard=guard,
+                                      receive_s_max=config.body_limits[3])
+    for node in replicas.nodes:
+        node.on_exit = lambda gone, code: report_process_exit(
+            ProcessExit(gone.process.pid if gone.process else 0, code, len(gone.exits) - 1, 0.0))
 
 
 def report_process_exit(gone: ProcessExit) -> None:
@@ -702,6 +840,56 @@ def _start_outbox(system: System) -> None:
         secret = notify.link_secret(session, settings, utc_now())
     system.outbox_worker = OutboxWorker(system.database_engine, settings, secret)
     system.outbox_worker.start()
+
+
+def _start_support(system: System) -> None:
+    """The support desk's mail receiver (``support.smtp_port``), its replies and SLA alerts."""
+    operations = context_of(system.operations)
+    system.support_loop = SupportLoop(
+        system.session_factory, operations.clock, operations.part(SupportSettings),
+        operations.part(NotifySettings), send_mail=system.config.notify_worker,
+        status_settings=operations.part(StatusSettings),
+    ).start()
+
+
+def _start_backups(system: System) -> None:
+    """With ``backup.target_url`` set: the backup schedule, retention, the backup gauges on
+    ``/metrics`` and the ``backup.*`` signals (``haltguard.backup.schedule``)."""
+    config = system.config
+    if config.backup is None or not config.backup.target_url:
+        return
+    operations = context_of(system.operations)
+    metrics = BackupMetrics(operations.part(CollectorRegistry), system.clock)
+    try:
+        scheduler = BackupScheduler(config.backup, config.backup_sources(),
+                                    system.session_factory, system.clock, service_sink, metrics)
+    except ValueError as exc:
+        raise ConfigError(f"backup.target_url: {exc}") from exc
+    system.backup_scheduler = scheduler.start()
+
+
+def _start_reminders(system: System) -> None:
+    """The continuity reminders (``continuity.remind_interval_s``; 0: not here)."""
+    settings = system.config.continuity_settings()
+    if settings.remind_interval_s > 0:
+        system.reminder_loop = ReminderLoop(
+            system.session_factory, settings, system.clock, settings.remind_interval_s,
+            paging=system.config.paging).start()
+
+
+def _start_reference_watch(system: System) -> None:
+    """With ``reference.markets`` set: other exchanges' prices against ours, into
+    detection (``app/reference_watch.py``)."""
+    settings = system.config.reference
+    if settings is None or not settings.markets:
+        return
+    # CCXT takes most of a second to import: only a system that watches markets loads it.
+    from haltguard.app.reference_watch import ReferenceWatch  # noqa: PLC0415
+
+    venue = system.venue_control
+    assert isinstance(venue, VenueObservation), "the venue control must read events"
+    system.reference_watch = ReferenceWatch(
+        settings, venue, lambda signal: deliver(service_sink, signal)).start()
 
 
 def _install_drills(system: System) -> None:

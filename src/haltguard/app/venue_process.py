@@ -41,9 +41,9 @@ from haltguard.db.keys import private_directory
 from haltguard.gateway.app import venue_body_limits
 from haltguard.gateway.channel import ChannelServer
 from haltguard.gateway.demo import DemoFlow, set_up_demo
-from haltguard.gateway.fastlane import with_fast_lane
+from haltguard.gateway.fastlane import OrderFastLane, with_fast_lane
 from haltguard.gateway.limits import SheddingSettings
-from haltguard.gateway.runtime import RuntimeLimits, VenueRuntime
+from haltguard.gateway.runtime import BatchReplicator, RuntimeLimits, VenueRuntime
 from haltguard.gateway.stream import StreamServer, StreamStartError
 from haltguard.journal import JournalError
 from haltguard.venue.commands import SetMarketState
@@ -164,9 +164,11 @@ def stop_when_parent_exits(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def start_runtime(settings: VenueProcessSettings) -> VenueRuntime:
+def start_runtime(settings: VenueProcessSettings,
+                  replicator: BatchReplicator | None = None) -> VenueRuntime:
     try:
-        return VenueRuntime(settings.data_dir, limits=runtime_limits(settings)).start()
+        return VenueRuntime(settings.data_dir, limits=runtime_limits(settings),
+                            replicator=replicator).start()
     except (JournalError, RuntimeError, OSError, ValueError) as exc:
         if isinstance(exc, VenueStartError):
             raise
@@ -198,10 +200,15 @@ def halt_trading_markets(runtime: VenueRuntime, reason: str) -> list[str]:
     return halted
 
 
-def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
-    """Serve the venue until SIGTERM/SIGINT; returns the last journaled seq.
+def run_venue(settings: VenueProcessSettings, *, announce: bool = True,
+              replicator: BatchReplicator | None = None,
+              stop_when: threading.Event | None = None) -> int:
+    """Serve the venue until SIGTERM/SIGINT (or ``stop_when`` is set); returns the last
+    journaled seq.
 
-    Prints :data:`READY_LINE_PREFIX` with the URL and pid once the server answers.
+    Prints :data:`READY_LINE_PREFIX` with the URL and pid once the server answers. A
+    replicated venue (``haltguard.replication``) passes its ``replicator`` and the event its
+    fencing sets.
     """
     private_directory(settings.data_dir)
     lock = lock_data_dir(settings.data_dir)
@@ -219,7 +226,7 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
         raise
     stream: StreamServer | None = None
     try:
-        runtime = start_runtime(settings)
+        runtime = start_runtime(settings, replicator)
     except VenueStartError:
         listener.close()
         if channel_listener is not None:
@@ -255,6 +262,8 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
             signal.signal(sig, ask_to_exit)
         if settings.stop_with_parent:
             stop_when_parent_exits(os.getppid())
+        if stop_when is not None:
+            _exit_when(server, stop_when)
         if stream is not None:
             stream.start()
         if announce:
@@ -273,6 +282,16 @@ def run_venue(settings: VenueProcessSettings, *, announce: bool = True) -> int:
     return runtime.status().last_seq
 
 
+def _exit_when(server: uvicorn.Server, event: threading.Event) -> None:
+    def watch() -> None:
+        while not server.should_exit:
+            if event.wait(READY_POLL_S):
+                server.should_exit = True
+                return
+
+    threading.Thread(target=watch, name="venue-stop-when", daemon=True).start()
+
+
 def serve_http_and_channel(server: uvicorn.Server, listener: socket.socket, app: ASGIApp,
                            channel_listener: socket.socket | None) -> None:
     """Run the HTTP server and, if asked for, the request channel of the serving process
@@ -281,7 +300,9 @@ def serve_http_and_channel(server: uvicorn.Server, listener: socket.socket, app:
     async def serve() -> None:
         channel = None
         if channel_listener is not None:
-            channel = ChannelServer(app, channel_listener)
+            lane = app if isinstance(app, OrderFastLane) else None
+            channel = ChannelServer(app, channel_listener,
+                                    direct=lane.answer_frame if lane is not None else None)
             await channel.start()
         try:
             await server.serve(sockets=[listener])

@@ -15,6 +15,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from haltguard.cli.security import console, error_console, folded_table, run
+from haltguard.cli.timefmt import table_time
 from haltguard.security import audit
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -109,11 +110,11 @@ def list_entries(
                     )
                 )
             return
-        table = folded_table("#", "time (UTC)", "actor", "action", "target", "details")
+        table = folded_table("#", "time", "actor", "action", "target", "details")
         for entry in entries:
             table.add_row(
                 str(entry.index),
-                f"{entry.created_at:%Y-%m-%d %H:%M:%S}",
+                table_time(entry.created_at),
                 entry.actor,
                 entry.action,
                 entry.target,

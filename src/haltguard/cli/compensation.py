@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from haltguard.cli.client import Api, api_of, connect, fail
+from haltguard.cli.timefmt import line_time
 from haltguard.compensation.texts import amount_text
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -117,11 +118,13 @@ def _show_run(data: dict[str, Any]) -> None:
     scales = data.get("currency_scales", {})
     console.print(f"run {data['id']} (incident {data['incident_id']}): {data['state']}")
     console.print(f"  digest: {data['digest']}")
-    console.print(f"  proposed by {data['proposed_by']} at {data['proposed_at']}"
-                  + (f"; approved by {data['approved_by']} at {data['approved_at']}"
+    console.print(f"  proposed by {data['proposed_by']} at {line_time(data['proposed_at'])}"
+                  + (f"; approved by {data['approved_by']} at "
+                     f"{line_time(data['approved_at'])}"
                      if data.get("approved_by") else ""))
     cutoff = data["cutoff"]
-    console.print(f"  cut-off / 基準時点: seq {cutoff.get('seq')} ({cutoff.get('time')})")
+    console.print(f"  cut-off / 基準時点: seq {cutoff.get('seq')} "
+                  f"({line_time(cutoff.get('time'))})")
     for ref in data.get("references", []):
         console.print(f"  reference / 参照価格 {ref['name']}: {ref['price']} (VWAP of "
                       f"{ref['trades_used']} trades in {_source_of(ref)}, {ref['from']} .. "

@@ -19,6 +19,7 @@ from haltguard.cli.client import (
     connect,
     fail,
 )
+from haltguard.cli.timefmt import table_time
 from haltguard.detection.rulesfile import (
     RulesError,
     load_rules_text,
@@ -122,7 +123,7 @@ def decisions(
         table.add_column(column)
     for item in data["items"]:
         outcome = "; ".join(f"{o['kind']}: {o['detail']}" for o in item["outcomes"])
-        table.add_row(str(item["id"]), item["decided_at"], item["rule_id"],
+        table.add_row(str(item["id"]), table_time(item["decided_at"]), item["rule_id"],
                       item["kind"] + (" (dry-run)" if item["dry_run"] else ""),
                       item["observed"], item["condition"],
                       incident_ref(item["incident_id"]) if item["incident_id"] else "", outcome)

@@ -30,6 +30,8 @@ from haltguard.cli.client import (
     read_secret_file,
     saved_session,
 )
+from haltguard.cli.timefmt import due_time, line_time, table_time
+from haltguard.common.clock import utc_now
 from haltguard.incidents.rules import incident_ref
 from haltguard.security.config import SESSION_COOKIE_NAME
 
@@ -53,10 +55,18 @@ def _print_json(data: Any) -> None:
     console.print_json(json.dumps(data, ensure_ascii=False))
 
 
+WRAPPING_COLUMNS = frozenset({"title", "task", "message", "summary", "reason", "note",
+                              "detail"})
+"""Free text, wrapped at word boundaries; every other column keeps its words whole."""
+
+
 def _table(title: str, columns: list[str], rows: list[list[Any]], page: Any = None) -> None:
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        if column in WRAPPING_COLUMNS:
+            table.add_column(column, overflow="fold", ratio=1, min_width=12)
+        else:
+            table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
     console.print(table)
@@ -70,7 +80,8 @@ def _show_incident(data: dict[str, Any]) -> None:
         f"{data['ref']} {data['title']}",
         f"status {data['status']}  severity {data['severity']} (peak {data['peak_severity']})  "
         f"category {data['category']}",
-        f"commander {data['incident_commander'] or '-'}  detected {data['detected_at']}",
+        f"commander {data['incident_commander'] or '-'}  "
+        f"detected {line_time(data['detected_at'])}",
         f"markets {', '.join(data['affected_markets']) or '-'}  "
         f"components {', '.join(data['affected_components']) or '-'}",
     ]
@@ -153,7 +164,7 @@ def login(
     data = response.json()
     console.print(
         f"logged in as {data['operator']['username']} "
-        f"({data['operator']['role']}) until {data['session_expires_at']}"
+        f"({data['operator']['role']}) until {line_time(data['session_expires_at'])}"
     )
 
 
@@ -246,9 +257,10 @@ def list_incidents(
         page,
         lambda data: _table(
             "Incidents",
-            ["ref", "severity", "status", "category", "title", "detected"],
+            ["ref", "sev", "status", "title", "detected"],
             [
-                [i["ref"], i["severity"], i["status"], i["category"], i["title"], i["detected_at"]]
+                [i["ref"], i["severity"], i["status"], f"{i['title']}\n({i['category']})",
+                 table_time(i["detected_at"])]
                 for i in data["items"]
             ],
             data,
@@ -354,7 +366,8 @@ def timeline(ctx: typer.Context, incident_id: int, *, limit: int = 200, offset: 
         lambda data: _table(
             f"Timeline of {incident_ref(incident_id)}",
             ["at", "who", "what", "detail"],
-            [[e["at"], e["actor"], e["kind"], e["message"]] for e in data["items"]],
+            [[table_time(e["at"]), e["actor"], e["kind"], e["message"]]
+             for e in data["items"]],
             data,
         ),
     )
@@ -381,17 +394,15 @@ def tasks(
         page,
         lambda data: _table(
             f"Tasks of {incident_ref(incident_id)}",
-            ["step", "phase", "owner", "due", "done", "task"],
+            ["step", "owner", "due", "task"],
             [
                 [
-                    t["step_key"],
-                    t["phase"],
+                    f"{t['step_key']}\n({t['phase']})",
                     t["owner_role"],
-                    t["due_at"],
                     (
-                        f"{t['done_by']} {t['done_at']}"
+                        f"done by {t['done_by']}\n{table_time(t['done_at'])}"
                         if t["done_at"]
-                        else ("OVERDUE" if t["overdue"] else "")
+                        else due_time(t["due_at"], utc_now())
                     ),
                     t["title_en"],
                 ]
@@ -452,8 +463,8 @@ def holds(ctx: typer.Context, incident_id: int) -> None:
                 [
                     h["kind"],
                     h["target"],
-                    f"{h['placed_by']} {h['placed_at']}",
-                    h["released_at"] or "",
+                    f"{h['placed_by']}\n{table_time(h['placed_at'])}",
+                    table_time(h["released_at"], missing=""),
                     h["handed_to_incident_id"] or "",
                 ]
                 for h in data["items"]

@@ -30,6 +30,13 @@ _SUBCOMMANDS = (
     ("impact", "impact", "Who an interruption affected, from the journal: show, CSV lists."),
     ("compensation", "compensation",
      "Compensation runs: policies, run, show, explain, approve, pay, statements."),
+    ("support", "support",
+     "The support desk: tickets, bulk replies, incident FAQ, staffing (Erlang C), reports."),
+    ("trades", "trades",
+     "Trade corrections: review, bust, adjust, rollback-plan, rollback, approve, notices."),
+    ("backup", "backup", "Backups proven to restore: keygen, create, list, verify, restore."),
+    ("customers", "customers",
+     "Customers' own protection: create, unlock, approve-withdrawal, publish-terms, sign."),
 )
 
 for module_name, command_name, help_text in _SUBCOMMANDS:
@@ -41,7 +48,7 @@ for module_name, command_name, help_text in _SUBCOMMANDS:
         continue
     app.add_typer(module.app, name=command_name, help=help_text)
 
-for module_name in ("serve", "drill"):
+for module_name in ("serve", "drill", "continuity"):
     try:
         importlib.import_module(f"haltguard.cli.{module_name}").register(app)
     except ModuleNotFoundError as exc:

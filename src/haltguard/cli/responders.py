@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.cli.client import fail_with
 from haltguard.cli.settings import environment_config, local_engine
+from haltguard.cli.timefmt import line_time, table_time
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_session_factory, session_scope
 from haltguard.incidents import paging as incident_paging
@@ -201,12 +202,12 @@ def schedule_who(
     moment = _when(at, service.SystemClock())
     shift = run(lambda session: service.on_call(session, name, moment))
     if shift.person is None:
-        console.print(f"nobody is on call for {name} at {moment.isoformat()}")
+        console.print(f"nobody is on call for {name} at {line_time(moment)}")
         raise typer.Exit(1)
     source = " (override)" if shift.override else ""
     assert shift.start is not None and shift.end is not None
-    console.print(f"{shift.person}{source} from {shift.start.isoformat()} "
-                  f"until {shift.end.isoformat()}")
+    console.print(f"{shift.person}{source} from {line_time(shift.start)} "
+                  f"until {line_time(shift.end)}")
 
 
 @schedule_app.command("shifts")
@@ -220,12 +221,11 @@ def schedule_shifts(
 
     def work(session: Session) -> None:
         schedule = service.get_schedule(session, name)
-        zone = service.schedule_spec(schedule).zone
-        table = Table("from", "until", "person", "", title=f"{name} ({schedule.timezone})")
+        table = Table("from", "until", "person", "",
+                      title=f"{name} (hand-off {schedule.handoff} {schedule.timezone})")
         for shift in service.upcoming_shifts(session, name, begin, begin + timedelta(days=days)):
             assert shift.start is not None and shift.end is not None
-            table.add_row(shift.start.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-                          shift.end.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            table.add_row(table_time(shift.start), table_time(shift.end),
                           shift.person or "-", "override" if shift.override else "")
         console.print(table)
 
@@ -393,7 +393,7 @@ def list_pages(
                       "acknowledged by", title=f"{total} pages")
         for item in found:
             table.add_row(str(item.id), item.incident_id, item.severity, item.status,
-                          str(item.level_index + 1), item.created_at.isoformat(timespec="seconds"),
+                          str(item.level_index + 1), table_time(item.created_at),
                           item.acknowledged_by or "-")
         console.print(table)
 
@@ -415,7 +415,7 @@ def show_page(page_id: int, as_json: Annotated[bool, typer.Option("--json")] = F
                           f"{delivery.kind} {delivery.address}: {delivery.status} "
                           f"({len(delivery.attempts)} attempt(s))")
     for event in shown.events:
-        console.print(f"  {event.at.isoformat(timespec='seconds')} {event.text_en}")
+        console.print(f"  {line_time(event.at)} {event.text_en}")
 
 
 @app.command("ack")

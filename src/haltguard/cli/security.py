@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.cli.client import api_of, connect, fail_with
 from haltguard.cli.settings import environment_config, local_engine
+from haltguard.cli.timefmt import line_time, table_time
 from haltguard.common.clock import utc_now
 from haltguard.db.base import Base
 from haltguard.db.session import make_session_factory, session_scope
@@ -170,7 +171,7 @@ def list_operators(
         for operator in found:
             state = "disabled" if operator.disabled else "active"
             if operator.locked_until is not None and operator.locked_until > now:
-                state = f"locked until {operator.locked_until:%Y-%m-%d %H:%M} UTC"
+                state = f"locked until {line_time(operator.locked_until)}"
             table.add_row(
                 operator.username,
                 operator.display_name,
@@ -199,7 +200,7 @@ def show(username: str) -> None:
             ("phone", operator.phone),
             ("disabled", str(operator.disabled)),
             ("locked until", str(operator.locked_until or "-")),
-            ("created", operator.created_at.isoformat()),
+            ("created", line_time(operator.created_at)),
         ):
             console().print(f"{label:>13}: {value}")
 
@@ -354,9 +355,9 @@ def token_list(username: str) -> None:
                 str(token.id),
                 token.name,
                 token.prefix + "...",
-                f"{token.created_at:%Y-%m-%d %H:%M}",
-                f"{token.expires_at:%Y-%m-%d %H:%M}" if token.expires_at else "never",
-                f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "-",
+                table_time(token.created_at),
+                table_time(token.expires_at, missing="never"),
+                table_time(token.last_used_at),
                 "revoked" if token.revoked_at else "active",
             )
         console().print(table)

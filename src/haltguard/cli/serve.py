@@ -38,6 +38,7 @@ from rich.markup import escape
 from haltguard.app.config import CONFIG_FILE_ENV, SQLITE_FILE_NAME, ConfigError, load_config
 from haltguard.app.first_admin import FirstAdmin
 from haltguard.app.listening import bind_listener
+from haltguard.app.replicas import ReplicaSet
 from haltguard.app.system import (
     StartError,
     System,
@@ -47,7 +48,10 @@ from haltguard.app.system import (
 )
 from haltguard.app.venue_process import VENUE_DOCS_PATH
 from haltguard.cli.client import UNSAFE_FLAG, secret_from
+from haltguard.customers.flows import DEMO_KEYS_FILE_NAME, CustomerProtection
+from haltguard.customers.settings import AuthMode
 from haltguard.db.session import DEFAULT_DATA_DIR
+from haltguard.web.context import context_of
 
 STATUS_PAGE_PATH = "/status"
 METRICS_PATH = "/metrics"
@@ -184,7 +188,7 @@ def run_server(system: System, listener: socket.socket) -> None:
     config = system.config
     server = uvicorn.Server(
         uvicorn.Config(system.asgi_app(), host=config.host, port=config.port,
-                       log_level="warning", lifespan="on")
+                       log_level="warning", lifespan="on", **system.server_options())
     )
 
     def ask_to_exit(_signum: int, _frame: FrameType | None) -> None:
@@ -247,6 +251,7 @@ def announce(system: System, *, demo: bool) -> None:
     lines += [
         f"API          {base}/api  (incidents, operators, on-call, audit)",
         f"  API docs   {base}/docs",
+        f"Console      {base}/console  (operators in a browser: password + TOTP)",
         f"Login        haltguard incident login --username {_login_name(system)}  "
         f"(HALTGUARD_URL={base})",
         *_extra_lines(system),
@@ -258,6 +263,7 @@ def announce(system: System, *, demo: bool) -> None:
         f"ack links on {config.paging.public_url}",
         f"On-call      {_oncall(system)}",
         f"Detection    {_detection(system)}",
+        f"Customers    {_customers(system)}",
         "",
         "In another shell:",
         f"  export HALTGUARD_URL={base}",
@@ -274,6 +280,19 @@ def announce(system: System, *, demo: bool) -> None:
         console.print(escape(line))
     console.rule()
     sys.stdout.flush()
+
+
+def _customers(system: System) -> str:
+    """Which mode the public /v1 API runs in (signed keys or open) and why."""
+    protection = context_of(system.operations).part(CustomerProtection)
+    demo_keys = system.config.data_dir / DEMO_KEYS_FILE_NAME
+    keys_note = f"; demo customers' keys in {demo_keys}" if demo_keys.exists() else ""
+    if protection.mode is AuthMode.KEYS:
+        return (f"/v1 takes signed requests only (API keys), {len(protection.keys)} keys "
+                f"loaded ({protection.mode_reason}); security centre at "
+                f"{system.config.base_url}/security{keys_note}")
+    return (f"/v1 is OPEN: the account field is taken as sent ({protection.mode_reason}); "
+            f"set customers.auth = \"keys\" for customers{keys_note}")
 
 
 def _detection(system: System) -> str:
@@ -304,14 +323,22 @@ def _extra_lines(system: System) -> list[str]:
                      "senders (email, webhooks, social)")
     else:
         lines.append("Notices      outbox off here (run haltguard notify worker)")
+    if system.support_loop is not None:
+        intake = system.support_loop.intake
+        mail = (f"support mail taken on smtp://{system.config.support_settings().smtp_host}:"
+                f"{intake.port}" if intake is not None else "no mail receiver")
+        lines.append(f"Support      {base}/help/  (help centre, contact form, chat; {mail})")
     if system.drills_enabled:
         lines.append("Drills       enabled (haltguard drill SCENARIO)")
+    if system.reminder_loop is not None:
+        lines.append(f"Continuity   reminders every {system.reminder_loop.interval_s:g} s "
+                     "(risk reviews, insurance, training, findings); haltguard bcp check")
     return lines
 
 
 def _venue_lines(system: System) -> list[str]:
     config = system.config
-    if system.runtime is None and system.supervisor is None:
+    if system.runtime is None and system.supervisor is None and system.replicas is None:
         reachable = (f"  (not reachable now: {system.remote_venue_problem})"
                      if system.remote_venue_problem else "")
         return [f"Venue        {config.venue_url}  (running elsewhere){reachable}"]
@@ -337,6 +364,8 @@ def _venue_lines(system: System) -> list[str]:
         if config.stream_port:
             lines.append(f"  Streaming  tcp://{config.host}:{config.stream_port}  (pipelined "
                          "orders, length-prefixed MessagePack; docs/architecture.md)")
+    elif system.replicas is not None:
+        lines += _replica_lines(system.replicas)
     elif system.runtime is not None:
         lines += [
             "  Process    on a thread of this process (venue.process = false)"
@@ -344,6 +373,22 @@ def _venue_lines(system: System) -> list[str]:
                if config.stream_port else ""),
             f"  Recovery   {system.runtime.recovery_report.describe()}",
         ]
+    return lines
+
+
+def _replica_lines(replicas: ReplicaSet) -> list[str]:
+    """Where NATS and each venue node is (continuity.replication = "jetstream")."""
+    primary = replicas.primary()
+    local = (f"local nats-server pid {replicas.nats.pid}, files in {replicas.nats.store_dir}"
+             if replicas.nats is not None else "continuity.nats_url")
+    lines = [f"  Journal    replicated on NATS JetStream at {replicas.nats_url} ({local}), "
+             f"stream {replicas.settings.stream}, {replicas.settings.replicas} replica(s)"]
+    for node in replicas.nodes:
+        role = "primary" if node is primary else "standby"
+        lines.append(f"  Node {node.name}     {role}: pid {node.pid} on {node.url} (/metrics: its "
+                     f"lag as standby), journal {node.data_dir}, log {node.log_file()}")
+    lines.append(f"  Failover   a standby takes over {replicas.settings.lease_ttl_ms} ms after "
+                 "the primary stops renewing its lease; /v1 follows it")
     return lines
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +34,7 @@ from haltguard.cli.client import (
     token_from,
 )
 from haltguard.cli.settings import environment_config, local_engine
+from haltguard.cli.timefmt import due_in, line_time
 from haltguard.common.clock import SystemClock
 from haltguard.db.migrate import upgrade
 from haltguard.db.session import make_session_factory
@@ -168,7 +170,7 @@ def drafts(url: UrlOption = None, token: TokenOption = None,
         f"{item['id']}: {item['status']} "
         + (incident_ref(item["incident_id"]) if item["incident_id"] else
            f"MNT-{item['maintenance_id']}")
-        + f" by {item['created_by']} at {item['created_at']}"
+        + f" by {item['created_by']} at {line_time(item['created_at'])}"
         for item in data["items"]
     ] or ["no drafts"])
 
@@ -205,7 +207,7 @@ def publish(update_id: int, url: UrlOption = None, token: TokenOption = None,
     """Publish a draft: on the page, in the incident's timeline, to subscribers."""
     api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("POST", f"/api/status/updates/{update_id}/publish")
-    _print(api, data, [f"update {data['id']} published at {data['published_at']}"])
+    _print(api, data, [f"update {data['id']} published at {line_time(data['published_at'])}"])
 
 
 @app.command()
@@ -243,10 +245,12 @@ def cadence(url: UrlOption = None, token: TokenOption = None,
     """When each open incident's next public update is due."""
     api = Api(url, token_from(token, token_file), as_json=as_json)
     data = api.json("GET", "/api/status/cadence", params={"limit": 200})
+    now = datetime.now(UTC)
     _print(api, data, [
         f"{item['ref']} {item['severity']} every {item['every_minutes']} min: due "
-        f"{item['due_at']}" + (" OVERDUE" if item["overdue"] else "")
-        + (f" (paged {item['paged_at']})" if item["paged_at"] else "")
+        f"{line_time(item['due_at'])}, {due_in(item['due_at'], now)}"
+        + (" OVERDUE" if item["overdue"] else "")
+        + (f" (paged {line_time(item['paged_at'])})" if item["paged_at"] else "")
         for item in data["items"]
     ] or ["no open incident needs an update"])
 

@@ -26,6 +26,8 @@ from rich.table import Table
 
 from haltguard.app.venue_process import VenueStartError, lock_data_dir, run_command
 from haltguard.cli.client import UNSAFE_FLAG, secret_from
+from haltguard.cli.conformance import conformance_command
+from haltguard.cli.venue_standby import standby_command
 from haltguard.common.errors import HaltguardError
 from haltguard.common.units import NS_PER_S
 from haltguard.gateway.control import HttpVenueControl
@@ -100,6 +102,8 @@ def _need_data_dir(data_dir: Path) -> None:
 
 
 app.command("run")(run_command)  # the venue process's own command line, declared with it
+app.command("conformance")(conformance_command)  # the venue contract, through an adapter
+app.command("standby")(standby_command)  # a node on the replicated journal
 
 
 # --- data directory -------------------------------------------------------------------

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
@@ -95,6 +96,40 @@ def vwap(trades: Sequence[TradePoint], from_ts_ns: int, to_ts_ns: int, *,
                 used += 1
     return _reference_price(notional, volume, used, from_ts_ns, to_ts_ns,
                             price_places=price_places, rounding=rounding)
+
+
+class ReferenceTradeLike(Protocol):
+    """A trade of another exchange's market as a reference-market reader gives it
+    (``haltguard.reference.markets.ReferenceTrade``: exact price and size, exchange time)."""
+
+    @property
+    def ts_ns(self) -> int: ...
+
+    @property
+    def price(self) -> Decimal: ...
+
+    @property
+    def qty(self) -> Decimal: ...
+
+
+def vwap_of_reference_market(
+    trades: Iterable[ReferenceTradeLike], from_ts_ns: int, to_ts_ns: int, *,
+    price_places: int = 3, rounding: Rounding = Rounding.DOWN,
+) -> ReferencePrice:
+    """The VWAP over ``[from_ts_ns, to_ts_ns)`` of trades read from a reference market (as
+    the 2018 reimbursement was priced from another venue's market), by :func:`vwap`'s
+    rules; a trade with a price or size that is not positive is refused, not skipped."""
+    points = []
+    for trade in trades:
+        if trade.price <= 0 or trade.qty <= 0:
+            raise ReferenceDataError([Problem(
+                "reference market", f"a trade at {trade.ts_ns} has price {trade.price} and "
+                f"size {trade.qty}; both must be positive",
+                f"{trade.ts_ns} の約定の価格 {trade.price}・数量 {trade.qty} は"
+                "正でなければなりません")])
+        points.append(TradePoint(trade.ts_ns, trade.price, trade.qty))
+    points.sort(key=lambda point: point.ts_ns)
+    return vwap(points, from_ts_ns, to_ts_ns, price_places=price_places, rounding=rounding)
 
 
 def vwap_of_market(*, notional_ticks_lots: int, volume_lots: int, trades: int, tick: Decimal,

@@ -54,7 +54,12 @@ from haltguard.incidents.models import (
 from haltguard.incidents.rules import OPEN_STATUSES
 from haltguard.responders.service import ResponderSettings
 from haltguard.security import audit
-from haltguard.venue.commands import Command, FreezeWithdrawals, SetMarketState
+from haltguard.venue.commands import (
+    Command,
+    FreezeAccountWithdrawals,
+    FreezeWithdrawals,
+    SetMarketState,
+)
 from haltguard.venue.control import VenueControl, VenueControlError
 from haltguard.venue.events import CommandRejected, Event, MarketStateChanged
 from haltguard.venue.types import MarketState
@@ -342,6 +347,12 @@ class ActionExecutor:
         if action.kind is ActionKind.FREEZE_WITHDRAWALS:
             return FreezeWithdrawals(asset=action.target, frozen=True, actor=ACTOR,
                                      reason=reason, incident_id=incident_ref)
+        if action.kind is ActionKind.FREEZE_ACCOUNT_WITHDRAWALS:
+            if not action.target.isdigit():
+                return f"{action.target!r} is not an account number: nothing frozen"
+            return FreezeAccountWithdrawals(account=int(action.target), frozen=True,
+                                            actor=ACTOR, reason=reason,
+                                            incident_id=incident_ref)
         skip = _tighter_problem(action, states.get(action.target))
         if skip is not None:
             return skip
@@ -358,6 +369,10 @@ class ActionExecutor:
             return venue.freeze_withdrawals(command.asset, command.frozen, actor=command.actor,
                                             reason=command.reason,
                                             incident_id=command.incident_id)
+        if type(command) is FreezeAccountWithdrawals:
+            return venue.freeze_account_withdrawals(
+                command.account, command.frozen, actor=command.actor, reason=command.reason,
+                incident_id=command.incident_id)
         assert type(command) is SetMarketState
         return venue.set_market_state(
             command.market, command.state, actor=command.actor, reason=command.reason,
@@ -506,8 +521,9 @@ class ActionExecutor:
                                action=f"detection.{action.kind.value}", message=message,
                                target=action.target, extra=extra)
             return
-        kind = (TimelineKind.WITHDRAWALS if action.kind is ActionKind.FREEZE_WITHDRAWALS
-                else TimelineKind.MARKET_ACTION)
+        kind = (TimelineKind.WITHDRAWALS if action.kind in {
+            ActionKind.FREEZE_WITHDRAWALS, ActionKind.FREEZE_ACCOUNT_WITHDRAWALS}
+            else TimelineKind.MARKET_ACTION)
         incidents.record(session, incident, kind=kind, actor=ACTOR, now=now,
                          audit_action=f"detection.{action.kind.value}", message=message,
                          details={**why, **extra})

@@ -29,6 +29,7 @@ class ActionKind(StrEnum):
     PAUSE_MARKET = "pause_market"  # an auction of ``auction_s`` seconds, then the venue reopens
     CANCEL_ONLY = "cancel_only"
     FREEZE_WITHDRAWALS = "freeze_withdrawals"
+    FREEZE_ACCOUNT_WITHDRAWALS = "freeze_account_withdrawals"  # one account, every asset
     RATE_LIMIT_CLIENT = "rate_limit_client"  # enforced by the gateway's load/security layer
     BLOCK_CLIENT = "block_client"  # enforced by the gateway's load/security layer
     BLOCK_LOGIN = "block_login"  # enforced by the operations service's login throttle
@@ -37,7 +38,7 @@ class ActionKind(StrEnum):
 # Actions that change what the venue admits, performed first and fastest.
 VENUE_ACTIONS = frozenset({
     ActionKind.HALT_MARKET, ActionKind.PAUSE_MARKET, ActionKind.CANCEL_ONLY,
-    ActionKind.FREEZE_WITHDRAWALS,
+    ActionKind.FREEZE_WITHDRAWALS, ActionKind.FREEZE_ACCOUNT_WITHDRAWALS,
 })
 # Actions the detection service hands to an enforcer another layer registers.
 CLIENT_ACTIONS = frozenset({ActionKind.RATE_LIMIT_CLIENT, ActionKind.BLOCK_CLIENT,

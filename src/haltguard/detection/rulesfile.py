@@ -169,6 +169,13 @@ ACTION_SPECS: dict[ActionKind, ActionSpec] = {
     ActionKind.FREEZE_WITHDRAWALS: ActionSpec(
         ActionKind.FREEZE_WITHDRAWALS, "Freeze withdrawals of the asset.", "asset", "{asset}",
         (FieldSpec("asset", "template", False, "\"{asset}\"", "The asset, from the labels."),)),
+    ActionKind.FREEZE_ACCOUNT_WITHDRAWALS: ActionSpec(
+        ActionKind.FREEZE_ACCOUNT_WITHDRAWALS, "Freeze every withdrawal of one customer "
+        "account, whatever the asset, where the evidence is about that account (its keys' "
+        "signatures failing, impossible travel); the other accounts keep withdrawing.",
+        "account", "{account}",
+        (FieldSpec("account", "template", False, "\"{account}\"",
+                   "The account number, from the labels."),)),
     ActionKind.RATE_LIMIT_CLIENT: ActionSpec(
         ActionKind.RATE_LIMIT_CLIENT, "Ask the gateway to limit the client's request rate "
         "for a while (enforced by the load/security layer).", "client", "",

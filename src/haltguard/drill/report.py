@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from haltguard.drill.records import write_record
 from haltguard.drill.scenario import DrillResult, Measurements, Targets
 from haltguard.incidents.rules import incident_ref
 from haltguard.reports.document import (
@@ -260,7 +261,9 @@ def document(result: DrillResult, targets: Targets, scenario_title: Bilingual) -
 def write_files(
     result: DrillResult, targets: Targets, scenario_title: Bilingual, report_dir: Path
 ) -> list[Path]:
-    """``drill-<scenario>-<time>.md`` and ``.html`` in ``report_dir``; returns their paths."""
+    """``drill-<scenario>-<time>.md`` and ``.html`` in ``report_dir``, and the result as a
+    ``.json`` record (``drill/records.py``, read back as continuity evidence); returns the
+    report paths."""
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = (result.finished_at or result.started_at)
     suffix = f"-{stamp:%Y%m%dT%H%M%SZ}" if stamp is not None else ""
@@ -269,6 +272,7 @@ def write_files(
     paths = [base.with_suffix(".md"), base.with_suffix(".html")]
     paths[0].write_text(render_markdown(doc), encoding="utf-8")
     paths[1].write_text(render_html(doc), encoding="utf-8")
+    write_record(result, base.with_suffix(".json"))
     return paths
 
 

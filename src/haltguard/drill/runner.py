@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -159,14 +160,14 @@ class ServerThread:
     """uvicorn serving a system's ``app`` on an ephemeral loopback port, on a thread, so the
     drill's HTTP paths (orders, admin, status page) are the real ones."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", **options: Any) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://{host}:{self.port}"
         self._server = uvicorn.Server(uvicorn.Config(
-            app, host=host, port=self.port, log_level="warning", lifespan="on",
+            app, host=host, port=self.port, log_level="warning", lifespan="on", **options,
         ))
         self._thread = threading.Thread(target=self._serve, name="drill-server", daemon=True)
 

@@ -21,6 +21,7 @@ from haltguard.drill.scenario import SCALES
 from haltguard.drill.scenarios import SCENARIOS
 from haltguard.drill.surface import DrillSurface
 from haltguard.web.bounds import Count, Key
+from haltguard.web.context import attach, context_of
 from haltguard.web.errors import ApiError
 
 RUNS_KEPT_MAX = 20
@@ -141,4 +142,7 @@ def drills_router(registry: DrillRegistry) -> APIRouter:
 def install(app: FastAPI, system: DrillSurface) -> None:
     """Mount ``/api/drills`` on ``app``, the system's operations service; called once, by
     the system that runs the drills."""
-    app.include_router(drills_router(DrillRegistry(system)))
+    registry = DrillRegistry(system)
+    app.include_router(drills_router(registry))
+    # the operator console starts and follows drills through the same registry
+    attach(app, context_of(app).with_parts([registry]))

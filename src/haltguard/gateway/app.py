@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from haltguard.gateway.context import VenueApiContext, attach_venue_context
+from haltguard.gateway.event_log import EventLog
+from haltguard.gateway.event_views import events_router
 from haltguard.gateway.limits import SheddingSettings
 from haltguard.gateway.load_signals import LoadSignals
 from haltguard.gateway.runtime import (
@@ -79,11 +81,13 @@ def create_venue_api(
     )
     app.include_router(public_router)
     app.include_router(admin_router)
+    app.include_router(events_router)
     _install_error_handlers(app)
     guard, http_metrics = install_load_shedding(app, runtime.status, load_shedding,
                                                 signals=load_signals,
                                                 queue_depth=runtime.queue_depth)
-    attach_venue_context(app, VenueApiContext(runtime, admin_token, guard, http_metrics))
+    attach_venue_context(app, VenueApiContext(runtime, admin_token, guard, http_metrics,
+                                              event_log=EventLog(runtime)))
     app.add_middleware(BodyLimitMiddleware, limits=body_limits)  # outermost: before shedding
     return app
 

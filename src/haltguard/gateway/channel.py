@@ -160,8 +160,11 @@ class _ServerConnection(_Connection):
             assert self.transport is not None
             self.transport.close()
             return
+        direct = self.server.direct
         for request in requests:
             self.in_flight += 1
+            if direct is not None and direct(request, self._reply):
+                continue
             task = asyncio.ensure_future(self._answer(request))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -173,8 +176,13 @@ class _ServerConnection(_Connection):
     async def _answer(self, request: ChannelRequest) -> None:
         try:
             response = await self.server.answer(request, self.closed)
-        finally:
+        except BaseException:
             self.in_flight -= 1
+            raise
+        self._reply(response)
+
+    def _reply(self, response: ChannelResponse) -> None:
+        self.in_flight -= 1
         transport = self.transport
         if transport is None or transport.is_closing() or self.outbox is None:
             return
@@ -184,12 +192,20 @@ class _ServerConnection(_Connection):
             transport.resume_reading()
 
 
+DirectAnswer = Callable[[ChannelRequest, Callable[[ChannelResponse], None]], bool]
+"""Answers a request without the app (calling the reply once, now or later) and says True,
+or says False and does nothing: the fast order lane's :meth:`answer_frame`."""
+
+
 class ChannelServer:
-    """Answers channel requests with ``app`` on the running loop; :meth:`start` listens."""
+    """Answers channel requests with ``app`` on the running loop (or ``direct`` first, when
+    given); :meth:`start` listens."""
 
     def __init__(self, app: ASGIApp, listener: socket.socket, *,
-                 in_flight_max: int = IN_FLIGHT_MAX_DEFAULT) -> None:
+                 in_flight_max: int = IN_FLIGHT_MAX_DEFAULT,
+                 direct: DirectAnswer | None = None) -> None:
         self.app = app
+        self.direct = direct
         self.listener = listener
         self.in_flight_max = in_flight_max
         self._server: asyncio.base_events.Server | None = None
@@ -317,13 +333,27 @@ class ChannelClient:
         connection = self._connection
         if connection is None:
             connection = await self._connect()
-        request_id = next(self._ids)
+        return await self._send(connection, ChannelRequest(
+            next(self._ids), method, path, raw_path, query, headers, body, client))
+
+    def send_now(self, method: str, path: str, raw_path: bytes, *, query: bytes,
+                 headers: list[tuple[bytes, bytes]], body: bytes,
+                 client: str) -> asyncio.Future[ChannelResponse] | None:
+        """The venue's answer as a future, without a coroutine, when connected; None when
+        there is no connection yet (then :meth:`request` makes one)."""
+        connection = self._connection
+        if connection is None:
+            return None
+        return self._send(connection, ChannelRequest(
+            next(self._ids), method, path, raw_path, query, headers, body, client))
+
+    def _send(self, connection: _ClientConnection,
+              request: ChannelRequest) -> asyncio.Future[ChannelResponse]:
         future: asyncio.Future[ChannelResponse] = asyncio.get_running_loop().create_future()
-        connection.waiting[request_id] = (future, self.clock())
+        connection.waiting[request.id] = (future, self.clock())
         assert connection.outbox is not None
-        connection.outbox.write(frame(ChannelRequest(
-            request_id, method, path, raw_path, query, headers, body, client)))
-        return await future
+        connection.outbox.write(frame(request))
+        return future
 
     async def _connect(self) -> _ClientConnection:
         if self._connecting is None:

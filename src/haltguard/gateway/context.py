@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from haltguard.gateway.event_log import EventLog
 from haltguard.gateway.runtime import VenueRuntime
 from haltguard.gateway.shedding import LoadGuard
 from haltguard.web.metrics import HttpMetrics
@@ -26,6 +27,7 @@ class VenueApiContext:
     admin_token: str  # "" disables the admin routes
     load_guard: LoadGuard[Any]
     http_metrics: HttpMetrics
+    event_log: EventLog | None = None  # the admin event feed (``/v1/admin/events``)
 
 
 def attach_venue_context(app: FastAPI, venue: VenueApiContext) -> None:

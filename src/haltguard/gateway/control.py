@@ -19,6 +19,7 @@ import httpx
 import msgspec
 
 from haltguard.common.units import NS_PER_S
+from haltguard.gateway.event_log import EventLog, feed_kind
 from haltguard.gateway.models import UnitError, Units
 from haltguard.gateway.runtime import (
     ACK_TIMEOUT_S_DEFAULT,
@@ -32,18 +33,25 @@ from haltguard.venue.commands import (
     Command,
     CompensationLine,
     CreditCompensation,
+    FreezeAccountWithdrawals,
     FreezeWithdrawals,
     KillSwitch,
     MalformedCommandError,
     ResumePhase,
     SetMarketState,
     StartResumePlan,
+    Withdraw,
     validated,
 )
 from haltguard.venue.control import (
     CREDITED,
+    CorrectionCursor,
     CreditOutcome,
+    EventPage,
+    FeedEvent,
+    TradeCorrection,
     VenueControlError,
+    VenueHealth,
     credit_outcomes,
 )
 from haltguard.venue.events import CommandRejected, Event, OrderRejected
@@ -52,6 +60,7 @@ from haltguard.venue.markets import (
     Asset,
     GridError,
     MarketSpec,
+    from_units,
     is_asset_code,
     is_market_symbol,
     make_market,
@@ -103,6 +112,7 @@ class InProcessVenueControl:
     def __init__(self, runtime: VenueRuntime, *, timeout_s: float = ACK_TIMEOUT_S_DEFAULT):
         self.runtime = runtime
         self.timeout_s = timeout_s
+        self._event_log: EventLog | None = None
 
     def _run(self, command: Command) -> list[Event]:
         try:
@@ -188,6 +198,44 @@ class InProcessVenueControl:
             return self.runtime.read(lambda venue: venue.credited_line_ranges(run_id))
         except VenueUnavailableError as exc:
             raise VenueControlError(str(exc)) from exc
+
+    def correct_trades(self, command: TradeCorrection) -> list[Event]:
+        return self._run(command)
+
+    def correction_cursor(self) -> CorrectionCursor:
+        try:
+            return self.runtime.read(lambda venue: CorrectionCursor(
+                venue.last_seq, venue.next_trade_id, venue.corrections.count
+            ))
+        except VenueUnavailableError as exc:
+            raise VenueControlError(str(exc)) from exc
+
+    def health(self) -> VenueHealth:
+        state = self.runtime.status()
+        taking = state.running and not state.failure
+        return VenueHealth(True, taking, state.last_seq,
+                           state.failure or ("" if state.running else "not running"))
+
+    def read_events(self, after_seq: int, limit: int) -> EventPage:
+        if self._event_log is None:  # events before it are read from the journal
+            self._event_log = EventLog(self.runtime)
+        commands, cursor = self._event_log.read(after_seq, max(1, limit))
+        units = self.runtime.units()
+        return EventPage([
+            FeedEvent(seq, index, feed_kind(event), str(getattr(event, "market", "")),
+                      units.render_event(event))
+            for seq, events in commands for index, event in enumerate(events)
+        ], cursor)
+
+    def freeze_account_withdrawals(
+        self, account: int, frozen: bool, *, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        return self._run(FreezeAccountWithdrawals(account, frozen, actor, reason, incident_id))
+
+    def withdraw(
+        self, account: int, asset: str, amount_minor: int, *, destination: str, reference: str
+    ) -> list[Event]:
+        return self._run(Withdraw(account, asset, amount_minor, destination, reference))
 
 
 class HttpVenueControl:
@@ -387,6 +435,42 @@ class HttpVenueControl:
         data = self.request("POST", "/v1/admin/compensation/credits", encoded_body=body)
         return _credit_answer(data, cmd.lines)
 
+    def health(self) -> VenueHealth:
+        try:
+            data = self.request("GET", "/health")
+        except VenueControlError as exc:
+            return VenueHealth(not str(exc).startswith("cannot reach"), False, 0, str(exc))
+        return VenueHealth(True, data.get("status") == "ok", int(data.get("last_seq", 0)))
+
+    def read_events(self, after_seq: int, limit: int) -> EventPage:
+        data = self.request("GET", f"/v1/admin/events?after_seq={int(after_seq)}"
+                                   f"&limit={max(1, int(limit))}")
+        try:
+            return EventPage([
+                FeedEvent(int(item["seq"]), int(item["index"]), str(item["kind"]),
+                          str(item["market"]), dict(item["event"]))
+                for item in data["events"]
+            ], int(data["cursor"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VenueControlError(f"the venue's event feed cannot be read ({exc!r})") from exc
+
+    def correct_trades(self, command: TradeCorrection) -> list[Event]:
+        # Built by the corrections service from the journal, in the venue's own units
+        # (ticks, lots, minor units) exactly as journaled: no decimal is typed by a person.
+        body = msgspec.json.encode({"command": checked(command)})
+        data = self.request("POST", "/v1/admin/corrections", encoded_body=body)
+        return self._events(data.get("events", []))
+
+    def correction_cursor(self) -> CorrectionCursor:
+        data = self.request("GET", "/v1/admin/corrections/cursor")
+        try:
+            return CorrectionCursor(int(data["last_seq"]), int(data["next_trade_id"]),
+                                    int(data["corrections_applied"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VenueControlError(
+                f"the venue's correction cursor cannot be read ({exc!r})"
+            ) from exc
+
     def credited_line_ranges(self, run_id: int) -> list[tuple[int, int]]:
         data = self.request("GET", f"/v1/admin/compensation/runs/{int(run_id)}/credited")
         try:
@@ -395,6 +479,28 @@ class HttpVenueControl:
             raise VenueControlError(
                 f"the venue's list of credited lines cannot be read ({exc!r})"
             ) from exc
+
+    def freeze_account_withdrawals(
+        self, account: int, frozen: bool, *, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        cmd = checked(FreezeAccountWithdrawals(account, frozen, actor, reason, incident_id))
+        return self._post(f"/v1/admin/accounts/{int(cmd.account)}/withdrawals-frozen", {
+            "frozen": cmd.frozen, "actor": cmd.actor, "reason": cmd.reason,
+            "incident_id": cmd.incident_id,
+        })
+
+    def withdraw(
+        self, account: int, asset: str, amount_minor: int, *, destination: str, reference: str
+    ) -> list[Event]:
+        cmd = checked(Withdraw(account, asset, amount_minor, destination, reference))
+        try:
+            amount = from_units(cmd.amount, self.units().asset_unit(cmd.asset))
+        except UnitError as exc:
+            raise VenueControlError(f"{exc}; nothing was sent to the venue") from None
+        return self._post("/v1/admin/withdrawals", {
+            "account": cmd.account, "asset": cmd.asset, "amount": amount,
+            "destination": cmd.destination, "reference": cmd.reference,
+        })
 
 
 def _credit_answer(data: Any, lines: list[CompensationLine]) -> list[CreditOutcome]:

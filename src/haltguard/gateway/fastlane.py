@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -29,14 +30,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from haltguard.common.errors import HaltguardError
 from haltguard.gateway.app import VENUE_BODY_BYTES_MAX
+from haltguard.gateway.channel import ChannelRequest, ChannelResponse
 from haltguard.gateway.context import VenueApiContext, venue_context_of
-from haltguard.gateway.limits import client_key_of_credentials
+from haltguard.gateway.limits import Admission, client_key_of_credentials
 from haltguard.gateway.models import OrderBody
 from haltguard.gateway.runtime import ACK_TIMEOUT_S_DEFAULT, CommandResult, Outcome, VenueRuntime
 from haltguard.gateway.shedding import ORDER_ROUTE, refuse
-from haltguard.gateway.views import ack_timeout, placed_order
+from haltguard.gateway.views import ack_timeout, order_to_place, placed_answer, placed_order
 from haltguard.venue.commands import Command
 from haltguard.venue.markets import decimal_text_problem
+from haltguard.web.asgi import error_answer
 from haltguard.web.errors import KIND_STATUS, error_body
 
 _ORDERS_PREFIX = "/v1/markets/"
@@ -58,7 +61,11 @@ def order_symbol(path: str) -> str | None:
 
 
 def _is_json(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
+    return _is_json_headers(scope["headers"])
+
+
+def _is_json_headers(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
         if name == b"content-type":
             return value.lower() in _JSON_TYPES
     return False
@@ -172,13 +179,18 @@ class OrderFastLane:
             self._count(status)
             self._duration.observe(time.perf_counter() - started)
 
-    async def _place(self, scope: Scope, send: Send, symbol: str, order: OrderBody) -> int:
+    def _admit(self, scope: Scope, order: OrderBody) -> Admission:
         guard = self.venue.load_guard
         guard.start()
         refusal = guard.check_flood(scope)
         if refusal.admitted:
             client = client_key_of_credentials(scope) or f"account:{order.account}"
             refusal = guard.admit_order(client)
+        return refusal
+
+    async def _place(self, scope: Scope, send: Send, symbol: str, order: OrderBody) -> int:
+        guard = self.venue.load_guard
+        refusal = self._admit(scope, order)
         if not refusal.admitted:
             await refuse(guard, send, refusal)
             return refusal.status
@@ -203,6 +215,76 @@ class OrderFastLane:
         await send({"type": "http.response.body", "body": payload, "more_body": False})
         self.answered += 1
         return status
+
+    def answer_frame(self, request: ChannelRequest,
+                     reply: Callable[[ChannelResponse], None]) -> bool:
+        """Answer a plain order that came over the request channel (``gateway/channel.py``)
+        without the ASGI round (no task, no scope, no coroutine): checked, admitted and
+        answered exactly as :meth:`__call__` does, through :func:`order_to_place` and
+        :func:`placed_answer`. False (nothing done) when it is not a plain order: the app
+        answers it then."""
+        if request.method != "POST" or request.query:
+            return False
+        symbol = order_symbol(request.path)
+        if symbol is None or not _is_json_headers(request.headers):
+            return False
+        order = _plain_order(request.body)
+        runtime = self.venue.runtime
+        if order is None or symbol not in runtime.units().markets:
+            return False
+        started = time.perf_counter()
+        self._in_flight.inc()
+        guard = self.venue.load_guard
+        scope = {"headers": request.headers, "client": (request.client, 0)}
+        refusal = self._admit(scope, order)
+        if not refusal.admitted:
+            guard.count_shed(refusal.code)
+            headers, body = error_answer(refusal.code, refusal.message, refusal.retry_after_s)
+            self._finish(request, reply, started, (refusal.status, headers, body))
+            return True
+        started_ns = time.perf_counter_ns()
+        try:
+            prepared = order_to_place(runtime, symbol, order)
+        except HaltguardError as error:
+            guard.order_answered(time.perf_counter_ns() - started_ns)
+            self._finish_error(request, reply, started, error)
+            return True
+
+        def answered(done: asyncio.Future[CommandResult]) -> None:
+            try:
+                status, answer = placed_answer(runtime, prepared, done.result())
+            except HaltguardError as error:
+                guard.order_answered(time.perf_counter_ns() - started_ns)
+                self._finish_error(request, reply, started, error)
+                return
+            except BaseException:
+                guard.order_abandoned()
+                self._in_flight.dec()
+                raise
+            guard.order_answered(time.perf_counter_ns() - started_ns)
+            self.answered += 1
+            self._finish(request, reply, started, (status, _JSON_HEADERS, _encode(answer)))
+
+        self.batcher.submit(prepared.command).add_done_callback(answered)
+        return True
+
+    def _finish_error(self, request: ChannelRequest, reply: Callable[[ChannelResponse], None],
+                      started: float, error: HaltguardError) -> None:
+        headers = _JSON_HEADERS
+        if error.headers:
+            headers = _JSON_HEADERS + [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                                       for name, value in error.headers.items()]
+        self._finish(request, reply, started,
+                     (KIND_STATUS[error.kind], headers, _encode(error_body(error))))
+
+    def _finish(self, request: ChannelRequest, reply: Callable[[ChannelResponse], None],
+                started: float, answer: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
+        status, headers, body = answer
+        self._in_flight.dec()
+        self._count(status)
+        self._duration.observe(time.perf_counter() - started)
+        reply(ChannelResponse(request.id, status,
+                              [*headers, (b"content-length", str(len(body)).encode())], body))
 
     def _count(self, status: int) -> None:
         counter = self._counted.get(status)

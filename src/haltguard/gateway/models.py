@@ -52,7 +52,9 @@ from haltguard.venue.types import (
 )
 
 # Event fields by the unit they count, so one table drives rendering and parsing.
-_TICK_FIELDS = frozenset({"price", "attempted_price", "reference_price", "low", "high"})
+_TICK_FIELDS = frozenset({
+    "price", "attempted_price", "reference_price", "low", "high", "old_price", "new_price",
+})
 _LOT_FIELDS = frozenset({"qty", "remaining", "volume", "imbalance"})
 _QUOTE_FEE_FIELDS = frozenset({"taker_fee", "maker_fee"})
 _ASSET_AMOUNT_FIELDS = frozenset({"amount"})
@@ -343,6 +345,12 @@ class KillSwitchRequest(_Operator):
 
 
 class FreezeWithdrawalsRequest(_Operator):
+    frozen: StrictBool
+
+
+class FreezeAccountWithdrawalsRequest(_Operator):
+    """Every withdrawal of one customer account, whatever the asset."""
+
     frozen: StrictBool
 
 

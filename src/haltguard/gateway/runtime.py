@@ -255,6 +255,20 @@ BatchListener = Callable[[Venue, Sequence[CommandResult]], None]
 """Called on the venue's thread after each batch with the venue and every command's result;
 it must not call :meth:`VenueRuntime.read` nor wait for a command."""
 
+
+class BatchReplicator(Protocol):
+    """Where a replicated venue also sends each batch (``haltguard.replication``).
+
+    :meth:`publish` is called on the venue thread once the batch is appended, before its
+    fsync, with ``(seq, ts, command, caller)`` of each command; it starts sending and returns
+    a ``confirm`` the venue thread calls after the fsync and the apply, still holding the
+    state lock. ``confirm`` returns once the copy is acknowledged, or raises: then nobody in
+    the batch is acknowledged and the runtime fail-stops (503 to every caller), since the
+    replicated journal may not hold what the local one does.
+    """
+
+    def publish(self, stamped: Sequence[tuple[int, int, Command, Any]]) -> Callable[[], None]: ...
+
 QUARANTINE_ACTOR = "system:venue"
 _BRAKE_STATES = frozenset({MarketState.HALTED, MarketState.CANCEL_ONLY})
 _BRAKE_KINDS = frozenset({SetMarketState, KillSwitch, FreezeWithdrawals})
@@ -523,9 +537,11 @@ class VenueRuntime:
         *,
         clock: NsClock = time.time_ns,
         limits: RuntimeLimits | None = None,
+        replicator: BatchReplicator | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.limits = limits or RuntimeLimits()
+        self._replicator = replicator  # None: the local journal alone (the default)
         self._venue, self.recovery_report = recover(self.data_dir, repair=True)
         self._venue_check_after_recovery()
         self._journal = Journal(self.data_dir)
@@ -1016,6 +1032,7 @@ class VenueRuntime:
         stamped = self._journal_batch(batch)
         if not stamped:
             return
+        confirm = self._replicator.publish(stamped) if self._replicator is not None else None
         results: list[tuple[_Sink | None, CommandResult]] = []
         pending: list[_Sink | None] = []
         with self._state_lock:  # held until the batch is durable: readers never see less
@@ -1028,6 +1045,8 @@ class VenueRuntime:
                     pending = [f for *_, f in stamped[index:]]
                     break
                 raised = self._apply_run(stamped, index + 1, results)  # on the rebuilt venue
+            if confirm is not None:
+                self._confirm_replicated(confirm, stamped)
             if len(self._quarantine) > quarantined_before or any(
                 type(item[2]) in _LISTING_COMMANDS for item in stamped
             ):
@@ -1249,6 +1268,20 @@ class VenueRuntime:
             self._journal.sync()
         except Exception as exc:
             self._fail_stop_on_journal(exc, [future for *_, future in stamped])
+            raise _FailStopError from exc
+
+    def _confirm_replicated(self, confirm: Callable[[], None], stamped: list[_Stamped]) -> None:
+        """Wait for the replicated journal's acknowledgement of the batch, or fail-stop
+        with nobody in it acknowledged (a fenced or unreachable stream)."""
+        try:
+            confirm()
+        except Exception as exc:
+            self._fail_stop(
+                f"the replicated journal did not take the batch after seq "
+                f"{stamped[0][0] - 1}: {exc}. Nothing in it was acknowledged; this venue "
+                "stopped taking commands (another venue serves, or will once the lease ends)",
+                [future for *_, future in stamped],
+            )
             raise _FailStopError from exc
 
     def _fail_stop_on_journal(self, exc: Exception, futures: list[_Sink | None]) -> None:

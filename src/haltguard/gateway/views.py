@@ -13,8 +13,9 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, NamedTuple, Protocol
 
+import msgspec
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
@@ -31,6 +32,7 @@ from haltguard.gateway.models import (
     CancelAllRequest,
     CreditCompensationRequest,
     DepositRequest,
+    FreezeAccountWithdrawalsRequest,
     FreezeWithdrawalsRequest,
     KillSwitchRequest,
     MarketSymbol,
@@ -52,6 +54,8 @@ from haltguard.venue.commands import (
     AbortResumePlan,
     AddAsset,
     AddMarket,
+    AdjustTrade,
+    BustTrade,
     CancelAll,
     CancelOrder,
     Command,
@@ -59,16 +63,19 @@ from haltguard.venue.commands import (
     ConfigureBreaker,
     CreditCompensation,
     Deposit,
+    FreezeAccountWithdrawals,
     FreezeWithdrawals,
     KillSwitch,
     PlaceOrder,
     ResumePhase,
+    RollbackTo,
     SetMarketState,
     StartResumePlan,
     Uncross,
     Withdraw,
 )
 from haltguard.venue.control import CREDITED, credit_outcomes
+from haltguard.venue.corrections import TradeCorrections
 from haltguard.venue.events import (
     CommandRejected,
     Event,
@@ -155,6 +162,10 @@ _REJECT_HTTP: dict[RejectReason, tuple[int, str]] = {
     _R.ILLEGAL_TRANSITION: (409, "choose one of the allowed states named above"),
     _R.ALREADY_EXISTS: (409, "it is already there; nothing to do"),
     _R.NO_AUCTION: (409, "the market is not in an auction"),
+    _R.UNKNOWN_TRADE: (404, "look the trade up with `haltguard trades review`"),
+    _R.ALREADY_BUSTED: (409, "the trade is busted already; nothing to do"),
+    _R.FOUR_EYES_REQUIRED: (403, "a second operator must approve the correction"),
+    _R.STALE_PLAN: (409, "plan the rollback again (halt the markets first)"),
 }
 
 
@@ -426,10 +437,34 @@ async def placed_order(
     (``gateway/fastlane.py``) both answer with this, so their answers cannot differ; the
     lane brings its own ``submit`` (many orders to the venue at once), the route uses
     :func:`execute`."""
+    prepared = order_to_place(runtime, symbol, body)
+    command = prepared.command
+    result = await (execute(runtime, command) if submit is None else submit(command))
+    return placed_answer(runtime, prepared, result)
+
+
+class PreparedOrder(NamedTuple):
+    """An order checked against its market, ready for the venue, with what its answer needs."""
+
+    symbol: str
+    command: PlaceOrder
+    spec: MarketSpec
+    units: Units
+
+
+def order_to_place(runtime: VenueRuntime, symbol: str, body: OrderTerms) -> PreparedOrder:
+    """The first half of :func:`placed_order` (for callers that submit without a coroutine):
+    the command, or the :class:`HaltguardError` an unknown market or an off-grid value is."""
     units = runtime.units()
     spec = spec_of(units, symbol)
-    command = order_command(symbol, body, spec)
-    result = await (execute(runtime, command) if submit is None else submit(command))
+    return PreparedOrder(symbol, order_command(symbol, body, spec), spec, units)
+
+
+def placed_answer(runtime: VenueRuntime, prepared: PreparedOrder,
+                  result: CommandResult) -> tuple[int, dict[str, Any]]:
+    """The second half of :func:`placed_order`: the answer to the venue's ``result``, or the
+    :class:`HaltguardError` a refusal is."""
+    symbol, command, spec, units = prepared
     raise_if_rejected(result, symbol)
     repeated = next((e for e in result.events if type(e) is OrderRepeated), None)
     if repeated is None:
@@ -599,8 +634,11 @@ def get_trades(
     runtime: RuntimeDep,
     limit: Annotated[WholeNumber, Query(ge=1, le=TRADES_LISTED_MAX)] = 100,
 ) -> dict[str, Any]:
-    """The latest trades since this venue process started (a bounded window per market)."""
+    """The latest trades since this venue process started (a bounded window per market);
+    a busted or re-priced trade says so (``correction``, ``corrected_price``)."""
     spec = spec_of(runtime.units(), symbol)
+    records = runtime.recent_trades(symbol, limit)
+    corrected = runtime.read(lambda venue: _corrections_of(records, venue.corrections, spec))
     return {
         "market": symbol,
         "trades": [
@@ -611,10 +649,28 @@ def get_trades(
                 "price": spec.price_text(record.trade.price),
                 "qty": spec.qty_text(record.trade.qty),
                 "taker_side": record.trade.taker_side.value,
+                **corrected.get(record.trade.trade_id, {}),
             }
-            for record in runtime.recent_trades(symbol, limit)
+            for record in records
         ],
     }
+
+
+def _corrections_of(
+    records: list[Any], corrections: TradeCorrections, spec: MarketSpec
+) -> dict[int, dict[str, str]]:
+    """How each listed trade stands after corrections, read on the venue's thread:
+    ``busted``, or ``adjusted`` with the price it settles at now (a trade that stands as
+    printed is left out)."""
+    found: dict[int, dict[str, str]] = {}
+    for record in records:
+        trade_id = record.trade.trade_id
+        if corrections.is_busted(trade_id):
+            found[trade_id] = {"correction": "busted"}
+        elif (adjusted := corrections.adjusted.get(trade_id)) is not None:
+            found[trade_id] = {"correction": "adjusted",
+                               "corrected_price": spec.price_text(adjusted.price)}
+    return found
 
 
 @public_router.get("/markets/{symbol}/auction", summary="Indicative auction uncross")
@@ -643,14 +699,18 @@ def get_auction(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
 
 @public_router.get("/markets/{symbol}/orders/{order_id}", summary="One open order")
 def get_order(
-    symbol: SymbolPath, order_id: OrderIdPath, runtime: RuntimeDep
+    symbol: SymbolPath, order_id: OrderIdPath, runtime: RuntimeDep,
+    account: Annotated[WholeNumber | None, Query(
+        gt=0, le=INT64_MAX,
+        description="Only if it is this account's order (the customer gateway sets it to "
+                    "the key's account: another's order is answered as not open)")] = None,
 ) -> dict[str, Any]:
     def read(venue: Any) -> dict[str, Any]:
         spec = venue.markets.get(symbol)
         if spec is None:
             raise unknown_market(symbol)
         view = venue.order(symbol, order_id)
-        if view is None:
+        if view is None or (account is not None and view.account != account):
             raise ApiError(
                 404, "unknown_order",
                 f"order {order_id} is not open in {symbol}: it was filled or cancelled, or "
@@ -853,6 +913,18 @@ async def freeze_withdrawals(
     return await admin_execute(runtime, command)
 
 
+@admin_router.post("/accounts/{account}/withdrawals-frozen",
+                   summary="Freeze or unfreeze one account's withdrawals")
+async def freeze_account_withdrawals(
+    account: Annotated[WholeNumber, Path(gt=0, le=INT64_MAX, description="The customer account.")],
+    body: FreezeAccountWithdrawalsRequest,
+    runtime: RuntimeDep,
+) -> Any:
+    command = FreezeAccountWithdrawals(account, body.frozen, body.actor, body.reason,
+                                       body.incident_id)
+    return await admin_execute(runtime, command)
+
+
 @admin_router.post("/markets/{symbol}/resume-plan", summary="Reopen a market through phases")
 async def start_resume_plan(
     symbol: SymbolPath, body: ResumePlanRequest, runtime: RuntimeDep
@@ -935,6 +1007,41 @@ async def credit_compensation(body: CreditCompensationRequest, runtime: RuntimeD
             for index, o in enumerate(outcomes) if o.outcome != CREDITED
         ],
     })
+
+
+class _CorrectionRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    command: BustTrade | AdjustTrade | RollbackTo
+
+
+_CORRECTION_DECODER = msgspec.json.Decoder(_CorrectionRequest)
+
+
+@admin_router.post("/corrections", summary="Bust, re-price or roll back trades")
+async def correct_trades(request: Request, runtime: RuntimeDep) -> Any:
+    """One trade correction as the venue journals it: ``{"command": {...}}`` with ``type``
+    ``bust_trade``, ``adjust_trade`` or ``rollback_to`` and the fields of
+    :mod:`haltguard.venue.commands`, in the venue's integer units (ticks, lots, minor units).
+    The corrections service builds it from the journal; people use ``haltguard trades``."""
+    try:
+        body = _CORRECTION_DECODER.decode(await request.body())
+    except msgspec.DecodeError as exc:
+        raise ApiError(
+            422, "invalid_correction",
+            f"the body is not a trade correction ({exc}); send {{\"command\": {{\"type\": "
+            "\"bust_trade\" | \"adjust_trade\" | \"rollback_to\", ...}}}}",
+        ) from None
+    return await admin_execute(runtime, body.command)
+
+
+@admin_router.get("/corrections/cursor", summary="Where a correction plan must start")
+def correction_cursor(runtime: RuntimeDep) -> dict[str, Any]:
+    """The venue's last seq, the id of its next trade and the corrections applied so far: a
+    rollback plan names the last two, and the venue refuses it if either moved."""
+    def read(venue: Any) -> dict[str, Any]:
+        return {"last_seq": venue.last_seq, "next_trade_id": venue.next_trade_id,
+                "corrections_applied": venue.corrections.count}
+
+    return runtime.read(read)
 
 
 @admin_router.get(

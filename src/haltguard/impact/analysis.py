@@ -49,7 +49,14 @@ from haltguard.impact.models import (
 from haltguard.impact.state import journal_range, last_seq_at_or_before, outside
 from haltguard.journal import JournalError, JournalReader, recover
 from haltguard.journal.recovery import gc_paused
-from haltguard.venue.commands import CancelAll, CancelOrder, PlaceOrder, Sequenced, Withdraw
+from haltguard.venue.commands import (
+    CancelAll,
+    CancelOrder,
+    PlaceOrder,
+    RollbackTo,
+    Sequenced,
+    Withdraw,
+)
 from haltguard.venue.engine import Venue
 from haltguard.venue.events import (
     CommandRejected,
@@ -61,6 +68,9 @@ from haltguard.venue.events import (
     OrderCancelled,
     OrderRejected,
     Trade,
+    TradeAdjusted,
+    TradeBusted,
+    VenueRolledBack,
     WithdrawalsFrozen,
 )
 from haltguard.venue.types import CancelReason, MarketState, RejectReason
@@ -126,6 +136,9 @@ class _Collector:
             KillSwitchChanged: self._kill_switch,  # type: ignore[dict-item]
             WithdrawalsFrozen: self._freeze,  # type: ignore[dict-item]
             MarketAdded: self._market_added,  # type: ignore[dict-item]
+            TradeBusted: self._trade_corrected,  # type: ignore[dict-item]
+            TradeAdjusted: self._trade_corrected,  # type: ignore[dict-item]
+            VenueRolledBack: self._rolled_back,
         }
         for symbol in venue.markets:
             if not self._looked_at(symbol):
@@ -281,6 +294,21 @@ class _Collector:
                 caught(CaughtOrder(seq, ts, account, market, order_id, order[_SIDE],
                                    order[_PRICE], order[_REMAINING], state))
             affect(account, reason, seq).resting_orders_caught += 1
+
+    def _trade_corrected(self, sequenced: Sequenced, event: TradeBusted | TradeAdjusted) -> None:
+        """Both sides of a busted or re-priced trade are affected (the fee account is not a
+        customer)."""
+        if self._looked_at(event.market):
+            for account in (event.taker_account, event.maker_account):
+                if account:
+                    self._affect(account, AffectReason.TRADE_BUSTED, sequenced.seq)
+
+    def _rolled_back(self, sequenced: Sequenced, _event: Event) -> None:
+        """Every account whose balances a rollback changed had a trade busted."""
+        command = sequenced.command
+        if type(command) is RollbackTo:
+            for account in sorted({change.account for change in command.reversals} - {0}):
+                self._affect(account, AffectReason.TRADE_BUSTED, sequenced.seq)
 
     def _affect(self, account: int, reason: AffectReason, seq: int) -> AffectedAccount:
         """The account's row, created on its first record (counters start at 0)."""

@@ -19,7 +19,7 @@ The rules of the figures:
   it reopened. The read goes past the window's end until every refused order has one, or to
   the journal's end; an order whose market never traded again has none.
 - **Fees**: each trade's ``taker_fee`` and ``maker_fee`` (in the market's quote asset) in the
-  window, per paying account and asset.
+  window, per paying account and asset, less those a bust in the window gave back.
 - **VWAP of a venue market**: its trades stamped in ``[from, to)``; the window must start
   inside the journal (its end may pass the last record: the trades so far count).
 """
@@ -47,7 +47,7 @@ from haltguard.journal import JournalError, JournalReader, recover
 from haltguard.journal.recovery import gc_paused
 from haltguard.venue.commands import Sequenced
 from haltguard.venue.engine import Venue
-from haltguard.venue.events import Event, MarketAdded, Trade
+from haltguard.venue.events import Event, MarketAdded, Trade, TradeBusted
 
 
 def read_journal_facts(data_dir: Path, request: FactsRequest) -> JournalFacts:
@@ -216,6 +216,12 @@ class _Pass:
             if type(event) is MarketAdded:
                 self.last_price.setdefault(event.market, None)
                 continue
+            if type(event) is TradeBusted:
+                if in_window and self.request.fees:  # the bust gave these fees back
+                    quote = self._quote(event.market)
+                    self._fee_returned(event.taker_account, quote, event.taker_fee)
+                    self._fee_returned(event.maker_account, quote, event.maker_fee)
+                continue
             if type(event) is not Trade:
                 continue
             market = event.market
@@ -246,6 +252,14 @@ class _Pass:
             else:
                 paid[0] += fee_minor
                 paid[1] += 1
+
+    def _fee_returned(self, account: int, asset: str, fee_minor: int) -> None:
+        """A busted trade's fee, given back by the bust, so a refund policy does not pay it
+        twice."""
+        paid = self.fees.get((account, asset))
+        if fee_minor > 0 and paid is not None:
+            paid[0] = max(0, paid[0] - fee_minor)
+            paid[1] = max(0, paid[1] - 1)
 
     def _quote(self, market: str) -> str:
         """The market's quote asset (its fees are paid in it), looked up once per market."""

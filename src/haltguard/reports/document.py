@@ -25,7 +25,17 @@ class Table:
     empty: str = "(none)"
 
 
-Block = Paragraph | Bullets | Table
+@dataclass(frozen=True)
+class Figure:
+    """A picture drawn by haltguard itself (an SVG it generated, never outside markup):
+    inlined in HTML; in Markdown a link to ``file``, written beside the report."""
+
+    svg: str
+    file: str
+    caption: str
+
+
+Block = Paragraph | Bullets | Table | Figure
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,8 @@ def _md_block(block: Block) -> list[str]:
         if not block.items:
             return [block.empty, ""]
         return [f"- {_md_inline(item)}" for item in block.items] + [""]
+    if isinstance(block, Figure):
+        return [f"![{_md_inline(block.caption)}]({block.file})", ""]
     if not block.rows:
         return [block.empty, ""]
     lines = ["| " + " | ".join(_md_cell(cell) for cell in block.header) + " |",
@@ -86,6 +98,8 @@ def _html_block(block: Block) -> str:
             return f"<p>{escape(block.empty)}</p>\n"
         items = "".join(f"<li>{escape(item)}</li>" for item in block.items)
         return f"<ul>{items}</ul>\n"
+    if isinstance(block, Figure):
+        return f"<figure>{block.svg}<figcaption>{escape(block.caption)}</figcaption></figure>\n"
     if not block.rows:
         return f"<p>{escape(block.empty)}</p>\n"
     head = "".join(f"<th>{escape(cell)}</th>" for cell in block.header)

@@ -73,6 +73,11 @@ def _action_ja(entry: TimelineEntry) -> str | None:
         "kill_switch.release": "キルスイッチを解除(各市場は個別に再開)",
         "withdrawals.freeze": f"{target} の出金を停止",
         "withdrawals.unfreeze": f"{target} の出金を再開",
+        "trades.propose": f"約定の訂正({target})を提案し、第二の担当者へ承認を依頼",
+        "trades.approve": f"第二の担当者が約定の訂正({target})を承認",
+        "trades.bust": f"誤った価格の約定(約定番号 {target})を取消し",
+        "trades.adjust": f"誤った価格の約定(約定番号 {target})の価格を訂正",
+        "trades.rollback": f"取引所の状態を記録 {target} の時点に巻き戻し",
     }
     if action in texts:
         reason = details.get("reason")

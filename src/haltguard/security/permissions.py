@@ -68,6 +68,25 @@ class Action(StrEnum):
     COMPENSATION_PROPOSE = "compensation.propose"
     COMPENSATION_APPROVE = "compensation.approve"
     COMPENSATION_PAY = "compensation.pay"
+    # drills: their reports read by responders; a drill started by a commander
+    DRILL_READ = "drill.read"
+    DRILL_RUN = "drill.run"
+    # trade corrections (four eyes; the published policy names the roles that may decide)
+    CORRECTIONS_READ = "corrections.read"
+    CORRECTIONS_PROPOSE = "corrections.propose"
+    CORRECTIONS_APPROVE = "corrections.approve"
+    # the customer support desk: tickets and chats, replies (also in bulk), the help centre
+    SUPPORT_READ = "support.read"
+    SUPPORT_REPLY = "support.reply"
+    SUPPORT_MANAGE = "support.manage"
+
+    CUSTOMER_READ = "customer.read"
+    CUSTOMER_MANAGE = "customer.manage"  # create customers, unlock after verification
+    CUSTOMER_WITHDRAWAL_REVIEW = "customer.withdrawal_review"
+    TERMS_PUBLISH = "terms.publish"
+    # continuity: the plan's check, insurance, training, vulnerabilities, the update log
+    CONTINUITY_READ = "continuity.read"
+    CONTINUITY_MANAGE = "continuity.manage"
 
 
 _VIEWER = {
@@ -83,7 +102,11 @@ _VIEWER = {
 _SUPPORT = _VIEWER | {Action.INCIDENT_COMMENT, Action.TASK_UPDATE, Action.NOTIFY_READ,
                       Action.STATUS_DRAFT, Action.STATUS_PUBLISH,
                       # support answers customers' questions about their compensation
-                      Action.COMPENSATION_READ}
+                      Action.COMPENSATION_READ,
+                      # support verifies a customer before lifting the customer's own lock
+                      Action.CUSTOMER_READ, Action.CUSTOMER_MANAGE,
+                      # the desk itself: customers' tickets, chats, replies, the help centre
+                      Action.SUPPORT_READ, Action.SUPPORT_REPLY, Action.SUPPORT_MANAGE}
 _RESPONDER = _SUPPORT | {
     Action.INCIDENT_CREATE,
     Action.INCIDENT_UPDATE,
@@ -98,6 +121,9 @@ _RESPONDER = _SUPPORT | {
     Action.DETECTION_READ,
     Action.DETECTION_RULES_CHECK,
     Action.COMPENSATION_PROPOSE,
+    # responders see the insurance an incident may claim on, and the security records
+    Action.CONTINUITY_READ,
+    Action.DRILL_READ,
 }
 _COMMANDER = _RESPONDER | {
     Action.INCIDENT_ASSIGN_COMMANDER,
@@ -116,6 +142,17 @@ _COMMANDER = _RESPONDER | {
     # Money leaves the exchange: approved by a second operator, paid by a commander.
     Action.COMPENSATION_APPROVE,
     Action.COMPENSATION_PAY,
+    # a drill acts on the system it runs on (it halts markets, stops parts of it)
+    Action.DRILL_RUN,
+    # a customer's withdrawal held for review leaves the exchange only on a commander's word
+    Action.CUSTOMER_WITHDRAWAL_REVIEW,
+    Action.TERMS_PUBLISH,
+    # insurance policies, training, findings and the update log are kept by commanders
+    Action.CONTINUITY_MANAGE,
+    # busting, re-pricing and rolling back trades: reviewed, proposed and approved by two
+    Action.CORRECTIONS_READ,
+    Action.CORRECTIONS_PROPOSE,
+    Action.CORRECTIONS_APPROVE,
 }
 _ADMIN = set(Action)
 

@@ -120,6 +120,17 @@ class FreezeWithdrawals(_Command, frozen=True, tag="freeze_withdrawals"):
     incident_id: str = ""
 
 
+class FreezeAccountWithdrawals(_Command, frozen=True, tag="freeze_account_withdrawals"):
+    """Freeze (or unfreeze) every withdrawal of one customer account, whatever the asset:
+    the evidence of a taken-over account is per account, so the rest keep withdrawing."""
+
+    account: int
+    frozen: bool
+    actor: str
+    reason: str
+    incident_id: str = ""
+
+
 class ResumePhase(msgspec.Struct, frozen=True):
     """One step of a resume plan: a market state held for at least ``min_ns``."""
 
@@ -209,6 +220,98 @@ class CreditCompensation(_Command, frozen=True, tag="credit_compensation"):
     reason: str = ""
 
 
+CORRECTION_TEXT_LENGTH_MAX: Final = 500
+"""The longest reason or rule text a correction carries (it is printed on statements)."""
+ROLLBACK_REVERSALS_MAX: Final = 30_000
+"""The most balance changes one :class:`RollbackTo` carries (the trades it busts summed per
+account and asset, about 20 bytes each): 100,000 trades among thousands of accounts fit in
+one journal record. A rollback touching more is refused before anything is journaled."""
+
+
+class TradeFacts(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A trade as the journal recorded it: the fields of its ``Trade`` event.
+
+    The venue keeps no trade history (the journal is that history), so a correction names
+    the trade by these facts, read back from the journal; the venue checks what it can
+    (the trade id was issued, it is not busted, the market and its fee rates).
+    """
+
+    market: str
+    trade_id: int
+    price: int  # ticks, as first printed
+    qty: int  # lots
+    taker_side: Side
+    taker_account: int
+    maker_account: int
+    taker_fee: int  # quote minor units, as first charged
+    maker_fee: int
+
+
+class BalanceChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """``amount`` minor units of ``asset`` added to (negative: taken from) ``account``."""
+
+    asset: str
+    account: int
+    amount: int
+
+
+BUST_TRADES_MAX: Final = 1_000
+"""The most trades one :class:`BustTrade` reverses together (all or none)."""
+
+
+class BustTrade(_Command, frozen=True, tag="bust_trade"):
+    """Reverse trades' ledger effects for both sides and the fee account, as if they had not
+    matched (the orders are not put back), all or none. ``actor`` proposed it and
+    ``approver``, another person, approved it; ``rule`` names the published rule that allows
+    it. Refused when the reversals would take more than an account has available, unless
+    ``allow_debit``: then the shortfall is recorded as owed. A trade is busted at most once."""
+
+    trades: list[TradeFacts]
+    actor: str
+    approver: str
+    reason: str
+    rule: str
+    incident_id: str = ""
+    allow_debit: bool = False
+
+
+class AdjustTrade(_Command, frozen=True, tag="adjust_trade"):
+    """Re-price a trade to ``price`` ticks: both sides settle as if it had printed there,
+    fees recomputed at the market's rates. Same approval, rule and debit terms as a bust;
+    a busted trade cannot be adjusted."""
+
+    trade: TradeFacts
+    price: int
+    actor: str
+    approver: str
+    reason: str
+    rule: str
+    incident_id: str = ""
+    allow_debit: bool = False
+
+
+class RollbackTo(_Command, frozen=True, tag="rollback_to"):
+    """Restore the venue's business state to what it was after ``target_seq``, as one
+    command: every resting order placed after it (order id > ``target_seq``) is cancelled and
+    every trade from ``first_trade_id`` to ``last_trade_id`` is busted, its reversal summed
+    into ``reversals`` (per account and asset, fees included, already-busted trades left out
+    and adjusted ones at their adjusted price). Nothing is truncated: the journal keeps the
+    whole history. ``last_trade_id`` and ``corrections_seen`` are what the plan saw; the
+    venue refuses if trades or corrections happened since (plan again)."""
+
+    target_seq: int
+    first_trade_id: int
+    last_trade_id: int
+    corrections_seen: int
+    reversals: list[BalanceChange]
+    actor: str
+    approver: str
+    reason: str
+    rule: str
+    incident_id: str = ""
+    allow_debit: bool = False
+
+
 class Heartbeat(_Command, frozen=True, tag="heartbeat"):
     """Carries only time. The runtime sends one when a deadline the venue reported is due
     (an auction's end, a breaker pause, a resume phase), so time-driven transitions are
@@ -232,6 +335,10 @@ Command = Union[  # noqa: UP007 - a runtime union msgspec can decode
     ConfigureBreaker,
     Heartbeat,
     CreditCompensation,
+    FreezeAccountWithdrawals,
+    BustTrade,
+    AdjustTrade,
+    RollbackTo,
 ]
 
 

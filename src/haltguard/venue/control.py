@@ -9,11 +9,17 @@ it caused so the caller can put them in the incident timeline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 
-from haltguard.venue.commands import CompensationLine, ResumePhase
+from haltguard.venue.commands import (
+    AdjustTrade,
+    BustTrade,
+    CompensationLine,
+    ResumePhase,
+    RollbackTo,
+)
 from haltguard.venue.events import (
     CommandRejected,
     CompensationCredited,
@@ -69,6 +75,18 @@ def credit_outcomes(events: Sequence[Event], lines_count: int) -> list[CreditOut
     return outcomes
 
 
+TradeCorrection = BustTrade | AdjustTrade | RollbackTo
+
+
+class CorrectionCursor(msgspec.Struct, frozen=True):
+    """Where the venue stands for a correction plan: its last seq, the id its next trade
+    gets, and how many corrections it applied (a rollback names the last two it saw)."""
+
+    last_seq: int
+    next_trade_id: int
+    corrections_applied: int
+
+
 class VenueControl(Protocol):
     def market_states(self) -> dict[str, MarketState]: ...
 
@@ -116,3 +134,85 @@ class VenueControl(Protocol):
     def credited_line_ranges(self, run_id: int) -> list[tuple[int, int]]:
         """The line numbers of ``run_id`` credited so far, as ascending inclusive ranges."""
         ...
+
+    def freeze_account_withdrawals(
+        self, account: int, frozen: bool, *, actor: str, reason: str, incident_id: str = ""
+    ) -> list[Event]:
+        """Freeze (or unfreeze) every withdrawal of one customer account, journaled like
+        the asset-wide freeze; the other accounts keep withdrawing."""
+        ...
+
+    def withdraw(
+        self, account: int, asset: str, amount_minor: int, *, destination: str, reference: str
+    ) -> list[Event]:
+        """Debit a customer's withdrawal the operations side approved (the customer's own
+        checks, second factor and address hold, are done before this is called); the
+        venue still refuses a frozen asset or account and an amount above the available."""
+        ...
+
+    def correct_trades(self, command: TradeCorrection) -> list[Event]:
+        """Apply one bust, re-pricing or rollback as a journaled command; its events, or
+        :class:`VenueControlError` with the venue's reason when it refused."""
+        ...
+
+    def correction_cursor(self) -> CorrectionCursor:
+        """The venue's last seq, next trade id and count of corrections applied."""
+        ...
+
+
+class VenueHealth(msgspec.Struct, frozen=True):
+    """Whether the venue answers and takes commands now, and how far its sequence went."""
+
+    reachable: bool
+    taking_commands: bool
+    last_seq: int
+    detail: str = ""
+
+
+FEED_KINDS: Final = frozenset({
+    "order_accepted", "order_refused", "order_cancelled", "trade", "state_changed",
+    "kill_switch", "withdrawals", "other",
+})
+"""What a feed event is about, in the contract's words, whatever the venue calls it."""
+
+
+class FeedEvent(msgspec.Struct, frozen=True):
+    """One event of the venue's feed. ``seq`` is the venue's own, strictly increasing
+    position (for haltguard's venue, the journaled command's seq, with ``index`` numbering
+    that command's events); ``kind`` is one of :data:`FEED_KINDS`; ``data`` is the event as
+    the venue wrote it."""
+
+    seq: int
+    index: int
+    kind: str
+    market: str
+    data: dict[str, Any]
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.seq, self.index)
+
+
+class EventPage(msgspec.Struct, frozen=True):
+    """Events after a cursor, in order; ``cursor`` is where the next read resumes (every
+    event at or before it was delivered, none after)."""
+
+    events: list[FeedEvent]
+    cursor: int
+
+
+@runtime_checkable
+class VenueObservation(Protocol):
+    """The reading half of the contract: health and the event feed with resume."""
+
+    def health(self) -> VenueHealth: ...
+
+    def read_events(self, after_seq: int, limit: int) -> EventPage:
+        """Events whose seq is after ``after_seq``, at most about ``limit`` of them (a venue
+        may finish the command it is in), oldest first. Reading again from the returned
+        cursor after any disconnect gives neither a gap nor a duplicate."""
+        ...
+
+
+class VenueContract(VenueControl, VenueObservation, Protocol):
+    """The whole contract an operations feature may rely on: the brakes and the readings."""

@@ -70,13 +70,19 @@ from haltguard.venue.breaker import (
     Verdict,
 )
 from haltguard.venue.commands import (
+    BUST_TRADES_MAX,
     COMPENSATION_LINES_MAX,
+    CORRECTION_TEXT_LENGTH_MAX,
     LINE_NO_BITS,
     LINE_NO_MAX,
+    ROLLBACK_REVERSALS_MAX,
     RUN_ID_MAX,
     AbortResumePlan,
     AddAsset,
     AddMarket,
+    AdjustTrade,
+    BalanceChange,
+    BustTrade,
     CancelAll,
     CancelOrder,
     Command,
@@ -84,19 +90,34 @@ from haltguard.venue.commands import (
     ConfigureBreaker,
     CreditCompensation,
     Deposit,
+    FreezeAccountWithdrawals,
     FreezeWithdrawals,
     Heartbeat,
     KillSwitch,
     MalformedCommandError,
     PlaceOrder,
+    RollbackTo,
     SetMarketState,
     StartResumePlan,
+    TradeFacts,
     Uncross,
     Withdraw,
     payout_reference,
     validated,
 )
+from haltguard.venue.corrections import (
+    CorrectionsState,
+    TradeCorrections,
+    add_settlement,
+    apply_changes,
+    as_balance_changes,
+    fees_at,
+    first_shortfall,
+    settlement,
+    unbalanced_asset,
+)
 from haltguard.venue.events import (
+    AccountWithdrawalsFrozen,
     AssetAdded,
     AuctionUncrossed,
     BreakerConfigured,
@@ -118,6 +139,9 @@ from haltguard.venue.events import (
     ResumePlanEnded,
     ResumePlanStarted,
     Trade,
+    TradeAdjusted,
+    TradeBusted,
+    VenueRolledBack,
     WithdrawalsFrozen,
     Withdrawn,
 )
@@ -336,6 +360,12 @@ class VenueState(msgspec.Struct, frozen=True, omit_defaults=True):
     # Compensation lines paid, as payout_reference ints, ascending; left out when empty
     # (as client_order_terms is), so older states encode and hash as they did.
     credited_references: list[int] = msgspec.field(default_factory=list)
+    # Customer accounts whose withdrawals are frozen, ascending; left out when empty.
+    frozen_accounts: list[int] = msgspec.field(default_factory=list)
+    # Trade corrections and the debts they left; left out while there are none. One field:
+    # past 15 fields msgspec writes a wider map header, which would change every older
+    # state's bytes and hash.
+    corrections: CorrectionsState | None = None
 
 
 _STATE_ENCODER = msgspec.msgpack.Encoder(order="deterministic")
@@ -462,6 +492,8 @@ class Venue:
         self._assets: dict[str, Asset] = {}
         self._markets: dict[str, _Market] = {}
         self._frozen_assets: set[str] = set()
+        self._frozen_accounts: set[int] = set()
+        self._corrections = TradeCorrections()
         self._kill_switch = False
         self._next_trade_id = 1
         self._next_deadline = NO_DEADLINE
@@ -487,6 +519,10 @@ class Venue:
             CancelAll: self._cancel_all,
             Heartbeat: self._heartbeat,
             CreditCompensation: self._credit_compensation,
+            FreezeAccountWithdrawals: self._freeze_account_withdrawals,
+            BustTrade: self._bust_trade,
+            AdjustTrade: self._adjust_trade,
+            RollbackTo: self._rollback_to,
         }
 
     # --- entry points --------------------------------------------------------------------
@@ -1723,6 +1759,15 @@ class Venue:
                     "unfreezes them",
                 )
             ]
+        if cmd.account in self._frozen_accounts:
+            return [
+                _rejected(
+                    cmd,
+                    _R.WITHDRAWALS_FROZEN,
+                    f"withdrawals of account {cmd.account} are frozen; they resume when "
+                    "support has verified the customer and unfreezes them",
+                )
+            ]
         available = self.ledger.available(cmd.asset, cmd.account)
         if cmd.amount > available:
             if cmd.account > FEE_ACCOUNT and not self.ledger.holds_anything(cmd.account):
@@ -1756,6 +1801,18 @@ class Venue:
         return [
             WithdrawalsFrozen(cmd.asset, cmd.frozen, cmd.actor, cmd.reason, cmd.incident_id)
         ]
+
+    def _freeze_account_withdrawals(self, seq: int, ts: int, command: Command) -> list[Event]:
+        cmd = _as(command, FreezeAccountWithdrawals)
+        if cmd.account <= FEE_ACCOUNT:
+            return [_rejected(cmd, _R.INVALID_ACCOUNT,
+                              f"account {cmd.account} is not a customer account")]
+        if cmd.frozen:
+            self._frozen_accounts.add(cmd.account)
+        else:
+            self._frozen_accounts.discard(cmd.account)
+        return [AccountWithdrawalsFrozen(cmd.account, cmd.frozen, cmd.actor, cmd.reason,
+                                         cmd.incident_id)]
 
     def _credit_compensation(self, seq: int, ts: int, command: Command) -> list[Event]:
         """Each line credited or refused on its own; a line's reference is spent once."""
@@ -1823,6 +1880,203 @@ class Venue:
         return None
 
     # --- listing -------------------------------------------------------------------------
+
+    # --- trade corrections (rare operator commands; see venue/corrections.py) -----------
+
+    def _bust_trade(self, seq: int, ts: int, command: Command) -> list[Event]:
+        """Reverse the trades' settlements, all or none; refused (changing nothing) when one
+        is unknown, busted before or named twice, when the proposer approved it, or when the
+        reversals together would take more than an account has available without
+        ``allow_debit``. The owed shortfalls are on the last ``TradeBusted``."""
+        cmd = _as(command, BustTrade)
+        if not 0 < len(cmd.trades) <= BUST_TRADES_MAX:
+            return [_rejected(cmd, _R.INVALID_COMMAND,
+                              f"a bust names 1 to {BUST_TRADES_MAX} trades, not {len(cmd.trades)}")]
+        if len({trade.trade_id for trade in cmd.trades}) != len(cmd.trades):
+            return [_rejected(cmd, _R.INVALID_COMMAND, "a bust names each trade once")]
+        for trade in cmd.trades:
+            problem = self._correction_problem(cmd, trade)
+            if problem is not None:
+                return [_rejected(cmd, *problem)]
+        corrections = self._corrections
+        changes_by_key: dict[tuple[str, int], int] = {}
+        terms_of = [corrections.terms(trade) for trade in cmd.trades]
+        for trade, terms in zip(cmd.trades, terms_of, strict=True):
+            spec = self._markets[trade.market].spec
+            add_settlement(changes_by_key, spec, trade, terms, -1)
+        changes = as_balance_changes(changes_by_key)
+        short = first_shortfall(self.ledger, changes)
+        if short is not None and not cmd.allow_debit:
+            return [_rejected(cmd, _R.INSUFFICIENT_FUNDS, _shortfall_detail(short))]
+        owed = apply_changes(self.ledger, changes)
+        events: list[Event] = []
+        for index, (trade, terms) in enumerate(zip(cmd.trades, terms_of, strict=True)):
+            corrections.bust(trade.trade_id)
+            events.append(TradeBusted(
+                trade.market, trade.trade_id, terms.price, trade.qty, trade.taker_account,
+                trade.maker_account, terms.taker_fee, terms.maker_fee,
+                owed if index == len(cmd.trades) - 1 else [], cmd.actor, cmd.approver,
+                cmd.reason, cmd.rule, cmd.incident_id,
+            ))
+        return events
+
+    def _adjust_trade(self, seq: int, ts: int, command: Command) -> list[Event]:
+        """Re-price one trade: settle the difference between its new and current terms."""
+        cmd = _as(command, AdjustTrade)
+        problem = self._correction_problem(cmd, cmd.trade)
+        if problem is not None:
+            return [_rejected(cmd, *problem)]
+        trade = cmd.trade
+        spec = self._markets[trade.market].spec
+        old = self._corrections.terms(trade)
+        if not 0 < cmd.price <= INT64_MAX or cmd.price == old.price:
+            return [
+                _rejected(
+                    cmd, _R.INVALID_PRICE,
+                    f"the new price must be a positive number of ticks other than the trade's "
+                    f"current {old.price}, not {cmd.price}",
+                )
+            ]
+        new = fees_at(spec, trade.qty, cmd.price)
+        changes_by_key = settlement(spec, trade, new, 1)
+        add_settlement(changes_by_key, spec, trade, old, -1)
+        changes = as_balance_changes(changes_by_key)
+        short = first_shortfall(self.ledger, changes)
+        if short is not None and not cmd.allow_debit:
+            return [_rejected(cmd, _R.INSUFFICIENT_FUNDS, _shortfall_detail(short))]
+        owed = apply_changes(self.ledger, changes)
+        self._corrections.adjust(trade.trade_id, new)
+        return [
+            TradeAdjusted(
+                trade.market, trade.trade_id, old.price, new.price, trade.qty,
+                trade.taker_account, trade.maker_account, new.taker_fee, new.maker_fee, owed,
+                cmd.actor, cmd.approver, cmd.reason, cmd.rule, cmd.incident_id,
+            )
+        ]
+
+    def _correction_problem(
+        self, cmd: BustTrade | AdjustTrade | RollbackTo, trade: TradeFacts | None
+    ) -> tuple[RejectReason, str] | None:
+        """What is wrong with a correction before anything changes: four eyes, texts, and
+        for a trade that it was issued, is not busted and matches its market's fee rates."""
+        if not cmd.actor or not cmd.approver or cmd.actor == cmd.approver:
+            return _R.FOUR_EYES_REQUIRED, (
+                f"a correction needs a proposer and another person approving it; got proposer "
+                f"{cmd.actor!r} and approver {cmd.approver!r}"
+            )
+        for name, text in (("reason", cmd.reason), ("rule", cmd.rule)):
+            if not 0 < len(text) <= CORRECTION_TEXT_LENGTH_MAX:
+                return _R.INVALID_COMMAND, (
+                    f"a correction's {name} must be 1 to {CORRECTION_TEXT_LENGTH_MAX} "
+                    f"characters; name the {name} that allows it"
+                )
+        if trade is None:
+            return None
+        market = self._markets.get(trade.market)
+        if market is None:
+            return _R.UNKNOWN_MARKET, self._unknown_market(trade.market)
+        if not 0 < trade.trade_id < self._next_trade_id:
+            return _R.UNKNOWN_TRADE, (
+                f"trade {trade.trade_id} was never issued (the venue's trades are 1 to "
+                f"{self._next_trade_id - 1}); look the trade up with `haltguard trades review`"
+            )
+        if self._corrections.is_busted(trade.trade_id):
+            return _R.ALREADY_BUSTED, f"trade {trade.trade_id} is busted already; nothing to do"
+        printed = fees_at(market.spec, trade.qty, trade.price)
+        if (
+            trade.qty <= 0 or trade.price <= 0 or trade.taker_account < 0
+            or trade.maker_account < 0
+            or (printed.taker_fee, printed.maker_fee) != (trade.taker_fee, trade.maker_fee)
+        ):
+            return _R.INVALID_COMMAND, (
+                f"the facts given for trade {trade.trade_id} do not fit {trade.market} "
+                "(quantity, price, accounts or fees); read them from the journal"
+            )
+        return None
+
+    def _rollback_to(self, seq: int, ts: int, command: Command) -> list[Event]:
+        """Cancel every resting order placed after ``target_seq`` and bust every trade since,
+        all or nothing; see :class:`RollbackTo`."""
+        cmd = _as(command, RollbackTo)
+        problem = self._correction_problem(cmd, None) or self._rollback_problem(cmd, seq)
+        if problem is not None:
+            return [_rejected(cmd, *problem)]
+        chosen: list[tuple[_Market, RestingOrder]] = []
+        released: dict[tuple[str, int], int] = {}
+        for market in self._markets.values():
+            for order_id in sorted(market.orders):
+                if order_id > cmd.target_seq:
+                    order = market.orders[order_id]
+                    chosen.append((market, order))
+                    asset = market.spec.quote if order.is_buy else market.spec.base
+                    key = (asset, order.account)
+                    released[key] = released.get(key, 0) + order.remaining * order.hold_per_lot
+        short = first_shortfall(self.ledger, cmd.reversals, released)
+        if short is not None and not cmd.allow_debit:
+            return [_rejected(cmd, _R.INSUFFICIENT_FUNDS, _shortfall_detail(short))]
+        events: list[Event] = []
+        for market, order in chosen:
+            self._take_off_book(market, order)
+            events.append(
+                OrderCancelled(market.symbol, order.order_id, order.account, order.remaining,
+                               CancelReason.ROLLBACK)
+            )
+        for market in {market.symbol: market for market, _ in chosen}.values():
+            if market.state is _AUCTION:
+                events.append(self._indicative_event(market))
+        corrections = self._corrections
+        newly_busted = (cmd.last_trade_id - cmd.first_trade_id + 1) - corrections.busted_in(
+            cmd.first_trade_id, cmd.last_trade_id
+        )
+        owed = apply_changes(self.ledger, cmd.reversals)
+        corrections.bust_range(cmd.first_trade_id, cmd.last_trade_id)
+        events.append(
+            VenueRolledBack(
+                cmd.target_seq, len(chosen), cmd.first_trade_id, cmd.last_trade_id,
+                newly_busted, len({change.account for change in cmd.reversals}), owed,
+                cmd.actor, cmd.approver, cmd.reason, cmd.rule, cmd.incident_id,
+            )
+        )
+        return events
+
+    def _rollback_problem(self, cmd: RollbackTo, seq: int) -> tuple[RejectReason, str] | None:
+        if not 0 < cmd.target_seq < seq:
+            return _R.INVALID_COMMAND, (
+                f"the rollback target must be a seq from 1 to {seq - 1} (the last command "
+                f"before the rollback), not {cmd.target_seq}"
+            )
+        if (cmd.last_trade_id, cmd.corrections_seen) != (
+            self._next_trade_id - 1, self._corrections.count
+        ):
+            return _R.STALE_PLAN, (
+                f"the plan saw trades up to {cmd.last_trade_id} and "
+                f"{cmd.corrections_seen} corrections; the venue is at "
+                f"{self._next_trade_id - 1} and {self._corrections.count}: plan again "
+                "(halt the markets first so the plan stays current)"
+            )
+        if not 0 < cmd.first_trade_id <= cmd.last_trade_id + 1:
+            return _R.INVALID_COMMAND, (
+                f"the first trade to bust ({cmd.first_trade_id}) must be from 1 to "
+                f"{cmd.last_trade_id + 1}"
+            )
+        if len(cmd.reversals) > ROLLBACK_REVERSALS_MAX:
+            return _R.INVALID_COMMAND, (
+                f"{len(cmd.reversals)} balance changes are more than the "
+                f"{ROLLBACK_REVERSALS_MAX} one rollback may carry; roll back to a later point"
+            )
+        for change in cmd.reversals:
+            if change.asset not in self._assets or change.account < 0:
+                return _R.INVALID_COMMAND, (
+                    f"balance change of {change.asset} for account {change.account}: unknown "
+                    "asset or negative account"
+                )
+        asset = unbalanced_asset(cmd.reversals)
+        if asset is not None:
+            return _R.INVALID_COMMAND, (
+                f"the {asset} changes do not sum to zero: a rollback moves money between "
+                "accounts and creates none; rebuild the plan from the journal"
+            )
+        return None
 
     def _add_asset(self, seq: int, ts: int, command: Command) -> list[Event]:
         cmd = _as(command, AddAsset)
@@ -2234,6 +2488,24 @@ class Venue:
     def frozen_assets(self) -> frozenset[str]:
         return frozenset(self._frozen_assets)
 
+    @property
+    def frozen_accounts(self) -> frozenset[int]:
+        return frozenset(self._frozen_accounts)
+
+    @property
+    def next_trade_id(self) -> int:
+        """The id the next trade gets: every trade so far is below it."""
+        return self._next_trade_id
+
+    @property
+    def corrections(self) -> TradeCorrections:
+        """Busted and re-priced trades (read it; only commands change it)."""
+        return self._corrections
+
+    def owed(self, account: int) -> dict[str, int]:
+        """What ``account`` owes after corrections that allowed a debit, per asset."""
+        return self.ledger.owed_by(account)
+
     def _market(self, symbol: str) -> _Market:
         market = self._markets.get(symbol)
         if market is None:
@@ -2364,6 +2636,14 @@ class Venue:
                 if (terms := self._client_terms.get((account, client_id))) is not None
             ] + resting_terms,
             credited_references=sorted(self._credited),
+            frozen_accounts=sorted(self._frozen_accounts),
+            corrections=self._corrections.export(
+                [
+                    BalanceChange(asset, account, amount)
+                    for asset in self._assets
+                    for account, amount in sorted(ledger.owed.get(asset, {}).items())
+                ]
+            ),
         )
 
     def _export_market(
@@ -2430,6 +2710,11 @@ class Venue:
         for kept in state.client_order_terms:
             venue._client_terms[(kept.account, kept.client_order_id)] = kept.terms
         venue._credited = set(state.credited_references)
+        venue._frozen_accounts = set(state.frozen_accounts)
+        if state.corrections is not None:
+            venue._corrections.restore(state.corrections)
+            for debt in state.corrections.owed:
+                ledger.owed.setdefault(debt.asset, {})[debt.account] = debt.amount
         venue._refresh_deadline()
         return venue
 
@@ -2572,6 +2857,14 @@ def _order_rejected(cmd: PlaceOrder, reason: RejectReason, detail: str) -> Order
 def _cancel_rejected(cmd: CancelOrder, reason: RejectReason, detail: str) -> OrderRejected:
     return OrderRejected(
         cmd.market, cmd.account, reason, detail, cmd.order_id, cmd.client_order_id
+    )
+
+
+def _shortfall_detail(short: BalanceChange) -> str:
+    return (
+        f"the correction would take {short.amount} {short.asset} more than account "
+        f"{short.account} has available; ask the account to fund it, or correct under a "
+        "policy that allows a debit balance (it is then shown as owed)"
     )
 
 

@@ -11,6 +11,7 @@ from typing import Union
 
 import msgspec
 
+from haltguard.venue.commands import BalanceChange
 from haltguard.venue.types import (
     CancelReason,
     MarketState,
@@ -138,6 +139,14 @@ class WithdrawalsFrozen(_Event, frozen=True, tag="withdrawals_frozen"):
     incident_id: str
 
 
+class AccountWithdrawalsFrozen(_Event, frozen=True, tag="account_withdrawals_frozen"):
+    account: int
+    frozen: bool
+    actor: str
+    reason: str
+    incident_id: str
+
+
 class IndicativeUncross(_Event, frozen=True, tag="indicative_uncross"):
     """During an auction: where it would uncross now (price 0 when nothing crosses)."""
 
@@ -216,6 +225,66 @@ class CompensationRefused(_Event, frozen=True, tag="compensation_refused"):
     detail: str
 
 
+class TradeBusted(_Event, frozen=True, tag="trade_busted"):
+    """A trade reversed: both sides and the fee account settle as if it never matched.
+    ``price``, ``taker_fee`` and ``maker_fee`` are what was reversed (an adjusted trade's
+    adjusted terms); ``owed`` lists shortfalls recorded as owed (allowed debit balances)."""
+
+    market: str
+    trade_id: int
+    price: int
+    qty: int
+    taker_account: int
+    maker_account: int
+    taker_fee: int
+    maker_fee: int
+    owed: list[BalanceChange]
+    actor: str
+    approver: str
+    reason: str
+    rule: str
+    incident_id: str
+
+
+class TradeAdjusted(_Event, frozen=True, tag="trade_adjusted"):
+    """A trade re-priced from ``old_price`` to ``new_price``, fees recomputed."""
+
+    market: str
+    trade_id: int
+    old_price: int
+    new_price: int
+    qty: int
+    taker_account: int
+    maker_account: int
+    taker_fee: int
+    maker_fee: int
+    owed: list[BalanceChange]
+    actor: str
+    approver: str
+    reason: str
+    rule: str
+    incident_id: str
+
+
+class VenueRolledBack(_Event, frozen=True, tag="venue_rolled_back"):
+    """What a rollback to ``target_seq`` undid: the resting orders placed after it (each
+    also reported by its own ``OrderCancelled``) and the trades ``first_trade_id`` to
+    ``last_trade_id`` (``trades_busted`` of them were not busted before)."""
+
+    target_seq: int
+    orders_cancelled: int
+    first_trade_id: int
+    last_trade_id: int
+    trades_busted: int
+    accounts_changed: int
+    owed: list[BalanceChange]
+    actor: str
+    approver: str
+    reason: str
+    rule: str
+    incident_id: str
+
+
 Event = Union[  # noqa: UP007 - a runtime union msgspec can decode
     OrderAccepted,
     OrderRejected,
@@ -239,4 +308,8 @@ Event = Union[  # noqa: UP007 - a runtime union msgspec can decode
     ResumePlanEnded,
     CompensationCredited,
     CompensationRefused,
+    AccountWithdrawalsFrozen,
+    TradeBusted,
+    TradeAdjusted,
+    VenueRolledBack,
 ]

@@ -10,6 +10,12 @@ the books when a fee is charged. That is what makes conservation hold for every 
     sum of (available + held) over all accounts, account 0 included == deposited - withdrawn
 
 and no balance is ever negative. :meth:`Ledger.check` verifies both.
+
+A trade correction (a bust or re-pricing) may take back more than an account still has
+available when the policy allows a debit balance: the shortfall is then recorded in
+``owed`` instead of making a balance negative, and conservation reads
+``sum(available + held) - sum(owed) == deposited - withdrawn``. A later credit from a
+correction pays what is owed first.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ class LedgerError(ValueError):
 class Ledger:
     """Rows per asset, keyed by account, plus lifetime totals per asset."""
 
-    __slots__ = ("deposited", "rows", "withdrawn")
+    __slots__ = ("deposited", "owed", "rows", "withdrawn")
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[int, list[int]]] = {}
         self.deposited: dict[str, int] = {}
         self.withdrawn: dict[str, int] = {}
+        # asset -> account -> minor units owed after a correction (positive; absent: none)
+        self.owed: dict[str, dict[int, int]] = {}
 
     def add_asset(self, asset: str) -> None:
         if asset in self.rows:
@@ -98,6 +106,45 @@ class Ledger:
         row[HELD] -= amount
         row[AVAILABLE] += amount
 
+    def change(self, asset: str, account: int, amount: int) -> int:
+        """Add ``amount`` (negative: take it) to the account's available balance for a
+        correction, and return the shortfall recorded as owed (0 when none).
+
+        A credit pays what the account owes in ``asset`` first. A debit takes what is
+        available and records the rest as owed; callers that may not create debts check
+        :meth:`shortfall` first.
+        """
+        row = self.row(asset, account)
+        owed_rows = self.owed.get(asset)
+        if amount >= 0:
+            owed = 0 if owed_rows is None else owed_rows.get(account, 0)
+            paid = min(owed, amount)
+            if paid:
+                assert owed_rows is not None
+                if owed == paid:
+                    del owed_rows[account]
+                else:
+                    owed_rows[account] = owed - paid
+            row[AVAILABLE] += amount - paid
+            return 0
+        taken = min(row[AVAILABLE], -amount)
+        row[AVAILABLE] -= taken
+        short = -amount - taken
+        if short:
+            rows = self.owed.setdefault(asset, {})
+            rows[account] = rows.get(account, 0) + short
+        return short
+
+    def shortfall(self, asset: str, account: int, amount: int) -> int:
+        """How much of a debit of ``-amount`` the account's available balance cannot cover."""
+        return max(0, -amount - self.available(asset, account))
+
+    def owed_by(self, account: int) -> dict[str, int]:
+        """What ``account`` owes after corrections, per asset (empty: nothing)."""
+        return {
+            asset: rows[account] for asset, rows in self.owed.items() if account in rows
+        }
+
     def balances(self, account: int) -> dict[str, tuple[int, int]]:
         """Every asset the account has a non-empty row in: ``(available, held)``."""
         result: dict[str, tuple[int, int]] = {}
@@ -123,6 +170,11 @@ class Ledger:
                         f"{asset} account {account}: negative balance "
                         f"(available {available}, held {held})"
                     )
+            owed_rows = self.owed.get(asset, {})
+            for account, owed in owed_rows.items():
+                total -= owed
+                if owed <= 0:
+                    problems.append(f"{asset} account {account}: owes {owed}, not positive")
             if total != expected:
                 problems.append(
                     f"{asset}: balances sum to {total} but deposits minus withdrawals is "

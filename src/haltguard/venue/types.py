@@ -80,6 +80,10 @@ class RejectReason(StrEnum):
     NO_AUCTION = "no_auction"
     ALREADY_CREDITED = "already_credited"  # this compensation line was paid before
     INVALID_REFERENCE = "invalid_reference"  # a compensation run id or line number out of range
+    UNKNOWN_TRADE = "unknown_trade"  # a correction named a trade id the venue never issued
+    ALREADY_BUSTED = "already_busted"  # the trade was busted (alone or by a rollback) before
+    FOUR_EYES_REQUIRED = "four_eyes_required"  # a correction's proposer also approved it
+    STALE_PLAN = "stale_plan"  # trades or corrections happened since the rollback was planned
 
 
 class CancelReason(StrEnum):
@@ -89,3 +93,4 @@ class CancelReason(StrEnum):
     MASS_CANCEL = "mass_cancel"  # cancel-all by account or by market (an operator or the owner)
     PRICE_BAND = "price_band"  # the circuit breaker stopped the order trading outside its band
     INSUFFICIENT_FUNDS = "insufficient_funds"  # a market buy ran out of its hold
+    ROLLBACK = "rollback"  # placed after the point an operator rolled the venue back to

@@ -47,13 +47,20 @@ async def answer_error(
 ) -> None:
     """The APIs' error shape, ``{"error": {"code", "message"}}``, with ``Retry-After`` when
     the caller should come back, sent without an app."""
+    headers, body = error_answer(code, message, retry_after_s)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def error_answer(code: str, message: str,
+                 retry_after_s: int = 0) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body of :func:`answer_error`, for servers that write bytes."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     if retry_after_s:
         headers.append((b"retry-after", str(retry_after_s).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return headers, body
 
 
 def _route_pattern(template: str) -> re.Pattern[str]:

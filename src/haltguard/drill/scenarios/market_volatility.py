@@ -8,11 +8,16 @@ and the detection rule ``market-crash-halt`` sees the move and halts it. The dri
 plays the operators: takes the incident, publishes the update (ja + en) if nothing did,
 cancels its ladder, reopens the market through a phased resume and writes the reports.
 Customer orders run in the background throughout; every acknowledged one must survive.
+
+With the correction step (``market-volatility-correction``), while the market is halted the
+drill also reviews the crash's trades against the market's price before it, and two operators
+(the drill playing both) bust the absurd ones under the published erroneous-trade policy; the
+report lists the trades busted.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
@@ -20,6 +25,10 @@ import httpx
 
 from haltguard.common.clock import utc_now
 from haltguard.common.units import BPS
+from haltguard.corrections import flows as correction_flows
+from haltguard.corrections.errors import CorrectionError
+from haltguard.corrections.models import BustBody, CorrectionStatus, ReferencePointBody
+from haltguard.corrections.settings import CorrectionsSettings
 from haltguard.drill.checks import ledger_check, lost_orders, note_played_support, paged_check
 from haltguard.drill.load import (
     HTTP_TIMEOUT_S,
@@ -38,6 +47,7 @@ from haltguard.drill.observe import (
     wait_trading,
 )
 from haltguard.drill.play import (
+    DRILL_SECOND_ACTOR,
     ensure_public_update,
     generate_reports,
     play_resume,
@@ -46,6 +56,7 @@ from haltguard.drill.play import (
     write_postmortem,
 )
 from haltguard.drill.scenario import (
+    DRILL_ACTOR,
     Check,
     DrillContext,
     DrillResult,
@@ -55,9 +66,11 @@ from haltguard.drill.surface import DrillSurface, database
 from haltguard.drill.waiting import DrillError, seconds_between, wait_for
 from haltguard.incidents import service as incidents
 from haltguard.incidents.rules import Category
+from haltguard.security.permissions import Role
 from haltguard.venue.types import MarketState
 
 NAME = "market-volatility"
+NAME_WITH_CORRECTION = "market-volatility-correction"
 RULE_ID = "market-crash-halt"
 PREFERRED_MARKET = "BTC-JPY"
 BUYER_ACCOUNT = 990_001  # rests the ladder of bids the crash sweeps
@@ -75,6 +88,13 @@ class MarketVolatilityScenario:
     title_en = "Market volatility: a price crash trips the breaker and the volatility rule"
     title_ja = "市場の急変動: 価格急落でサーキットブレーカーと急変動ルールが発動"
 
+    def __init__(self, *, correct_trades: bool = False) -> None:
+        self.correct_trades = correct_trades
+        if correct_trades:
+            self.name = NAME_WITH_CORRECTION
+            self.title_en = self.title_en + ", and its absurd trades are busted"
+            self.title_ja = self.title_ja + "、異常約定を取消し"
+
     def run(self, context: DrillContext) -> DrillResult:
         system, scale, progress = context.system, context.scale, context.progress
         result = DrillResult(NAME, None, Measurements(), [], started_at=utc_now())
@@ -90,12 +110,13 @@ class MarketVolatilityScenario:
                     lambda: load.acknowledged_count >= load.orders // LOAD_SHARE_BEFORE_CRASH,
                     load_wait, "customer orders acknowledged before the crash",
                     seen=load.describe)
+                mid = _mid_price(client, symbol)
                 ladder = _rest_ladder(client, symbol, spec)
                 progress(f"{NAME}: {len(ladder)} bids down to {ladder[-1]}; selling through them")
                 crash_at = utc_now()
                 crash = _crash(client, symbol, spec, ladder)
                 self._respond(context, result, client=client, symbol=symbol, crash=crash,
-                              crash_at=crash_at, load=load)
+                              crash_at=crash_at, load=load, mid=mid)
             finally:
                 load.stop()
         result.finished_at = utc_now()
@@ -103,7 +124,7 @@ class MarketVolatilityScenario:
 
     def _respond(self, context: DrillContext, result: DrillResult, *, client: VenueClient,
                  symbol: str, crash: dict[str, Any], crash_at: datetime,
-                 load: OrderLoad) -> None:
+                 load: OrderLoad, mid: Decimal | None = None) -> None:
         system, scale, progress = context.system, context.scale, context.progress
         events = crash.get("events", [])
         trades = [e for e in events if e.get("type") == "trade"]
@@ -135,6 +156,10 @@ class MarketVolatilityScenario:
             notes=played)
         note_played_support(result, played)
         _check_classification(system, incident_id, result)
+        if self.correct_trades:
+            progress(f"{NAME}: reviewing the crash's trades; two operators bust the absurd ones")
+            bust_crash_trades(system, result, incident_id=incident_id, symbol=symbol,
+                              crash_at=crash_at, mid=mid)
 
         progress(f"{NAME}: cancelling the drill's ladder, then a phased resume of {symbol}")
         with httpx.Client(base_url=client.base_url, timeout=HTTP_TIMEOUT_S) as http:
@@ -307,4 +332,63 @@ def _finish(context: DrillContext, result: DrillResult, *, incident_id: int, cra
 
 
 
+def _mid_price(client: VenueClient, symbol: str) -> Decimal | None:
+    detail = client.market(symbol)
+    top = detail.get("best_bid") or detail.get("best_ask")
+    return Decimal(str(top)) if top else None
+
+
+def bust_crash_trades(system: DrillSurface, result: DrillResult, *, incident_id: int,
+                      symbol: str, crash_at: datetime, mid: Decimal | None) -> None:
+    """The correction step: review the drill's ladder fills since the crash (5% or more from
+    the market's price just before it, given to the review as a reference series), propose
+    busting them as one operator and approve as another, as the policy's roles; the check
+    passes when the venue journaled the bust."""
+    if system.remote_venue_url:
+        result.note("取引所が別のマシンにあるため、約定の訂正は行いませんでした。",
+                    "The venue runs elsewhere, so the drill could not read its journal to "
+                    "correct trades.")
+        return
+    settings = CorrectionsSettings(journal_dir=system.data_dir)
+    series = [] if mid is None else [ReferencePointBody(
+        market=symbol, time=crash_at - timedelta(seconds=1), price=str(mid))]
+    body = BustBody(
+        incident_id=incident_id, reason="drill: trades at absurd prices during the crash",
+        from_time=crash_at, to_time=utc_now(), market=symbol, account=BUYER_ACCOUNT,
+        deviation_bps_min=LADDER_STEP_BPS - 1, reference_series=series)
+    try:
+        with database(system) as session:
+            proposed = correction_flows.propose_bust(
+                session, body, settings=settings, actor=DRILL_ACTOR,
+                role=Role.INCIDENT_COMMANDER.value, now=utc_now())
+            assert proposed.id is not None
+            decided = correction_flows.approve(
+                session, proposed.id, digest=proposed.digest, approver=DRILL_SECOND_ACTOR,
+                role=Role.INCIDENT_COMMANDER.value, settings=settings,
+                venue=system.venue_control, now=utc_now())
+    except CorrectionError as exc:
+        result.checks.append(Check(
+            "absurd trades busted by two operators", False,
+            "the crash's trades 5% or more off the prior price busted with four eyes",
+            exc.message, name_ja="異常約定の取消(2名承認)",
+            expected_ja="急落時の異常約定を2名の承認で取消", seen_ja=exc.message_ja or ""))
+        return
+    busted = [int(trade["trade_id"]) for trade in decided.plan["trades"]]
+    shown = ", ".join(f"{t['trade_id']} @ {t['price_text']} ({t['deviation_bps']} bps)"
+                      for t in decided.plan["trades"])
+    result.measurements.extra["trades_busted"] = ", ".join(map(str, busted))
+    applied = decided.status is CorrectionStatus.APPLIED
+    result.checks.append(Check(
+        "absurd trades busted by two operators", applied and bool(busted),
+        "the crash's trades 5% or more off the prior price busted with four eyes",
+        f"{decided.status}: {len(busted)} trade(s) {shown} {decided.detail}".strip(),
+        name_ja="異常約定の取消(2名承認)", expected_ja="急落時の異常約定を2名の承認で取消",
+        seen_ja=f"{decided.status}: {len(busted)} 件"))
+    result.note(f"訓練が2名の担当者として異常約定 {len(busted)} 件を取り消しました"
+                f"(約定番号 {', '.join(map(str, busted))})。",
+                f"The drill played two operators: trades {', '.join(map(str, busted))} busted "
+                f"(proposed by {DRILL_ACTOR}, approved by {DRILL_SECOND_ACTOR}).")
+
+
 SCENARIO = MarketVolatilityScenario()
+SCENARIO_WITH_CORRECTION = MarketVolatilityScenario(correct_trades=True)
