@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -134,7 +135,9 @@ def read_back(data_dir: Path, markets: set[str]) -> tuple[list[float], int, int]
 
 
 def percentile(values: list[float], share: float) -> float:
-    return values[min(len(values) - 1, int(share * len(values)))] if values else float("nan")
+    """The nearest-rank percentile of sorted ``values`` (p99 of 100 is the 99th, not the
+    largest)."""
+    return values[max(0, math.ceil(share * len(values)) - 1)] if values else float("nan")
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from typer.testing import CliRunner
 
 from haltguard.cli.main import app as haltguard_cli
 
-START_S_MAX = 30.0
+START_S_MAX = 60.0
 STOP_S_MAX = 30.0
 MAIL_WAIT_S_MAX = 10.0
 DEMO_RATE_PER_S = 5
@@ -152,6 +152,7 @@ class Serve:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        self.process.kill()  # not left running after the test
         raise AssertionError(f"serve was not ready within {START_S_MAX} s: {self.output}")
 
     def stop(self) -> int:

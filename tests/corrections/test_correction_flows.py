@@ -221,3 +221,25 @@ def test_a_rollback_planned_before_more_trading_is_refused_by_the_venue_and_reco
                          {"digest": proposed["digest"]}).json()
 
     assert decided["status"] == "refused" and "stale_plan" in decided["detail"]
+
+
+@SQLITE_ONLY
+def test_a_second_operator_rejects_a_correction_and_nothing_reaches_the_venue(
+        world: World) -> None:
+    proposed = world.post("carol", "/api/corrections/busts",
+                          world.window(incident_id=world.incident_id, reason="flash crash")
+                          ).json()
+    path = f"/api/corrections/requests/{proposed['id']}/reject"
+    last_seq = world.runtime.read(lambda v: v.last_seq)
+
+    own = world.post("carol", path, {"digest": proposed["digest"], "reason": "mine"})
+    rejected = world.post("dave", path, {"digest": proposed["digest"],
+                                         "reason": "the trades stand under the policy"})
+
+    assert own.status_code == 403 and own.json()["error"]["code"] == "four_eyes_required"
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["status"] == "rejected"
+    assert world.runtime.read(lambda v: v.last_seq) == last_seq  # nothing journaled
+    late = world.post("dave", f"/api/corrections/requests/{proposed['id']}/approve",
+                      {"digest": proposed["digest"]})
+    assert late.status_code == 409  # a rejected correction cannot be approved after all

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from haltguard import __version__
+from haltguard.backup import console as backup_console
 from haltguard.backup import views as backup_views
 from haltguard.common.clock import Clock, SystemClock
 from haltguard.common.network import IPNetwork
@@ -33,8 +34,10 @@ from haltguard.compensation.settings import CompensationSettings
 from haltguard.console import views as console_views
 from haltguard.console.navigation import ScreenRegistry
 from haltguard.console.settings import ConsoleSettings
+from haltguard.continuity import console as continuity_console
 from haltguard.continuity import views as continuity_views
 from haltguard.continuity.settings import ContinuitySettings
+from haltguard.corrections import console as correction_console
 from haltguard.corrections import views as correction_views
 from haltguard.corrections.settings import CorrectionsSettings
 from haltguard.customers import views as customer_views
@@ -54,6 +57,7 @@ from haltguard.incidents import paging as incident_paging
 from haltguard.incidents import views as incident_views
 from haltguard.notify import views as notify_views
 from haltguard.notify.settings import NotifySettings
+from haltguard.replication import console as failover_console
 from haltguard.reports import views as report_views
 from haltguard.responders import views as responder_views
 from haltguard.responders.service import start_escalation_thread
@@ -142,6 +146,10 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(support_views.router)
     app.include_router(support_pages.pages_router)  # the help centre, public, at /help
     app.include_router(support_console.router)  # the desk's console screen, /console/support
+    app.include_router(backup_console.router)  # /console/backups
+    app.include_router(correction_console.router)  # /console/corrections
+    app.include_router(continuity_console.router)  # /console/continuity
+    app.include_router(failover_console.router)  # /console/failover
     app.include_router(customer_views.router)
     app.include_router(customer_views.pages)  # the security centre, public, at /security
     app.include_router(continuity_views.router)
@@ -245,6 +253,7 @@ def create_app(
         journal_dir=settings.data_dir, reference_dir=settings.data_dir / "compensation")
     parts += [chosen_compensation,
               PayoutRunner(session_factory, chosen_compensation, chosen_clock)]
+    parts.append(failover_console.FailoverBoard())  # serve hands it the replica set
     parts.append(continuity_settings or ContinuitySettings(
         drill_report_dirs=(settings.data_dir / "drills",),
         report_dir=settings.data_dir / "continuity" / "reports"))
@@ -262,4 +271,8 @@ def create_app(
         clock=chosen_clock, venue_control=venue_control, parts=parts_of(*parts),
     ))
     context_of(app).part(ScreenRegistry).register(support_console.SCREEN)  # /console/support
+    context_of(app).part(ScreenRegistry).register(backup_console.SCREEN)  # /console/backups
+    context_of(app).part(ScreenRegistry).register(correction_console.SCREEN)  # /console/corrections
+    context_of(app).part(ScreenRegistry).register(continuity_console.SCREEN)  # /console/continuity
+    context_of(app).part(ScreenRegistry).register(failover_console.SCREEN)  # /console/failover
     return app

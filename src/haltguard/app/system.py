@@ -35,7 +35,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -113,6 +113,7 @@ from haltguard.journal import JournalError
 from haltguard.notify import service as notify
 from haltguard.notify.outbox import OutboxWorker
 from haltguard.notify.settings import NotifySettings
+from haltguard.replication.console import FailoverBoard, ReplicaSetReader
 from haltguard.replication.errors import ReplicationError
 from haltguard.replication.models import Replication
 from haltguard.replication.processes import PrimaryChange
@@ -576,6 +577,9 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
             venue_control = open_adapter(config.venue_adapter_file, venue_control.base_url,
                                          config.venue_admin_token if config.venue_url else token)
         operations = _open_operations(config, venue_control)
+        if replicas is not None and replicas.watch is not None:  # the console's failover screen
+            context_of(operations).part(FailoverBoard).follow(
+                ReplicaSetReader(replicas.watch, replicas.settings, replicas.nats_url))
         system = System(
             config=config,
             operations=operations,
@@ -718,11 +722,13 @@ def halt_after(gone: ProcessExit) -> list[str]:
             f"(restart {gone.restarts + 1}); check balances and orders, then resume"]
 
 
-def _front_the_child(system: System) -> None:
-    """Load shedding and the flood limiter in front of a forwarder to the child venue, and
-    every unasked exit of the child reported to detection."""
-    supervisor, child, config = system.supervisor, system.child_status, system.config
-    assert supervisor is not None and child is not None and system.detection is not None
+def _front(system: System, forwarder: ASGIApp, channel: Callable[[], Any],
+           down_reason: Callable[[], str]) -> None:
+    """What answers ``/v1`` in front of a venue in another process: the load guard (shedding
+    and the flood limiter, attached to detection), body limits, the forwarder, and the
+    public port's front door for plain orders, on ``channel``."""
+    child, config = system.child_status, system.config
+    assert child is not None and system.detection is not None
     settings = SheddingSettings(order_capacity_per_s=config.order_capacity_per_s)
     signals = venue_load_signals(settings)
     guard: LoadGuard[Signal] = LoadGuard(
@@ -733,13 +739,20 @@ def _front_the_child(system: System) -> None:
     guard.attach(system.detection)
     system.load_guard = guard
     # bodies whole and within their deadline before the shedder reads an order's account
-    forwarder = VenueForwarder(VENUE_PROCESS_HOST, supervisor.channel_port,
-                               supervisor.down_reason, receive_s_max=config.body_limits[3])
     system.venue_front = BodyLimitMiddleware(LoadSheddingMiddleware(forwarder, guard),
                                              limits=venue_body_limits(config.body_limits[3]))
-    system.public_front = PublicFront(channel=forwarder.channel,
-                                      down_reason=supervisor.down_reason, guard=guard,
+    system.public_front = PublicFront(channel=channel, down_reason=down_reason, guard=guard,
                                       receive_s_max=config.body_limits[3])
+
+
+def _front_the_child(system: System) -> None:
+    """Load shedding and the flood limiter in front of a forwarder to the child venue, and
+    every unasked exit of the child reported to detection."""
+    supervisor, config = system.supervisor, system.config
+    assert supervisor is not None
+    forwarder = VenueForwarder(VENUE_PROCESS_HOST, supervisor.channel_port,
+                               supervisor.down_reason, receive_s_max=config.body_limits[3])
+    _front(system, forwarder, forwarder.channel, supervisor.down_reason)
     supervisor.on_exit = report_process_exit
 
 
@@ -779,23 +792,10 @@ def _follow_replicas_status(replicas: ReplicaSet, token: str, config: ServeConfi
 def _front_the_replicas(system: System) -> None:
     """As :func:`_front_the_child`, through the channel of whichever node serves; each
     change of primary (a failover) and each unasked exit of a node reported to detection."""
-    replicas, child, config = system.replicas, system.child_status, system.config
-    assert replicas is not None and child is not None and system.detection is not None
-    settings = SheddingSettings(order_capacity_per_s=config.order_capacity_per_s)
-    signals = venue_load_signals(settings)
-    guard: LoadGuard[Signal] = LoadGuard(
-        settings, child.queue_depth, detector=signals.detector, flood=signals.flood,
-        outbox=signals.outbox,
-        metrics=LoadMetrics(context_of(system.operations).part(CollectorRegistry)),
-    )
-    guard.attach(system.detection)
-    system.load_guard = guard
+    replicas, config = system.replicas, system.config
+    assert replicas is not None
     forwarder = FollowingForwarder(replicas, receive_s_max=config.body_limits[3])
-    system.venue_front = BodyLimitMiddleware(LoadSheddingMiddleware(forwarder, guard),
-                                             limits=venue_body_limits(config.body_limits[3]))
-    system.public_front = PublicFront(channel=forwarder.channel,
-                                      down_reason=replicas.down_reason, guard=guard,
-                                      receive_s_max=config.body_limits[3])
+    _front(system, forwarder, forwarder.channel, replicas.down_reason)
     for node in replicas.nodes:
         node.on_exit = lambda gone, code: report_process_exit(
             ProcessExit(gone.process.pid if gone.process else 0, code, len(gone.exits) - 1, 0.0))

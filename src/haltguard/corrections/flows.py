@@ -354,6 +354,20 @@ def approve(
     return service.read(session, request)
 
 
+def reject(
+    session: Session, request_id: int, *, digest: str, rejecter: str, role: str, reason: str,
+    settings: CorrectionsSettings, now: datetime,
+) -> RequestRead:
+    """The second operator declines the correction they reviewed (the same checks as an
+    approval: never the proposer, only the digest shown, a role the policy lets approve)."""
+    request = service.get(session, request_id)
+    service.check_approval(session, request, approver=rejecter, digest=digest)
+    policy, _ = load_policy(settings.policy_file)
+    _allowed(policy, role, approving=True)
+    service.reject(session, request, rejecter=rejecter, reason=reason, now=now)
+    return service.read(session, request)
+
+
 def _correction_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events worth keeping with the decision (not every cancelled order)."""
     kept = {"trade_busted", "trade_adjusted", "venue_rolled_back"}

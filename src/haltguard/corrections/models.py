@@ -39,6 +39,7 @@ class CorrectionStatus(StrEnum):
     PROPOSED = "proposed"  # waiting for a second operator
     APPLIED = "applied"  # journaled by the venue
     REFUSED = "refused"  # the venue refused it at approval; nothing changed
+    REJECTED = "rejected"  # a second operator declined it; nothing went to the venue
 
 
 # --- tables -----------------------------------------------------------------------------
@@ -156,6 +157,10 @@ class RollbackBody(_Body):
 
 class ApproveBody(_Body):
     digest: Annotated[str, Field(min_length=DIGEST_LENGTH, max_length=DIGEST_LENGTH)]
+
+
+class RejectBody(ApproveBody):
+    reason: Reason
 
 
 class RequestRead(BaseModel):

@@ -174,6 +174,30 @@ def decide(
     return decision
 
 
+def reject(
+    session: Session, request: CorrectionRequest, *, rejecter: str, reason: str, now: datetime,
+) -> CorrectionDecision:
+    """Record a second operator's refusal: the request is decided, nothing reaches the venue
+    and no customer is told (nothing changed for them)."""
+    decision = CorrectionDecision(
+        request_id=request.id, approved_by=rejecter, approved_at=now, digest=request.digest,
+        outcome=CorrectionStatus.REJECTED.value, detail=reason, venue_events=[],
+    )
+    session.add(decision)
+    incident = incidents.get(session, request.incident_id)
+    session.flush()
+    incidents.record(
+        session, incident, kind=TimelineKind.APPROVAL_DECIDED, actor=rejecter, now=now,
+        audit_action="corrections.reject",
+        message=f"trade correction {request.id} rejected (proposed by {request.proposed_by}): "
+        f"{reason}",
+        details={"request_id": request.id, "digest": request.digest,
+                 "proposed_by": request.proposed_by, "action": "trades.reject",
+                 "target": _target(request), "reason": reason},
+    )
+    return decision
+
+
 def _target(request: CorrectionRequest) -> str:
     """What the correction is about, as the timeline and the regulator's report name it: the
     trade ids, or the seq a rollback returns to."""

@@ -17,6 +17,7 @@ from haltguard.corrections.models import (
     ApproveBody,
     BustBody,
     NoticeRead,
+    RejectBody,
     RequestRead,
     ReviewBody,
     RollbackBody,
@@ -104,6 +105,18 @@ def approve(
     return flows.approve(session, request_id, digest=body.digest, approver=operator.actor,
                          role=operator.role.value, settings=settings, venue=venue,
                          now=clock.now())
+
+
+@router.post("/requests/{request_id}/reject")
+def reject(
+    request_id: DbId, body: RejectBody, *, operator: Approver, session: SessionDep,
+    clock: ClockDep, settings: SettingsDep,
+) -> RequestRead:
+    """The second operator declines exactly the digest they reviewed, saying why: nothing
+    goes to the venue (the same checks as an approval)."""
+    return flows.reject(session, request_id, digest=body.digest, rejecter=operator.actor,
+                        role=operator.role.value, reason=body.reason, settings=settings,
+                        now=clock.now())
 
 
 @router.get("/requests/{request_id}/notices")

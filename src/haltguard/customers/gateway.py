@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from haltguard.customers.errors import SignatureRefusedError
 from haltguard.customers.settings import CustomerSettings
@@ -48,7 +48,7 @@ from haltguard.customers.signing import (
     check_signed,
     permits,
 )
-from haltguard.web.asgi import BODY_RECEIVE_S_MAX_DEFAULT, receive_body, replay
+from haltguard.web.asgi import BODY_RECEIVE_S_MAX_DEFAULT, receive_body, replay, replaying
 from haltguard.web.errors import KIND_STATUS, error_body
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ class CustomerGateway:
             body: bytes = first.get("body", b"")
             if len(body) <= GATEWAY_BODY_BYTES_MAX:
                 return body
-        return await receive_body(_replaying(first, receive), send, GATEWAY_BODY_BYTES_MAX,
+        return await receive_body(replaying(first, receive), send, GATEWAY_BODY_BYTES_MAX,
                                   self.receive_s_max)
 
     async def _refuse(self, send: Send, refusal: Refusal, account: int | None,
@@ -296,20 +296,6 @@ class GatewayAnswer:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
-
-
-def _replaying(first: Message, receive: Receive) -> Receive:
-    """A ``receive`` that hands out ``first`` again, then whatever the client sends next."""
-    given = False
-
-    async def replayed() -> Message:
-        nonlocal given
-        if not given:
-            given = True
-            return first
-        return await receive()
-
-    return replayed
 
 
 def _address(scope: Scope) -> str:

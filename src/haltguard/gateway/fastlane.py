@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from haltguard.common.errors import HaltguardError
 from haltguard.gateway.app import VENUE_BODY_BYTES_MAX
@@ -39,7 +39,7 @@ from haltguard.gateway.shedding import ORDER_ROUTE, refuse
 from haltguard.gateway.views import ack_timeout, order_to_place, placed_answer, placed_order
 from haltguard.venue.commands import Command
 from haltguard.venue.markets import decimal_text_problem
-from haltguard.web.asgi import error_answer
+from haltguard.web.asgi import error_answer, replaying
 from haltguard.web.errors import KIND_STATUS, error_body
 
 _ORDERS_PREFIX = "/v1/markets/"
@@ -164,7 +164,7 @@ class OrderFastLane:
         if message["type"] == "http.request" and not message.get("more_body", False):
             order = _plain_order(body)
         if order is None or symbol not in self.venue.runtime.units().markets:
-            await self.app(scope, _replaying(message, receive), send)
+            await self.app(scope, replaying(message, receive), send)
             return
         await self._answer(scope, send, symbol, order)
 
@@ -292,20 +292,6 @@ class OrderFastLane:
             counter = self._counted[status] = self._requests.labels(
                 "POST", ORDER_ROUTE, str(status))
         counter.inc()
-
-
-def _replaying(first: Message, receive: Receive) -> Receive:
-    """A ``receive`` that hands out ``first`` again, then whatever the client sends next."""
-    given = False
-
-    async def replayed() -> Message:
-        nonlocal given
-        if not given:
-            given = True
-            return first
-        return await receive()
-
-    return replayed
 
 
 def with_fast_lane(app: FastAPI) -> OrderFastLane:

@@ -141,13 +141,19 @@ def _too_large(bytes_max: int) -> str:
 def replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands out ``body`` first, then whatever the client sends next (its
     disconnect)."""
-    sent = False
+    return replaying({"type": "http.request", "body": body, "more_body": False}, receive)
+
+
+def replaying(first: Message, receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``first`` (a message already read) again, then whatever
+    the client sends next."""
+    given = False
 
     async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        nonlocal given
+        if not given:
+            given = True
+            return first
         return await receive()
 
     return replayed
