@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from haltguard.cli.client import fail_with
 from haltguard.cli.settings import environment_config, local_engine
+from haltguard.cli.timefmt import table_time
 from haltguard.common.clock import SystemClock
 from haltguard.common.errors import HaltguardError
 from haltguard.continuity import flows, service
@@ -463,7 +464,7 @@ def vuln_updates() -> None:
         window = "-" if update.maintenance_id is None else \
             f"{update.maintenance_id} {update.maintenance_name_en or ''}" + (
                 "" if update.in_maintenance_window else " (outside its window)")
-        table.add_row(str(update.id), f"{update.applied_at:%Y-%m-%d %H:%M}",
+        table.add_row(str(update.id), table_time(update.applied_at),
                       escape(update.component),
                       escape(f"{update.from_version} -> {update.to_version}"),
                       escape(window), ", ".join(map(str, update.fixes)) or "-")

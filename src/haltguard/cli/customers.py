@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from haltguard.cli.client import Api, api_of, connect, fail, secret_from
+from haltguard.cli.timefmt import line_time
 from haltguard.customers.signing import signed_headers
 
 SECRET_ENV = "HALTGUARD_CUSTOMER_SECRET"
@@ -103,7 +104,7 @@ def publish_terms(
     data = api.json("POST", "/api/customers/terms", body={"version": version, **texts})
     if _print_json(api, data):
         return
-    console.print(f"terms {data['version']} published at {data['published_at']}")
+    console.print(f"terms {data['version']} published at {line_time(data['published_at'])}")
 
 
 @app.command("sign")

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from haltguard.cli.client import Api, api_of, connect, fail
+from haltguard.cli.timefmt import line_time
 from haltguard.corrections.texts import amount_text
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -74,7 +75,8 @@ def _printed(api: Api, data: Any) -> bool:
 def _show_trade(trade: dict[str, Any]) -> None:
     new = f" -> {trade['new_price_text']}" if "new_price_text" in trade else ""
     console.print(
-        f"  trade {trade['trade_id']} {trade['market']} {trade['time']} seq {trade['seq']}: "
+        f"  trade {trade['trade_id']} {trade['market']} {line_time(trade['time'])} "
+        f"seq {trade['seq']}: "
         f"{trade['qty_text']} @ {trade['price_text']}{new} (reference "
         f"{trade['reference_price_text']}, {trade['deviation_bps']} bps off) taker "
         f"{trade['taker_account']} ({trade['taker_side']}) maker {trade['maker_account']} "
@@ -127,7 +129,8 @@ def _show_request(data: dict[str, Any]) -> None:
     console.print(f"  policy / 規程: {data['policy']['name']}; reason / 理由: {data['reason']}")
     plan = data["plan"]
     if data["kind"] == "rollback":
-        console.print(f"  roll back to seq {plan['target_seq']} ({plan['target_time']}): "
+        when = line_time(plan["target_time"])
+        console.print(f"  roll back to seq {plan['target_seq']} ({when}): "
                       f"{plan['orders_to_cancel']} resting orders cancelled, "
                       f"{plan['trades_to_bust']} trades busted (ids {plan['first_trade_id']}"
                       f"..{plan['last_trade_id']}), planned at seq {plan['planned_at_seq']}")
