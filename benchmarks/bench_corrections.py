@@ -9,8 +9,17 @@ Three measurements, each against a baseline taken in the same run:
 * ``review``: :func:`haltguard.corrections.review.review` over a journal of ``--trades`` trades
   (each a resting sell and an IOC buy; built once under ``benchmarks/results/``), against a
   plain :class:`~haltguard.journal.JournalReader` pass over the same journal (the replay every
-  reader of the journal pays). Trades per second of both; the 10,000,000-trade figure is that
-  rate extrapolated, and says so.
+  reader of the journal pays). Three reviews of the same window, whose results must be equal:
+  by replay (``replay=True``; its rate extrapolated to 10,000,000 trades, and says so), the
+  first one from the trade log (which builds the log from the journal), and a second one from
+  the log (the usual case: the log only caught up).
+* ``tradelog``: the review's pass over the trade log (``<data dir>/tradelog/``, one 128-byte
+  record per trade) of ``--log-trades`` trades, written straight into the log in the shape the
+  journal of ``review`` gives (one trade per other seq, one in 1,000 at a tenth of the price;
+  built once under ``benchmarks/results/``): the first half gives the reference, the second
+  half is judged; against a plain read of the same file in 8 MiB blocks (the floor any reader
+  of it pays). The journal's own part of a review (finding the window, the newest snapshot for
+  the statuses) is measured end to end by ``review``.
 * ``rollback``: a venue with ``--rollback-trades`` trades and ``--rollback-orders`` resting
   orders after the target seq; the :class:`~haltguard.venue.commands.RollbackTo` built from the
   journal (:func:`haltguard.corrections.review.plan_rollback`) and applied through a real
@@ -22,7 +31,8 @@ Three measurements, each against a baseline taken in the same run:
 Usage::
 
     .venv/bin/python benchmarks/bench_corrections.py [--finder-trades N] [--trades N]
-        [--rollback-trades N] [--rollback-orders N] [--only finder review rollback]
+        [--log-trades N] [--rollback-trades N] [--rollback-orders N]
+        [--only finder review tradelog rollback]
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import statistics
 import tempfile
 import threading
@@ -37,8 +48,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from haltguard.corrections import tradelog
 from haltguard.corrections.policy import parse_policy
-from haltguard.corrections.review import ReviewRequest, find_erroneous, plan_rollback, review
+from haltguard.corrections.review import (
+    ReviewRequest,
+    find_erroneous,
+    plan_rollback,
+    review,
+    review_trade_log,
+)
 from haltguard.gateway.runtime import VenueRuntime
 from haltguard.journal import Journal, JournalReader
 from haltguard.venue.commands import (
@@ -150,14 +168,71 @@ def bench_review(trades: int) -> dict[str, Any]:
     request = ReviewRequest(TS0 + (first_trade_seq + trades) * 1_000,
                             TS0 + (first_trade_seq + 2 * trades) * 1_000)
     started = time.perf_counter()
-    result, _ = review(data_dir, request, POLICY)
+    replayed, _ = review(data_dir, request, POLICY, replay=True)
     review_s = time.perf_counter() - started
-    rate = 2 * trades / review_s  # the review reads (and replays) the whole journal
+    shutil.rmtree(data_dir / tradelog.DIR_NAME, ignore_errors=True)
+    started = time.perf_counter()
+    review(data_dir, request, POLICY)  # builds the trade log from the journal
+    first_log_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result, _ = review(data_dir, request, POLICY)
+    log_s = time.perf_counter() - started
+    assert result == replayed
+    rate = 2 * trades / review_s  # the replay review reads (and replays) the whole journal
     return {"trades": trades, "reviewed": result.trades_reviewed,
-            "review_s": round(review_s, 2), "replay_s": round(replay_s, 2),
+            "review_replay_s": round(review_s, 2), "replay_s": round(replay_s, 2),
             "ratio_to_replay": round(review_s / replay_s, 2),
-            "found": len(result.findings), "trades_per_s": round(rate),
-            "extrapolated_10m_trades_s": round(10_000_000 / rate, 1)}
+            "found": len(result.findings), "replay_trades_per_s": round(rate),
+            "replay_extrapolated_10m_trades_s": round(10_000_000 / rate, 1),
+            "review_building_log_s": round(first_log_s, 2),
+            "review_from_log_s": round(log_s, 3),
+            "log_speedup_vs_replay_review": round(review_s / log_s, 1)}
+
+
+def _write_trade_log(data_dir: Path, trades: int) -> tuple[int, int]:
+    """A trade log of ``trades`` trades as the journal of :func:`trading` would give (a
+    resting sell, then the IOC buy that trades: one trade every second seq); its last seq."""
+    folder = data_dir / tradelog.DIR_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    first_seq = len(setup()) + 1
+    with open(folder / "trades.bin", "wb") as out:
+        for start in range(0, trades, 65_536):
+            block = []
+            for n in range(start, min(trades, start + 65_536)):
+                seq = first_seq + 2 * n + 1
+                price = PRICE // 10 if n % 1_000 == 999 else PRICE + n % 50
+                block.append(tradelog.pack(seq, TS0 + seq * 1_000, Trade(
+                    "BTC-JPY", n + 1, price, 1, Side.BUY, seq, 1 + (n + 7) % ACCOUNTS,
+                    seq - 1, 1 + n % ACCOUNTS, price // 1_000, 0)))
+            out.write(b"".join(block))
+    last_seq = first_seq + 2 * trades - 1
+    (folder / "covered").write_text(f"1 {last_seq}\n")
+    return first_seq, last_seq
+
+
+def bench_tradelog(trades: int) -> dict[str, Any]:
+    data_dir = RESULTS / f"corrections-tradelog-{trades}"
+    first_seq = len(setup()) + 1
+    last_seq = first_seq + 2 * trades - 1
+    path = data_dir / tradelog.DIR_NAME / "trades.bin"
+    if not path.exists() or path.stat().st_size != trades * tradelog.RECORD_BYTES:
+        _write_trade_log(data_dir, trades)
+    started = time.perf_counter()
+    size = 0
+    with open(path, "rb") as source:
+        while block := source.read(8 << 20):
+            size += len(block)
+    read_s = time.perf_counter() - started
+    request = ReviewRequest(TS0 + (first_seq + trades) * 1_000, TS0 + last_seq * 1_000)
+    started = time.perf_counter()
+    references, found, looked = review_trade_log(
+        data_dir, request, start_seq=1, to_seq=last_seq,
+        band_of={"BTC-JPY": POLICY.band_bps("BTC-JPY"), "ETH-JPY": 1_000}, series={})
+    scan_s = time.perf_counter() - started
+    assert looked == trades // 2 and len(found) == trades // 1_000 // 2
+    return {"trades": trades, "log_bytes": size, "review_pass_s": round(scan_s, 2),
+            "plain_read_s": round(read_s, 2), "ratio_to_plain_read": round(scan_s / read_s, 1),
+            "judged": looked, "found": len(found), "reference": references["BTC-JPY"]}
 
 
 def bench_rollback(trades: int, orders: int) -> dict[str, Any]:
@@ -228,9 +303,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--finder-trades", type=int, default=10_000_000)
     parser.add_argument("--trades", type=int, default=500_000)
+    parser.add_argument("--log-trades", type=int, default=10_000_000)
     parser.add_argument("--rollback-trades", type=int, default=50_000)
     parser.add_argument("--rollback-orders", type=int, default=50_000)
-    parser.add_argument("--only", nargs="*", default=["finder", "review", "rollback"])
+    parser.add_argument("--only", nargs="*",
+                        default=["finder", "review", "tradelog", "rollback"])
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     figures: dict[str, Any] = {}
@@ -240,6 +317,9 @@ def main() -> None:
     if "review" in args.only:
         figures["review"] = bench_review(args.trades)
         print(json.dumps({"review": figures["review"]}), flush=True)
+    if "tradelog" in args.only:
+        figures["tradelog"] = bench_tradelog(args.log_trades)
+        print(json.dumps({"tradelog": figures["tradelog"]}), flush=True)
     if "rollback" in args.only:
         figures["rollback"] = bench_rollback(args.rollback_trades, args.rollback_orders)
         print(json.dumps({"rollback": figures["rollback"]}), flush=True)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.backup import service as backups
 from haltguard.backup.models import BackupRecord, BackupStatus
+from haltguard.console.failover_screen import FailoverBoard, ReplicaSetReader
 from haltguard.console.texts import JST
 from haltguard.corrections import flows as corrections
 from haltguard.corrections.models import BustBody
@@ -28,7 +29,6 @@ from haltguard.gateway.runtime import VenueRuntime
 from haltguard.incidents import flows as incident_flows
 from haltguard.incidents.models import IncidentCreate
 from haltguard.incidents.rules import Category, Severity
-from haltguard.replication.console import FailoverBoard, ReplicaSetReader
 from haltguard.replication.lease import LeaseKeeper
 from haltguard.replication.link import StreamLink
 from haltguard.replication.models import FollowerProgress, Replication, ReplicationSettings

@@ -11,9 +11,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from haltguard.app.replicas import PRIMARY_URL, FollowingForwarder, ReplicaSet
+from haltguard.common.clock import utc_now
 from haltguard.gateway.control import HttpVenueControl
+from haltguard.incidents.models import Incident, TimelineEntry
 from haltguard.replication.checks import (
     Customers,
     failover_s,
@@ -21,9 +25,12 @@ from haltguard.replication.checks import (
     journal_orders,
     lost,
 )
+from haltguard.replication.failover import FailoverRecorder
+from haltguard.replication.flows import serving
 from haltguard.replication.models import Replication, ReplicationSettings
 from haltguard.replication.processes import NodeProcess, PrimaryWatch
-from haltguard.replication.server import NatsServer
+from haltguard.replication.server import NatsServer, free_port
+from haltguard.status.settings import StatusSettings
 
 from .nodes import TOKEN, log_text, node, replication_status
 
@@ -108,6 +115,40 @@ def test_a_killed_primary_is_replaced_with_no_acknowledged_order_lost(
     assert len(hashes_at_common_seq(first.data_dir, second.data_dir)) == 1
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_killed_primary_becomes_a_server_down_incident_with_the_failovers_figures(
+    nodes: list[NodeProcess], session_factory: sessionmaker[Session],
+) -> None:
+    first, second = _roles(nodes)
+    recorder = FailoverRecorder(session_factory, StatusSettings(), utc_now)
+    watch = PrimaryWatch(nodes, on_change=recorder).start()
+    try:
+        time.sleep(0.3)  # a few polls: the watch has seen the primary's seq
+        first.signal(signal.SIGKILL)
+        second.wait_until("primary", timeout_s=10)
+        deadline = time.monotonic() + 5
+        while len(recorder.written) < 2:
+            assert time.monotonic() < deadline, watch.changes
+            time.sleep(0.05)
+    finally:
+        watch.stop()
+        recorder.close()
+        first.start()  # back as a standby for the next test
+        first.wait_until("standby")
+    for written in recorder.written:
+        written.result()
+    with session_factory() as session:
+        (incident,) = session.scalars(select(Incident)).all()
+        figures = [entry.details for entry in session.scalars(select(TimelineEntry).where(
+            TimelineEntry.incident_id == incident.id)) if "failover_ms" in entry.details]
+    assert incident.category == "server_down" and len(figures) == 1
+    (figure,) = figures
+    assert (figure["old_node"], figure["new_node"]) == (first.name, second.name)
+    assert 0 < figure["time_to_detect_ms"] <= figure["failover_ms"] < 10_000
+    seqs = figure["last_seq_by_node"]
+    assert seqs[second.name] >= seqs[first.name] > 0  # the new primary has all it was seen ack
+
+
 def test_a_paused_primary_that_comes_back_refuses_its_pending_orders_and_follows(
     nodes: list[NodeProcess],
 ) -> None:
@@ -134,6 +175,15 @@ def test_a_paused_primary_that_comes_back_refuses_its_pending_orders_and_follows
     _wait_caught_up(first, second)
     assert lost(customers.acks, second.data_dir) == []  # the old primary's acks included
     assert len(hashes_at_common_seq(first.data_dir, second.data_dir)) == 1
+
+
+def test_a_node_counts_as_serving_only_while_its_health_answers_200(
+    nodes: list[NodeProcess],
+) -> None:
+    primary, standby = _roles(nodes)
+    assert serving(primary.host, primary.port)
+    assert not serving(standby.host, standby.port)  # 503: a standby
+    assert not serving(primary.host, free_port())  # nothing listens there
 
 
 def test_serves_forwarder_and_venue_client_follow_the_node_that_serves(

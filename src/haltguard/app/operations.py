@@ -24,20 +24,21 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from haltguard import __version__
-from haltguard.backup import console as backup_console
 from haltguard.backup import views as backup_views
 from haltguard.common.clock import Clock, SystemClock
 from haltguard.common.network import IPNetwork
 from haltguard.compensation import views as compensation_views
 from haltguard.compensation.flows import PayoutRunner
 from haltguard.compensation.settings import CompensationSettings
+from haltguard.console import backups_screen as backup_console
+from haltguard.console import continuity_screen as continuity_console
+from haltguard.console import corrections_screen as correction_console
+from haltguard.console import failover_screen as failover_console
 from haltguard.console import views as console_views
 from haltguard.console.navigation import ScreenRegistry
 from haltguard.console.settings import ConsoleSettings
-from haltguard.continuity import console as continuity_console
 from haltguard.continuity import views as continuity_views
 from haltguard.continuity.settings import ContinuitySettings
-from haltguard.corrections import console as correction_console
 from haltguard.corrections import views as correction_views
 from haltguard.corrections.settings import CorrectionsSettings
 from haltguard.customers import views as customer_views
@@ -57,7 +58,6 @@ from haltguard.incidents import paging as incident_paging
 from haltguard.incidents import views as incident_views
 from haltguard.notify import views as notify_views
 from haltguard.notify.settings import NotifySettings
-from haltguard.replication import console as failover_console
 from haltguard.reports import views as report_views
 from haltguard.responders import views as responder_views
 from haltguard.responders.service import start_escalation_thread
@@ -72,6 +72,7 @@ from haltguard.support import pages as support_pages
 from haltguard.support import views as support_views
 from haltguard.support.chat import ChatHub
 from haltguard.support.intake import TicketWriter
+from haltguard.support.search import AnswerCache
 from haltguard.support.settings import SupportSettings
 from haltguard.venue.control import VenueControl
 from haltguard.web.asgi import BodyLimitMiddleware, BodyLimits
@@ -261,7 +262,7 @@ def create_app(
                                     chosen_clock, signal_sink))
     chosen_support = support_settings or SupportSettings()
     parts += [chosen_support, ChatHub(session_factory, chosen_support, chosen_clock),
-              TicketWriter(session_factory, chosen_support, chosen_clock)]
+              TicketWriter(session_factory, chosen_support, chosen_clock), AnswerCache()]
     if detection_service is not None:
         parts.append(detection_service)
     parts += console_views.console_parts(settings.data_dir, session_factory, venue_control,

@@ -69,9 +69,11 @@ from haltguard.app.venue_app import create_venue_app
 from haltguard.app.venue_process import add_venue_docs
 from haltguard.backup.schedule import BackupMetrics, BackupScheduler
 from haltguard.common.clock import Clock, utc_now
+from haltguard.console.failover_screen import FailoverBoard, ReplicaSetReader
 from haltguard.continuity.flows import ReminderLoop
 from haltguard.customers.flows import customer_front
 from haltguard.customers.gateway import CustomerGateway
+from haltguard.customers.mail import NoticeMailLoop
 from haltguard.db.keys import Keyring, KeyringError, private_directory
 from haltguard.db.session import make_engine, session_scope
 from haltguard.detection import service as detection
@@ -113,8 +115,8 @@ from haltguard.journal import JournalError
 from haltguard.notify import service as notify
 from haltguard.notify.outbox import OutboxWorker
 from haltguard.notify.settings import NotifySettings
-from haltguard.replication.console import FailoverBoard, ReplicaSetReader
 from haltguard.replication.errors import ReplicationError
+from haltguard.replication.failover import FailoverRecorder
 from haltguard.replication.models import Replication
 from haltguard.replication.processes import PrimaryChange
 from haltguard.responders import service as responders
@@ -125,6 +127,7 @@ from haltguard.security.throttle import LoginThrottle
 from haltguard.status import flows as status_flows
 from haltguard.status.settings import StatusSettings
 from haltguard.status.views import StatusPagesMiddleware, publisher_of
+from haltguard.support.fastlane import with_contact_form_lane
 from haltguard.support.loop import SupportLoop
 from haltguard.support.settings import SupportSettings
 from haltguard.venue.control import VenueControl, VenueControlError, VenueObservation
@@ -162,6 +165,7 @@ class SystemApp:
     def __init__(self, operations: FastAPI, venue: ASGIApp | None) -> None:
         self.operations = operations
         self.venue = venue
+        self.operations_front = with_contact_form_lane(operations)  # support/fastlane.py
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -171,7 +175,7 @@ class SystemApp:
         ):
             await self.venue(scope, receive, send)
         else:
-            await self.operations(scope, receive, send)
+            await self.operations_front(scope, receive, send)
 
 
 def served_paths(app: FastAPI) -> set[str]:
@@ -273,6 +277,7 @@ class System:
     oncall_people: int = 0
     outbox_worker: OutboxWorker | None = None
     support_loop: SupportLoop | None = None  # the support mail receiver, replies, SLA alerts
+    notice_mail_loop: NoticeMailLoop | None = None  # customers' notices by email
     backup_scheduler: BackupScheduler | None = None  # with backup.target_url set
     status_loop: status_flows.StatusLoop | None = None
     reminder_loop: ReminderLoop | None = None  # continuity reminders, when configured
@@ -389,6 +394,8 @@ class System:
             self.outbox_worker.stop(THREAD_STOP_S_MAX)
         if self.support_loop is not None:
             self.support_loop.stop(THREAD_STOP_S_MAX)
+        if self.notice_mail_loop is not None:
+            self.notice_mail_loop.stop(THREAD_STOP_S_MAX)
         if self.monitors is not None:
             self.monitors.stop()
         if self.load_guard is not None:
@@ -630,6 +637,7 @@ def start_system(config: ServeConfig, *, demo: bool) -> System:
         _start_status(system)
         _start_outbox(system)
         _start_support(system)
+        _start_notice_mail(system)
         _start_backups(system)
         _start_reminders(system)
         system.monitors = _start_monitors(system)
@@ -796,6 +804,9 @@ def _front_the_replicas(system: System) -> None:
     assert replicas is not None
     forwarder = FollowingForwarder(replicas, receive_s_max=config.body_limits[3])
     _front(system, forwarder, forwarder.channel, replicas.down_reason)
+    operations = context_of(system.operations)  # each failover: an incident and a page update
+    replicas.on_change.append(FailoverRecorder(
+        system.session_factory, operations.part(StatusSettings), operations.clock.now))
     for node in replicas.nodes:
         node.on_exit = lambda gone, code: report_process_exit(
             ProcessExit(gone.process.pid if gone.process else 0, code, len(gone.exits) - 1, 0.0))
@@ -850,6 +861,16 @@ def _start_support(system: System) -> None:
         operations.part(NotifySettings), send_mail=system.config.notify_worker,
         status_settings=operations.part(StatusSettings),
     ).start()
+
+
+
+def _start_notice_mail(system: System) -> None:
+    """Customers' notices by email (with ``notify_worker``, as the other mail senders)."""
+    if not system.config.notify_worker:
+        return
+    operations = context_of(system.operations)
+    system.notice_mail_loop = NoticeMailLoop(
+        system.session_factory, operations.clock, operations.part(NotifySettings)).start()
 
 
 def _start_backups(system: System) -> None:

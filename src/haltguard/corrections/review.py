@@ -16,6 +16,7 @@ analysis does), never the engine's inside, and never write anything.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Final
 import msgspec
 
 from haltguard.common.units import BPS, NS_PER_S
+from haltguard.corrections import tradelog
 from haltguard.corrections.errors import RollbackTargetError, RollbackTooLargeError
 from haltguard.corrections.policy import CorrectionPolicy
 from haltguard.impact.analysis import resolve_window
@@ -162,16 +164,53 @@ def find_erroneous(
 
 
 def review(
-    data_dir: Path, request: ReviewRequest, policy: CorrectionPolicy
+    data_dir: Path, request: ReviewRequest, policy: CorrectionPolicy, *, replay: bool = False
 ) -> tuple[ReviewResult, Venue]:
     """The erroneous trades of the window (see the module), and the reader's venue at the end
-    of the journal (the state the statuses are as of)."""
+    of the journal (the state the statuses are as of).
+
+    The trades are read from the trade log (:mod:`haltguard.corrections.tradelog`), brought
+    level with the journal first; ``replay`` reads them by replaying the journal instead (the
+    slow way, kept as the reference the log is tested against)."""
     data_dir = Path(data_dir)
     window = ImpactWindow(from_ts_ns=request.from_ts_ns, to_ts_ns=request.to_ts_ns)
     from_seq, to_seq, rng = resolve_window(data_dir, window)
     lookback_ns = policy.reference_lookback_minutes * 60 * NS_PER_S
     before = last_seq_at_or_before(data_dir, request.from_ts_ns - lookback_ns - 1, rng)
     start_seq = max(rng.first_seq, (before or 0) + 1)
+    series = _series(request.reference_series)
+    if not replay:
+        try:
+            tradelog.catch_up(data_dir, rng.first_seq, rng.last_seq)
+        except OSError:  # the log cannot be written here (a read-only copy): replay
+            replay = True
+    if replay:
+        venue, references, found, looked = _review_by_replay(
+            data_dir, request, policy, start_seq=start_seq, to_seq=to_seq,
+            last_seq=rng.last_seq, series=series)
+    else:
+        venue, _ = recover(data_dir, repair=False, through_seq=rng.last_seq)
+        band_of = {market: (request.deviation_bps_min or policy.band_bps(market))
+                   for market in venue.markets}
+        references, found, looked = review_trade_log(
+            data_dir, request, start_seq=start_seq, to_seq=to_seq, band_of=band_of,
+            series=series)
+    specs = venue.markets
+    findings = [_finding(venue, specs[item[2].market], item) for item in found]
+    result = ReviewResult(
+        from_seq, to_seq, references, looked, findings, len(found) >= FINDINGS_MAX,
+        {code: asset.decimals for code, asset in venue.assets.items()},
+    )
+    return result, venue
+
+
+Found = list[tuple[int, int, Trade, int, int]]
+
+
+def _review_by_replay(
+    data_dir: Path, request: ReviewRequest, policy: CorrectionPolicy, *, start_seq: int,
+    to_seq: int, last_seq: int, series: Series,
+) -> tuple[Venue, dict[str, int], Found, int]:
     collected = _Pass(before_ts_ns=request.from_ts_ns)
     reader = JournalReader(data_dir)
     try:
@@ -179,24 +218,79 @@ def review(
             reader.seek(start_seq)
             _read(reader, collected, to_seq)
             venue = reader.venue
-            if venue.last_seq < rng.last_seq:  # statuses as of now: the newest snapshot and
-                venue, _ = recover(data_dir, repair=False, through_seq=rng.last_seq)  # its tail
+            if venue.last_seq < last_seq:  # statuses as of now: the newest snapshot and
+                venue, _ = recover(data_dir, repair=False, through_seq=last_seq)  # its tail
     finally:
         reader.close()
-    specs = venue.markets
     references = {market: price for market, vwap in collected.vwaps.items()
                   if (price := vwap.price()) is not None}
-    band_of = {market: (request.deviation_bps_min or policy.band_bps(market)) for market in specs}
+    band_of = {market: (request.deviation_bps_min or policy.band_bps(market))
+               for market in venue.markets}
     found, looked = find_erroneous(
         collected.window, references, band_of, market=request.market,
-        account=request.account, series=_series(request.reference_series),
+        account=request.account, series=series,
     )
-    findings = [_finding(venue, specs[item[2].market], item) for item in found]
-    result = ReviewResult(
-        from_seq, to_seq, references, looked, findings, len(found) >= FINDINGS_MAX,
-        {code: asset.decimals for code, asset in venue.assets.items()},
-    )
-    return result, venue
+    return venue, references, found, looked
+
+
+def _market_key(market: str) -> bytes:
+    """A market as the trade log stores it (UTF-8, NUL-padded to its field)."""
+    return market.encode().ljust(32, b"\0")
+
+
+def review_trade_log(
+    data_dir: Path, request: ReviewRequest, *, start_seq: int, to_seq: int,
+    band_of: dict[str, int], series: Series,
+) -> tuple[dict[str, int], Found, int]:
+    """:func:`find_erroneous` over the trade log's records of ``start_seq..to_seq``: the
+    records before the window's start give each market's VWAP (times never go backwards in
+    the journal, so they all come first), the rest are judged as they are read."""
+    records = itertools.chain.from_iterable(
+        map(tradelog.RECORD.iter_unpack, tradelog.chunks(data_dir, start_seq, to_seq)))
+    before_ts = request.from_ts_ns
+    sums: dict[bytes, list[int]] = {}
+    first = None
+    for record in records:
+        if record[1] >= before_ts:
+            first = record
+            break
+        totals = sums.get(record[12])
+        if totals is None:
+            totals = sums[record[12]] = [0, 0]
+        totals[0] += record[3] * record[4]
+        totals[1] += record[4]
+    references = {key.rstrip(b"\0").decode(): (notional + volume // 2) // volume
+                  for key, (notional, volume) in sums.items() if volume}
+    found: Found = []
+    looked = 0
+    if first is None:
+        return references, found, looked
+    reference_of = {_market_key(market): price for market, price in references.items()}
+    band_by_key = {_market_key(market): band for market, band in band_of.items()}
+    series_by_key = {_market_key(market): points for market, points in series.items()}
+    market_key = _market_key(request.market) if request.market else None
+    account = request.account
+    bisect_right = bisect.bisect_right
+    for record in itertools.chain((first,), records):
+        key = record[12]
+        if market_key is not None and key != market_key:
+            continue
+        if account and account != record[6] and account != record[8]:
+            continue
+        looked += 1
+        points = series_by_key.get(key) if series_by_key else None
+        if points is None:
+            reference = reference_of.get(key)
+        else:
+            index = bisect_right(points[0], record[1]) - 1
+            reference = points[1][index] if index >= 0 else None
+        if not reference:
+            continue
+        deviation = abs(record[3] - reference) * BPS // reference
+        if deviation > band_by_key[key] and len(found) < FINDINGS_MAX:
+            seq, ts, trade = tradelog.unpack(record)
+            found.append((seq, ts, trade, reference, deviation))
+    return references, found, looked
 
 
 def _entries_through(reader: JournalReader, seq: int) -> Iterator[list[Entry]]:

@@ -157,6 +157,31 @@ class CustomerNotice(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class NoticeMailStatus(StrEnum):
+    QUEUED = "queued"
+    """Waiting for its first or next attempt (``next_attempt_at``)."""
+    SENT = "sent"
+    FAILED = "failed"
+    """Refused for good, or out of attempts; ``last_error`` says why."""
+
+
+class CustomerNoticeMail(Base):
+    """The outbox row that emails one notice: written in the notice's transaction, so a
+    restart loses no notice and a retry mails nobody twice (one row per notice)."""
+
+    __tablename__ = "customer_notice_mail"
+    __table_args__ = (Index("ix_customer_notice_mail_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("customer_notices.id"), unique=True)
+    to_address: Mapped[str] = mapped_column(String(EMAIL_LENGTH_MAX))
+    status: Mapped[str] = mapped_column(String(16), default=NoticeMailStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
 class CustomerDevice(Base):
     """An address a customer's key was used from, with where it was (when known)."""
 

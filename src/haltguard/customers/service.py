@@ -34,9 +34,11 @@ from haltguard.customers.models import (
     Customer,
     CustomerDevice,
     CustomerNotice,
+    CustomerNoticeMail,
     CustomerStatus,
     CustomerWithdrawal,
     NoticeKind,
+    NoticeMailStatus,
     RecoveryCode,
     TermsAcceptance,
     TermsVersion,
@@ -102,6 +104,10 @@ def notify(session: Session, customer: Customer, kind: NoticeKind,
                             body_ja=text.body_ja, body_en=text.body_en, created_at=now)
     session.add(notice)
     session.flush()
+    if customer.email:
+        session.add(CustomerNoticeMail(notice_id=notice.id, to_address=customer.email,
+                                       status=NoticeMailStatus.QUEUED.value, attempts=0,
+                                       last_error="", next_attempt_at=now))
     return notice
 
 

@@ -58,6 +58,7 @@ class NodeProcess:
     exits: list[int] = field(default_factory=list, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _restarts: list[float] = field(default_factory=list, init=False)
+    last_seq: int = field(default=0, init=False)  # from its last /v1/health (0: not yet)
 
     @property
     def url(self) -> str:
@@ -123,13 +124,28 @@ class NodeProcess:
             self._spawn()
 
     def health(self, client: httpx.Client | None = None) -> int:
-        """The node's ``/v1/health`` status: 200 primary, 503 standby (or stopped), 0 none."""
+        """The node's ``/v1/health`` status: 200 primary, 503 standby (or stopped), 0 none.
+        Remembers the seq it reports (``last_seq`` serving, ``applied_seq`` following), the
+        figure a failover's record gives for each node."""
         try:
             if client is not None:
-                return client.get(f"{self.url}/v1/health").status_code
-            return httpx.get(f"{self.url}/v1/health", timeout=HEALTH_TIMEOUT_S).status_code
+                response = client.get(f"{self.url}/v1/health")
+            else:
+                response = httpx.get(f"{self.url}/v1/health", timeout=HEALTH_TIMEOUT_S)
         except httpx.HTTPError:
             return 0
+        self._remember_seq(response)
+        return response.status_code
+
+    def _remember_seq(self, response: httpx.Response) -> None:
+        try:
+            answer = response.json()
+        except ValueError:
+            return
+        if isinstance(answer, dict):
+            seq = answer.get("last_seq", answer.get("applied_seq"))
+            if isinstance(seq, int):
+                self.last_seq = seq
 
     def wait_until(self, wanted: str, timeout_s: float = START_S_MAX) -> None:
         """Until this node serves (``primary``) or follows (``standby``); TimeoutError."""
@@ -179,6 +195,7 @@ class PrimaryChange:
     current: str
     at_ns: int
     without_primary_s: float  # since the previous primary last answered
+    last_seqs: dict[str, int] = field(default_factory=dict)  # each node's, as last reported
 
 
 class PrimaryWatch:
@@ -217,7 +234,7 @@ class PrimaryWatch:
             change = PrimaryChange(
                 self._primary.name if self._primary is not None else "",
                 current.name if current is not None else "", time.time_ns(),
-                now - self._last_seen)
+                now - self._last_seen, {node.name: node.last_seq for node in self.nodes})
             self._primary = current
             self.changes.append(change)
             log.warning("venue primary: %s -> %s", change.previous or "none",

@@ -132,9 +132,15 @@ def _index(request: Request, lang: str) -> HTMLResponse:
 def _search(request: Request, lang: str) -> HTMLResponse:
     query = request.query_params.get("q", "")[:200]
     operations = context_of(request.app)
+    answers = operations.part(search.AnswerCache)
+    key = answers.key("page", query, lang)
+    kept = answers.get(key)
+    if isinstance(kept, str):
+        return HTMLResponse(kept)
     with session_scope(operations.session_factory) as session:
         hits = search.search(session, query, language=lang) if query.strip() else []
         html = _render(request, lang, "search.html", "search", query=query, hits=hits)
+    answers.put(key, html)
     return HTMLResponse(html)
 
 

@@ -9,15 +9,23 @@ A question is cut into terms first (:func:`query_terms`): at spaces and punctuat
 each change of script, so 「資産は安全ですか」 asks for 資産 and 安全 and 「キャンセルできない」 for
 キャンセル; hiragana runs (particles and endings) are dropped when anything else is left.
 Trigram matching needs three characters: a shorter term (most kanji words are two) is looked
-for with ``LIKE`` over ``search_text``, one scan that stays within budget for thousands of
-articles (``benchmarks/bench_support.py``). An article scores 3 for each term in its title or
+for by a scan (on PostgreSQL of ``search_text``), one that stays within budget for thousands
+of articles (``benchmarks/bench_support.py``). An article scores 3 for each term in its title or
 keywords and 1 for each in its body; the best come first.
+
+On SQLite the whole question is one statement (:func:`_sqlite_ranked`): the trigram index
+for the long terms, one shared scan for all the short ones, the scores summed and ordered in
+SQL, so only the ten shown articles ever reach Python (per-row Python was most of the time).
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, text
@@ -32,6 +40,8 @@ HITS_MAX = 10
 SNIPPET_CHARS = 120
 TITLE_WEIGHT = 3.0
 BODY_WEIGHT = 1.0
+ANSWER_KEEP_S = 5.0
+ANSWERS_KEPT_MAX = 2_000
 
 _SPLIT = re.compile(r"[\s\u3000、。，．・,.!?！？「」『』()（）\[\]【】:：;；/／\"'\\]+")
 
@@ -96,16 +106,56 @@ class _TermHits:
     in_body: frozenset[int]
 
 
-def _sqlite_hits(session: Session, term: str) -> _TermHits:
-    """One query per term: the trigram index for three characters or more, else one scan of
-    the normalised text. Whether the term is in the title is decided on the rows found."""
-    if len(term) >= 3:
-        rows = session.execute(text(
-            "SELECT rowid, title FROM support_articles_fts WHERE support_articles_fts "
-            "MATCH :q LIMIT :n"), {"q": _fts_phrase(term), "n": HITS_PER_TERM_MAX}).all()
-        return _TermHits(frozenset(row[0] for row in rows if term in normalize(row[1])),
-                         frozenset(row[0] for row in rows))
-    return _generic_hits(session, term)
+def _has_latin(term: str) -> bool:
+    return any("a" <= char <= "z" for char in term)
+
+
+def _sqlite_ranked(session: Session, terms: list[str], limit: int) -> list[tuple[int, float]]:
+    """The best published articles for ``terms`` as (id, score), in one statement.
+
+    Per term an article weighs 3 when the term is in its title or keywords (the index's
+    ``title`` column), else 1 when it is in the body; its score is the sum over the terms.
+    Terms of three characters or more are looked up in the trigram index; the shorter ones
+    by one scan of the index's own text, shared by all of them (the text as written, case
+    folded for ASCII: what the trigram index matches too)."""
+    parts: list[str] = []
+    params: dict[str, object] = {"limit": limit, "cap": HITS_PER_TERM_MAX}
+    short = [(n, term) for n, term in enumerate(terms) if len(term) < 3]
+    for n, term in enumerate(terms):
+        if len(term) >= 3:
+            params[f"title{n}"] = "{title} : " + _fts_phrase(term)
+            params[f"any{n}"] = _fts_phrase(term)
+            parts.append(f"SELECT * FROM (SELECT rowid AS id, {n} AS term, 3 AS weight FROM "
+                         f"support_articles_fts WHERE support_articles_fts MATCH :title{n} "
+                         f"LIMIT :cap)")
+            parts.append(f"SELECT * FROM (SELECT rowid AS id, {n} AS term, 1 AS weight FROM "
+                         f"support_articles_fts WHERE support_articles_fts MATCH :any{n} "
+                         f"LIMIT :cap)")
+    common = ""
+    if short:
+        for n, term in short:
+            params[f"short{n}"] = term
+        checks: dict[int, tuple[str, str]] = {}
+        for n, term in short:
+            # lower() folds ASCII only (as the index does) and copies every body it reads:
+            # a term without Latin letters is looked for in the text as it is.
+            fold = "lower" if _has_latin(term) else ""
+            checks[n] = (f"instr({fold}(f.title), :short{n}) > 0",
+                         f"instr({fold}(f.body), :short{n}) > 0")
+        found = ", ".join(f"CASE WHEN {in_title} THEN 3 WHEN {in_body} THEN 1 ELSE 0 END "
+                          f"AS weight{n}" for n, (in_title, in_body) in checks.items())
+        any_found = " OR ".join(f"{in_title} OR {in_body}" for in_title, in_body in checks.values())
+        common = (f"WITH short AS MATERIALIZED (SELECT f.rowid AS id, {found} FROM "
+                  f"support_articles_fts f WHERE {any_found} LIMIT :cap) ")
+        for n, _ in short:
+            parts.append(f"SELECT id, {n} AS term, weight{n} AS weight FROM short "
+                         f"WHERE weight{n} > 0")
+    statement = (
+        common + "SELECT best.id, SUM(best.weight) AS score FROM (SELECT id, term, "
+        "MAX(weight) AS weight FROM (" + " UNION ALL ".join(parts) + ") GROUP BY id, term) "
+        "AS best JOIN support_articles a ON a.id = best.id AND a.published = 1 "
+        "GROUP BY best.id ORDER BY score DESC, best.id LIMIT :limit")
+    return [(int(row[0]), float(row[1])) for row in session.execute(text(statement), params)]
 
 
 def _generic_hits(session: Session, term: str) -> _TermHits:
@@ -131,6 +181,10 @@ def _snippet(body: str, terms: list[str]) -> str:
     return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(body) else "")
 
 
+def _body(article: SupportArticle, language: str) -> str:
+    return article.body_ja if language == "ja" else article.body_en
+
+
 @dataclass(frozen=True)
 class Hit:
     article: SupportArticle
@@ -144,10 +198,15 @@ def search(session: Session, query: str, *, language: str,
     terms = query_terms(query)
     if not terms:
         return []
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    if session.get_bind().dialect.name == "sqlite":
+        ranked = _sqlite_ranked(session, terms, limit)
+        articles = {article.id: article for article in session.scalars(
+            select(SupportArticle).where(SupportArticle.id.in_([i for i, _ in ranked])))}
+        return [Hit(articles[i], score, _snippet(_body(articles[i], language), terms))
+                for i, score in ranked if i in articles]
     scores: dict[int, float] = {}
     for term in terms:
-        hits = _sqlite_hits(session, term) if sqlite else _generic_hits(session, term)
+        hits = _generic_hits(session, term)
         for article_id in hits.in_title:
             scores[article_id] = scores.get(article_id, 0.0) + TITLE_WEIGHT
         for article_id in hits.in_body - hits.in_title:
@@ -163,8 +222,7 @@ def search(session: Session, query: str, *, language: str,
         article = articles.get(article_id)
         if article is None:
             continue
-        body = article.body_ja if language == "ja" else article.body_en
-        found.append(Hit(article, scores[article_id], _snippet(body, terms)))
+        found.append(Hit(article, scores[article_id], _snippet(_body(article, language), terms)))
         if len(found) == limit:
             break
     return found
@@ -174,3 +232,47 @@ def search_text_of(title_ja: str, title_en: str, keywords: str, body_ja: str,
                    body_en: str) -> str:
     """What the generic (PostgreSQL) search matches: every text of the article, normalised."""
     return normalize("\n".join((title_ja, title_en, keywords, body_ja, body_en)))
+
+
+class AnswerCache:
+    """Public answers to a question (the search API's answer, the rendered results page)
+    kept for ``keep_s`` seconds.
+
+    In an outage thousands of customers type the same few questions within seconds; the
+    second asker gets the first one's answer without a query. An article changed through this
+    process empties it at once (:meth:`clear`); one changed elsewhere shows after at most
+    ``keep_s``. Bounded: past ``size_max`` answers the oldest is dropped."""
+
+    def __init__(self, keep_s: float = ANSWER_KEEP_S, size_max: int = ANSWERS_KEPT_MAX,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.keep_s = keep_s
+        self.size_max = size_max
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._answers: OrderedDict[tuple[str, str, str], tuple[float, object]] = OrderedDict()
+
+    @staticmethod
+    def key(kind: str, query: str, language: str) -> tuple[str, str, str]:
+        """Exactly the question asked: the answer repeats it to the asker."""
+        return kind, language, query
+
+    def get(self, key: tuple[str, str, str]) -> object | None:
+        with self._lock:
+            kept = self._answers.get(key)
+            if kept is None:
+                return None
+            if kept[0] <= self._monotonic():
+                del self._answers[key]
+                return None
+            return kept[1]
+
+    def put(self, key: tuple[str, str, str], answer: object) -> None:
+        with self._lock:
+            self._answers[key] = (self._monotonic() + self.keep_s, answer)
+            self._answers.move_to_end(key)
+            while len(self._answers) > self.size_max:
+                self._answers.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answers.clear()

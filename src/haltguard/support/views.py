@@ -163,11 +163,19 @@ def search_answer(session: Any, query: str, language: str,
 
 @router.get("/api/support/public/search", summary="Search the help centre")
 def public_search(
-    q: Annotated[str, Query(min_length=1, max_length=SEARCH_QUERY_MAX)],
+    request: Request, q: Annotated[str, Query(min_length=1, max_length=SEARCH_QUERY_MAX)],
     session: SessionDep, settings: SettingsDep, lang: Language = Language.JA,
 ) -> SearchAnswer:
-    """Published articles matching ``q`` (Japanese or English); none: where to ask instead."""
-    return search_answer(session, q, lang.value, settings)
+    """Published articles matching ``q`` (Japanese or English); none: where to ask instead.
+    The same question within a few seconds gets the kept answer (``search.AnswerCache``)."""
+    answers = context_of(request.app).part(search.AnswerCache)
+    key = answers.key("api", q, lang.value)
+    kept = answers.get(key)
+    if isinstance(kept, SearchAnswer):
+        return kept
+    answer = search_answer(session, q, lang.value, settings)
+    answers.put(key, answer)
+    return answer
 
 
 @router.post("/api/support/public/tickets/{ticket_id}/rating", status_code=204,
@@ -406,29 +414,32 @@ def list_articles(_: Reader, session: SessionDep, params: PageParamsDep,
 
 @router.post("/api/support/articles", status_code=201, summary="Write an article")
 def create_article(body: ArticleCreate, operator: Manager, session: SessionDep,
-                   clock: ClockDep) -> ArticleRead:
+                   clock: ClockDep, operations: ContextDep) -> ArticleRead:
     now = clock.now()
     article = service.create_article(session, body, actor=operator.username, now=now)
+    operations.part(search.AnswerCache).clear()
     service.audit_change(session, actor=operator.actor, action="support.article_create",
                          target=article.slug, details={"published": body.published}, now=now)
     return ArticleRead.model_validate(article)
 
 
 @router.post("/api/support/articles/{slug}/publish", summary="Publish an article")
-def publish_article(slug: Slug, operator: Manager,
-                    session: SessionDep, clock: ClockDep) -> ArticleRead:
+def publish_article(slug: Slug, operator: Manager, session: SessionDep, clock: ClockDep,
+                    operations: ContextDep) -> ArticleRead:
     now = clock.now()
     article = service.set_published(session, slug, True, now=now)
+    operations.part(search.AnswerCache).clear()
     service.audit_change(session, actor=operator.actor, action="support.article_publish",
                          target=slug, details={}, now=now)
     return ArticleRead.model_validate(article)
 
 
 @router.post("/api/support/articles/{slug}/unpublish", summary="Take an article down")
-def unpublish_article(slug: Slug,
-                      operator: Manager, session: SessionDep, clock: ClockDep) -> ArticleRead:
+def unpublish_article(slug: Slug, operator: Manager, session: SessionDep, clock: ClockDep,
+                      operations: ContextDep) -> ArticleRead:
     now = clock.now()
     article = service.set_published(session, slug, False, now=now)
+    operations.part(search.AnswerCache).clear()
     service.audit_change(session, actor=operator.actor, action="support.article_unpublish",
                          target=slug, details={}, now=now)
     return ArticleRead.model_validate(article)
@@ -437,11 +448,12 @@ def unpublish_article(slug: Slug,
 @router.post("/api/support/incidents/{incident_id}/faq", status_code=201,
              summary="Draft the incident's FAQ entries from its facts")
 def draft_faq(incident_id: DbId, operator: Manager, session: SessionDep, *, clock: ClockDep,
-              status: StatusSettingsDep) -> list[ArticleRead]:
+              status: StatusSettingsDep, operations: ContextDep) -> list[ArticleRead]:
     now = clock.now()
     due = flows.next_update_at(session, incident_id, now=now, status_settings=status)
     articles = service.draft_incident_faq(session, incident_id, actor=operator.username,
                                           now=now, next_update_at=due)
+    operations.part(search.AnswerCache).clear()
     service.audit_change(session, actor=operator.actor, action="support.faq_draft",
                          target=f"INC-{incident_id}",
                          details={"slugs": [a.slug for a in articles]}, now=now)
