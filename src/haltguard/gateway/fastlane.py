@@ -201,10 +201,7 @@ class OrderFastLane:
                                                 self.batcher.submit)
         except HaltguardError as error:
             status, answer = KIND_STATUS[error.kind], error_body(error)
-            if error.headers:
-                headers = _JSON_HEADERS + [(name.lower().encode("latin-1"),
-                                            value.encode("latin-1"))
-                                           for name, value in error.headers.items()]
+            headers = _error_headers(error)
         except BaseException:
             guard.order_abandoned()
             raise
@@ -270,12 +267,8 @@ class OrderFastLane:
 
     def _finish_error(self, request: ChannelRequest, reply: Callable[[ChannelResponse], None],
                       started: float, error: HaltguardError) -> None:
-        headers = _JSON_HEADERS
-        if error.headers:
-            headers = _JSON_HEADERS + [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                                       for name, value in error.headers.items()]
-        self._finish(request, reply, started,
-                     (KIND_STATUS[error.kind], headers, _encode(error_body(error))))
+        self._finish(request, reply, started, (KIND_STATUS[error.kind], _error_headers(error),
+                                               _encode(error_body(error))))
 
     def _finish(self, request: ChannelRequest, reply: Callable[[ChannelResponse], None],
                 started: float, answer: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
@@ -292,6 +285,14 @@ class OrderFastLane:
             counter = self._counted[status] = self._requests.labels(
                 "POST", ORDER_ROUTE, str(status))
         counter.inc()
+
+
+def _error_headers(error: HaltguardError) -> list[tuple[bytes, bytes]]:
+    """The JSON content type, and the headers the error asks for (``Retry-After``)."""
+    if not error.headers:
+        return _JSON_HEADERS
+    return _JSON_HEADERS + [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                            for name, value in error.headers.items()]
 
 
 def with_fast_lane(app: FastAPI) -> OrderFastLane:

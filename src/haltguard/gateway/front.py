@@ -73,13 +73,12 @@ class PublicFront:
     that admits them, and how to build the full server's protocol for everything else."""
 
     def __init__(self, *, channel: Callable[[], Any], down_reason: Callable[[], str],
-                 guard: LoadGuard[Any], receive_s_max: float = BODY_RECEIVE_S_MAX_DEFAULT,
-                 enabled: Callable[[], bool] = lambda: True) -> None:
+                 guard: LoadGuard[Any], receive_s_max: float = BODY_RECEIVE_S_MAX_DEFAULT
+                 ) -> None:
         self.channel = channel  # () -> ChannelClient, made on the serving loop
         self.down_reason = down_reason
         self.guard = guard
         self.receive_s_max = receive_s_max
-        self.enabled = enabled
         self.judge: RequestJudge | None = None
         self.answered = 0
         self.handed_over = 0
@@ -215,7 +214,7 @@ class FrontProtocol(asyncio.Protocol):
             raise _NotPlainOrderError
         target = parts[1]
         matched = _ORDER_TARGET.fullmatch(target)
-        if matched is None or not front.enabled() or front.down_reason():
+        if matched is None or front.down_reason():
             raise _NotPlainOrderError
         headers: list[tuple[bytes, bytes]] = []
         length = -1
